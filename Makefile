@@ -1,0 +1,22 @@
+# The README's two commands:
+#   make run    set everything up, then run the main job (snakemake --cores all on params.yaml)
+#   make test   set everything up, then run the whole test suite
+# The environment is the active virtualenv/conda env if there is one, else ./.venv.
+ifdef VIRTUAL_ENV
+PY ?= $(VIRTUAL_ENV)/bin/python
+else ifdef CONDA_PREFIX
+PY ?= $(CONDA_PREFIX)/bin/python
+else
+PY ?= .venv/bin/python
+endif
+CORES ?= all
+
+.PHONY: setup run test
+setup:
+	@bash scripts/setup.sh "$(PY)"
+
+run: setup
+	PATH="$(abspath $(dir $(PY))):$$PATH" $(PY) -m snakemake --cores $(CORES)
+
+test: setup
+	PATH="$(abspath $(dir $(PY))):$$PATH" $(PY) -m pytest

@@ -1,0 +1,22 @@
+# Snakemake front end of the pipeline: params.yaml -> tasks -> meta-training ->
+# evaluation -> tables and figures -> reports/report.html.
+#
+#   snakemake --cores all                                   # the paper's protocol (params.yaml)
+#   snakemake --cores all --config preset=quick             # every experiment at reduced size
+#   snakemake --cores 2 --config params=tests/params.test.yaml   # the tiny test configuration
+#   snakemake --cores all --config meta.lr=0.01             # any key, dotted, as in `dvc exp run -S`
+#
+# Every rule is a thin wrapper around one `adjoint-meta` command; dvc.yaml calls
+# the same commands, so the two front ends cannot drift (tests/test_frontends.py).
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/report.smk"
+
+
+rule all:
+    input:
+        all_targets(),
+    default_target: True

@@ -1,0 +1,3 @@
+from adjoint_meta.cli import main
+
+raise SystemExit(main())

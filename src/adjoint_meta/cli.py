@@ -1,0 +1,189 @@
+"""Command-line interface: one subcommand per pipeline step.
+
+Parameters come either from a parameter file (``--params params.yaml``, with
+``--set key=value`` overrides; what DVC stages use) or from the slice a
+Snakemake rule passes (``--slice '<json>'``).  Both are validated against the
+schema before any work starts.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Callable
+
+from adjoint_meta import config
+
+EXIT_PARAMS = 2
+EXIT_FAILURE = 1
+
+
+def _add_params(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("parameters")
+    g.add_argument("--params", default=config.DEFAULT_PARAMS, metavar="FILE",
+                   help="parameter file (default: %(default)s)")
+    g.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override one parameter, e.g. --set meta.lr=0.01 (repeatable)")
+    g.add_argument("--slice", metavar="JSON",
+                   help="the parameter slice of this job as JSON (what the Snakemake rules pass)")
+
+
+def _add_cell(p: argparse.ArgumentParser, fields: tuple[str, ...]) -> None:
+    g = p.add_argument_group("which job")
+    for f in fields:
+        g.add_argument(f"--{f}", required=True, type=int if f == "seed" else str)
+
+
+def _overrides(items: list[str]) -> dict:
+    out = {}
+    for item in items:
+        if "=" not in item:
+            raise config.ParamsError(f"--set {item!r}: expected KEY=VALUE")
+        key, value = item.split("=", 1)
+        out[key.strip()] = config.parse_value(value)
+    return out
+
+
+def _spec(args: argparse.Namespace, step: str, **wildcards) -> dict:
+    if args.slice is not None:
+        return config.load_slice(args.slice, step, **wildcards)
+    params = config.load(args.params, _overrides(args.overrides))
+    if step in ("make-tasks",):
+        if wildcards.get("dataset") not in params["datasets"]:
+            raise config.ParamsError(f"--dataset {wildcards.get('dataset')!r} is not defined under 'datasets'; "
+                                     f"allowed values: {', '.join(sorted(params['datasets']))}")
+    if step in ("train", "evaluate"):
+        if config.Cell(**wildcards) not in set(config.cells(params)):
+            raise config.ParamsError(
+                "no experiment in the parameters has the cell " +
+                " ".join(f"{k}={v}" for k, v in wildcards.items()) +
+                f"; experiments: {', '.join(params['experiments'])}")
+    return config.prune(params, step, **wildcards)
+
+
+CELL = ("experiment", "dataset", "setting", "estimator", "seed")
+
+
+def cmd_params(args: argparse.Namespace) -> None:
+    import json
+
+    params = config.load(args.params, _overrides(args.overrides))
+    if args.cells:
+        for c in config.cells(params):
+            print(" ".join(f"{k}={v}" for k, v in c.as_dict().items()))
+    elif args.show:
+        print(json.dumps(params, indent=2, sort_keys=True))
+    else:
+        print(f"{args.params}: valid ({len(config.cells(params))} training jobs, preset {params['preset']!r})")
+
+
+def cmd_make_tasks(args: argparse.Namespace) -> None:
+    from adjoint_meta import make_tasks
+
+    spec = _spec(args, "make-tasks", dataset=args.dataset)
+    make_tasks.run(spec, args.dataset, args.out, args.summary, args.log)
+
+
+def _cell(args: argparse.Namespace) -> dict:
+    return {f: getattr(args, f) for f in CELL}
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    from adjoint_meta import train
+
+    cell = _cell(args)
+    train.run(_spec(args, "train", **cell), cell, args.tasks, args.out_model, args.out_log, args.log)
+
+
+def cmd_evaluate(args: argparse.Namespace) -> None:
+    from adjoint_meta import evaluate
+
+    cell = _cell(args)
+    evaluate.run(_spec(args, "evaluate", **cell), cell, args.model, args.tasks, args.out, args.out_curve, args.log)
+
+
+def cmd_summarize(args: argparse.Namespace) -> None:
+    from adjoint_meta import summarize
+
+    summarize.run(_spec(args, "summarize"), root=args.root, log_file=args.log)
+
+
+def cmd_report(args: argparse.Namespace) -> None:
+    from adjoint_meta import report
+
+    report.run(_spec(args, "report"), args.out, root=args.root, log_file=args.log)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="adjoint-meta",
+        description="Long-horizon meta-learning of model initializations: every step of the pipeline.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="STEP")
+
+    def add(name: str, func: Callable, help_: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_, description=help_)
+        p.set_defaults(func=func)
+        _add_params(p)
+        return p
+
+    p = add("params", cmd_params, "validate the parameters and show the effective values or the job grid")
+    p.add_argument("--show", action="store_true", help="print the effective parameters (preset applied)")
+    p.add_argument("--cells", action="store_true", help="list the training jobs the parameters define")
+
+    p = add("make-tasks", cmd_make_tasks, "build the task table of one dataset")
+    _add_cell(p, ("dataset",))
+    p.add_argument("--out", required=True, help="task table (.parquet)")
+    p.add_argument("--summary", required=True, help="summary of the tasks (.json)")
+    p.add_argument("--log", help="log file")
+
+    p = add("train", cmd_train, "meta-train one initialization (one estimator, dataset, setting, seed)")
+    _add_cell(p, CELL)
+    p.add_argument("--tasks", required=True, help="task table from make-tasks")
+    p.add_argument("--out-model", required=True, help="learned theta and metadata (.pt)")
+    p.add_argument("--out-log", required=True, help="training curve, one row per meta-step (.csv)")
+    p.add_argument("--log", help="log file")
+
+    p = add("evaluate", cmd_evaluate, "fine-tune the held-out tasks from a learned theta and measure nRMSE")
+    _add_cell(p, CELL)
+    p.add_argument("--model", required=True, help="output of train")
+    p.add_argument("--tasks", required=True, help="task table from make-tasks")
+    p.add_argument("--out", required=True, help="metrics of the cell (.json)")
+    p.add_argument("--out-curve", required=True, help="error of every test task along fine-tuning (.csv)")
+    p.add_argument("--log", help="log file")
+
+    p = add("summarize", cmd_summarize, "collect all evaluations into tables, metrics and mean curves")
+    p.add_argument("--root", default=".", help="project root holding results/ (default: %(default)s)")
+    p.add_argument("--log", help="log file")
+
+    p = add("report", cmd_report, "build the self-contained HTML report")
+    p.add_argument("--out", required=True, help="report file (.html)")
+    p.add_argument("--root", default=".", help="project root holding reports/ and data/ (default: %(default)s)")
+    p.add_argument("--log", help="log file")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except config.ParamsError as exc:
+        return _fail(args, f"adjoint-meta {args.command}: {exc}", EXIT_PARAMS)
+    except (OSError, ValueError, RuntimeError) as exc:
+        return _fail(args, f"adjoint-meta {args.command}: error: {exc}", EXIT_FAILURE)
+    return 0
+
+
+def _fail(args: argparse.Namespace, message: str, code: int) -> int:
+    """Report on stderr and append to the job's log file, so the log says why the job failed."""
+    print(message, file=sys.stderr)
+    log = getattr(args, "log", None)
+    if log:
+        try:
+            with open(log, "a") as fh:
+                fh.write(message + "\n")
+        except OSError:
+            pass
+    return code
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

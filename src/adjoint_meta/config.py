@@ -1,0 +1,383 @@
+"""params.yaml: loading, presets, validation and per-job slices.
+
+Every pipeline step receives a *slice* of the parameters: a document shaped
+like params.yaml that keeps only the keys the step reads (``prune``).  The
+Snakemake rules pass that slice through ``params:`` (so a job reruns exactly
+when one of its own values changes) and the DVC stages declare the same keys
+under ``params:``; ``RELEVANT_KEYS`` is the one list both are checked against.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import jsonschema
+import yaml
+
+DEFAULT_PARAMS = "params.yaml"
+FULL_PRESET = "full"
+
+
+class ParamsError(ValueError):
+    """A parameter file or override that cannot be used; the message names the key."""
+
+
+# ---------------------------------------------------------------------------
+# YAML reading
+# ---------------------------------------------------------------------------
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that also reads ``1e-3`` as a float (YAML 1.2 behaviour, as DVC does)."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
+
+
+def read_yaml(path: str | Path) -> Any:
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise ParamsError(f"{path}: parameter file not found") from None
+    try:
+        return yaml.load(text, Loader=_Loader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+        raise ParamsError(f"{where}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
+
+
+def parse_value(text: str) -> Any:
+    """Parse an override value the way params.yaml would (``0.01``, ``[1, 2]``, ``adam``)."""
+    try:
+        return yaml.load(text, Loader=_Loader)
+    except yaml.YAMLError:
+        return text
+
+
+# ---------------------------------------------------------------------------
+# merging, overrides and presets
+# ---------------------------------------------------------------------------
+
+def deep_merge(base: Mapping, overlay: Mapping) -> dict:
+    """Recursive dict merge; lists and scalars in ``overlay`` replace those in ``base``."""
+    out = copy.deepcopy(dict(base))
+    for key, value in overlay.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def set_dotted(doc: dict, dotted: str, value: Any) -> None:
+    parts = dotted.split(".")
+    node = doc
+    for i, part in enumerate(parts[:-1]):
+        nxt = node.get(part)
+        if not isinstance(nxt, dict):
+            if nxt is not None:
+                raise ParamsError(f"override {dotted}: '{'.'.join(parts[:i + 1])}' is not a mapping")
+            nxt = node[part] = {}
+        node = nxt
+    node[parts[-1]] = value
+
+
+def apply_overrides(doc: dict, overrides: Mapping[str, Any]) -> dict:
+    """Apply ``{"meta.lr": 0.01, "preset": "quick"}``-style overrides (Snakemake ``--config``)."""
+    out = copy.deepcopy(doc)
+    for key, value in overrides.items():
+        if isinstance(value, Mapping):
+            node = out.get(key)
+            out[key] = deep_merge(node if isinstance(node, Mapping) else {}, value)
+        else:
+            set_dotted(out, key, value)
+    return out
+
+
+def apply_preset(doc: dict) -> dict:
+    """Resolve ``preset``: overlay ``presets[preset]`` and record the name."""
+    name = doc.get("preset", FULL_PRESET)
+    presets = doc.get("presets") or {}
+    if name == FULL_PRESET:
+        return doc
+    if name not in presets:
+        allowed = ", ".join([FULL_PRESET, *sorted(presets)])
+        raise ParamsError(f"preset: '{name}' is not defined; allowed values: {allowed}")
+    resolved = deep_merge(doc, presets[name])
+    if _grid(resolved) != _grid(doc):
+        raise ParamsError(
+            f"presets.{name}: a preset may change sizes, not which outputs exist "
+            "(experiments' datasets/settings/estimators, meta.seeds); dvc.yaml expands "
+            "those lists from params.yaml itself")
+    return resolved
+
+
+def _grid(doc: Mapping) -> Any:
+    exps = doc.get("experiments") or {}
+    return (
+        json.dumps({k: {f: v.get(f) for f in ("datasets", "settings", "estimators")}
+                    for k, v in exps.items() if isinstance(v, Mapping)}, sort_keys=True),
+        json.dumps((doc.get("meta") or {}).get("seeds"), sort_keys=True),
+    )
+
+
+# ---------------------------------------------------------------------------
+# schema validation with messages that name the key
+# ---------------------------------------------------------------------------
+
+@lru_cache(maxsize=None)
+def schema() -> dict:
+    text = resources.files("adjoint_meta").joinpath("schema/params.schema.yaml").read_text()
+    return yaml.load(text, Loader=_Loader)
+
+
+def _strip_required(node: Any) -> Any:
+    if isinstance(node, dict):
+        return {k: _strip_required(v) for k, v in node.items() if k not in ("required", "minProperties")}
+    if isinstance(node, list):
+        return [_strip_required(v) for v in node]
+    return node
+
+
+@lru_cache(maxsize=None)
+def _partial_schema() -> dict:
+    return _strip_required(schema())
+
+
+def _key(path: Iterable[Any]) -> str:
+    return ".".join(str(p) for p in path) or "(top level)"
+
+
+def _format_error(err: jsonschema.ValidationError) -> str:
+    key = _key(err.absolute_path)
+    v, sch, inst = err.validator, err.schema, err.instance
+    if v == "additionalProperties" and isinstance(inst, dict):
+        allowed = sorted(sch.get("properties", {}))
+        unknown = sorted(k for k in inst if k not in allowed)
+        prefix = "" if key == "(top level)" else key + "."
+        names = ", ".join(prefix + k for k in unknown)
+        return f"unknown key {names}; allowed keys here: {', '.join(allowed) or '(none)'}"
+    if v == "required":
+        missing = re.findall(r"'([^']+)' is a required property", err.message)
+        prefix = "" if key == "(top level)" else key + "."
+        return f"missing key {prefix}{missing[0] if missing else err.message}"
+    if v in ("enum", "const"):
+        allowed = sch.get("enum", [sch.get("const")])
+        return f"{key}: {inst!r} is not allowed; allowed values: {', '.join(map(str, allowed))}"
+    if v == "type":
+        want = sch["type"] if isinstance(sch["type"], str) else " or ".join(sch["type"])
+        return f"{key}: must be of type {want} (got {inst!r})"
+    bounds = {"minimum": ">=", "exclusiveMinimum": ">", "maximum": "<=", "exclusiveMaximum": "<"}
+    if v in bounds:
+        return f"{key}: must be {bounds[v]} {sch[v]} (got {inst!r})"
+    if v == "propertyNames":
+        return f"{key}: name {inst!r} does not match the pattern {sch.get('pattern', '')!r}"
+    if v == "minItems":
+        return f"{key}: needs at least {sch['minItems']} item(s)"
+    if v == "minProperties":
+        return f"{key}: needs at least {sch['minProperties']} entry(ies)"
+    if v == "uniqueItems":
+        return f"{key}: items must be unique (got {inst!r})"
+    return f"{key}: {err.message}"
+
+
+def validate(doc: Any, *, source: str = DEFAULT_PARAMS, partial: bool = False) -> None:
+    """Raise ParamsError listing every problem, each naming its key."""
+    if not isinstance(doc, dict):
+        raise ParamsError(f"{source}: expected a mapping of parameters at the top level")
+    sch = _partial_schema() if partial else schema()
+    validator = jsonschema.Draft202012Validator(sch)
+    errors = sorted(validator.iter_errors(doc), key=lambda e: (list(map(str, e.absolute_path)), e.validator))
+    # propertyNames errors arrive per offending name; keep them, drop duplicates
+    msgs = list(dict.fromkeys(_format_error(e) for e in errors))
+    if not msgs:
+        msgs = _cross_checks(doc, partial=partial)
+    if msgs:
+        raise ParamsError(f"{source}: invalid parameters:\n  - " + "\n  - ".join(msgs))
+
+
+def _names(doc: Mapping, key: str) -> list[str]:
+    return sorted((doc.get(key) or {}).keys())
+
+
+def _cross_checks(doc: Mapping, *, partial: bool) -> list[str]:
+    msgs: list[str] = []
+    datasets, settings = doc.get("datasets") or {}, doc.get("settings") or {}
+    estimators = doc.get("estimators") or {}
+    alpha = (doc.get("inner") or {}).get("alpha")
+
+    if not partial:
+        preset = doc.get("preset")
+        if preset != FULL_PRESET and preset not in (doc.get("presets") or {}):
+            msgs.append(f"preset: {preset!r} is not defined; allowed values: "
+                        f"{', '.join([FULL_PRESET, *sorted(doc.get('presets') or {})])}")
+        for ename, exp in (doc.get("experiments") or {}).items():
+            for field, pool in (("datasets", datasets), ("settings", settings), ("estimators", estimators)):
+                for name in exp.get(field, []):
+                    if name not in pool:
+                        msgs.append(f"experiments.{ename}.{field}: {name!r} is not defined under "
+                                    f"'{field}'; allowed values: {', '.join(sorted(pool)) or '(none)'}")
+            if exp.get("eval_steps", 0) < exp.get("steps", 0):
+                msgs.append(f"experiments.{ename}.eval_steps: must be >= experiments.{ename}.steps "
+                            f"({exp.get('steps')}), the step the tables report")
+            for dname in exp.get("datasets", []):
+                ds = datasets.get(dname) or {}
+                for sname in exp.get("settings", []):
+                    st = settings.get(sname)
+                    if st is None or ds.get("source") != "synthetic":
+                        continue
+                    if st["shot"] + st["val"] > ds["train_points"]:
+                        msgs.append(f"settings.{sname}: shot + val = {st['shot'] + st['val']} exceeds "
+                                    f"datasets.{dname}.train_points ({ds['train_points']})")
+                    if st["shot"] > ds["test_support_points"]:
+                        msgs.append(f"settings.{sname}: shot = {st['shot']} exceeds "
+                                    f"datasets.{dname}.test_support_points ({ds['test_support_points']})")
+            if "amaml" in exp.get("estimators", []) and "amaml" in estimators and alpha:
+                h = estimators["amaml"].get("h") or alpha
+                n = exp["steps"] * alpha / h
+                if abs(n - round(n)) > 1e-6 or round(n) < 1:
+                    msgs.append(f"estimators.amaml.h: T = experiments.{ename}.steps * inner.alpha = "
+                                f"{exp['steps'] * alpha:g} is not a whole number of steps h = {h:g}")
+        meta = doc.get("meta") or {}
+        for dname, ds in datasets.items():
+            if ds.get("source") == "synthetic" and meta.get("meta_batch", 0) > ds.get("n_train_tasks", 0):
+                msgs.append(f"meta.meta_batch: {meta['meta_batch']} exceeds datasets.{dname}.n_train_tasks "
+                            f"({ds['n_train_tasks']})")
+
+    am = estimators.get("amaml")
+    if am and am.get("backward") == "discrete":
+        if am.get("forward") != "euler":
+            msgs.append("estimators.amaml.backward: 'discrete' is the exact adjoint of an euler forward; "
+                        f"estimators.amaml.forward is {am.get('forward')!r} (allowed with it: euler)")
+        if alpha is not None and am.get("h") not in (None, alpha):
+            msgs.append(f"estimators.amaml.h: the discrete adjoint needs h = inner.alpha ({alpha}); "
+                        f"got {am.get('h')}")
+    return msgs
+
+
+# ---------------------------------------------------------------------------
+# loading
+# ---------------------------------------------------------------------------
+
+def load(path: str | Path = DEFAULT_PARAMS, overrides: Mapping[str, Any] | None = None) -> dict:
+    """Read, override, resolve the preset and validate. Returns the effective parameters."""
+    doc = read_yaml(path)
+    if not isinstance(doc, dict):
+        raise ParamsError(f"{path}: expected a mapping of parameters at the top level")
+    if overrides:
+        doc = apply_overrides(doc, overrides)
+    validate(doc, source=str(path))
+    resolved = apply_preset(doc)
+    validate(resolved, source=f"{path} (preset {resolved.get('preset')!r})")
+    return resolved
+
+
+# ---------------------------------------------------------------------------
+# the grid of jobs and the keys each step reads
+# ---------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Cell:
+    """One meta-training run: experiment x dataset x setting x estimator x seed."""
+    experiment: str
+    dataset: str
+    setting: str
+    estimator: str
+    seed: int
+
+    def as_dict(self) -> dict:
+        return dict(experiment=self.experiment, dataset=self.dataset, setting=self.setting,
+                    estimator=self.estimator, seed=self.seed)
+
+
+def cells(params: Mapping) -> list[Cell]:
+    out = []
+    for ename, exp in params["experiments"].items():
+        for d in exp["datasets"]:
+            for s in exp["settings"]:
+                for e in exp["estimators"]:
+                    for seed in params["meta"]["seeds"]:
+                        out.append(Cell(ename, d, s, e, int(seed)))
+    return out
+
+
+def datasets_used(params: Mapping) -> list[str]:
+    return sorted({c.dataset for c in cells(params)})
+
+
+# Keys each step reads, as dotted templates over the job's wildcards. The DVC
+# stages list exactly these under ``params:`` (checked by a test).
+RELEVANT_KEYS: dict[str, list[str]] = {
+    "make-tasks": ["seed", "datasets.{dataset}"],
+    "train": [
+        "seed", "runtime", "inner", "datasets.{dataset}", "settings.{setting}",
+        "estimators.{estimator}",
+        "meta.optimizer", "meta.lr", "meta.meta_batch", "meta.meta_epochs", "meta.on_nonfinite",
+        "experiments.{experiment}.steps", "experiments.{experiment}.maml_steps",
+    ],
+    "evaluate": [
+        "seed", "runtime", "inner", "datasets.{dataset}", "settings.{setting}", "evaluation",
+        "experiments.{experiment}.steps", "experiments.{experiment}.maml_steps",
+        "experiments.{experiment}.eval_steps",
+    ],
+    "summarize": ["experiments", "meta.seeds"],
+    # the report states the hash of the effective parameters, so it reads them all
+    "report": ["*"],
+}
+
+
+def _get(doc: Mapping, dotted: str) -> Any:
+    node: Any = doc
+    for part in dotted.split("."):
+        if not isinstance(node, Mapping) or part not in node:
+            raise ParamsError(f"missing key {dotted}")
+        node = node[part]
+    return node
+
+
+def prune(params: Mapping, step: str, **wildcards: Any) -> dict:
+    """The slice of ``params`` that ``step`` reads for the given wildcards."""
+    if step not in RELEVANT_KEYS:
+        raise ParamsError(f"unknown step {step!r}; allowed values: {', '.join(RELEVANT_KEYS)}")
+    if RELEVANT_KEYS[step] == ["*"]:
+        return copy.deepcopy(dict(params))
+    out: dict = {}
+    for template in RELEVANT_KEYS[step]:
+        dotted = template.format(**wildcards)
+        set_dotted(out, dotted, copy.deepcopy(_get(params, dotted)))
+    return out
+
+
+def slice_json(params: Mapping, step: str, **wildcards: Any) -> str:
+    """Compact, key-sorted JSON of ``prune``: what a Snakemake rule passes on."""
+    return json.dumps(prune(params, step, **wildcards), sort_keys=True, separators=(",", ":"))
+
+
+def load_slice(text: str, step: str, **wildcards: Any) -> dict:
+    """Parse and validate a slice passed on the command line."""
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ParamsError(f"--slice: not valid JSON ({exc})") from None
+    validate(doc, source="--slice", partial=True)
+    return prune(doc, step, **wildcards)
+
+
+def inner_steps(estimator: str, experiment: Mapping) -> int:
+    """K used by ``estimator`` in an experiment: MAML unrolls fewer steps, MAML-1 one."""
+    if estimator == "maml":
+        return int(experiment["maml_steps"])
+    if estimator == "maml1":
+        return 1
+    return int(experiment["steps"])

@@ -1,0 +1,1 @@
+"""Task sources: synthetic families and (in later modules) real collaborative-filtering data."""

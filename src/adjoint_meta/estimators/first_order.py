@@ -1,0 +1,33 @@
+"""First-order estimators: FOMAML and Reptile ignore the Jacobian d phi_K / d theta.
+
+FOMAML:  dJ/dtheta ~ grad L_val(phi_K).
+Reptile: the direction theta - phi_K (= alpha times the sum of the inner
+gradients); the outer optimizer's learning rate is its step size.
+"""
+from __future__ import annotations
+
+import torch
+
+from adjoint_meta.estimators.base import Estimator, MetaGradient, register
+from adjoint_meta.estimators.core import InnerProblem, descend, stack
+
+
+@register
+class Fomaml(Estimator):
+    name = "fomaml"
+    label = "FOMAML"
+
+    def __call__(self, theta: torch.Tensor, problem: InnerProblem) -> MetaGradient:
+        phi = descend(problem, stack(theta, problem.n_tasks), self.steps, self.alpha)
+        loss, grad = problem.query_loss_and_grad(phi)
+        return MetaGradient(grad, loss)
+
+
+@register
+class Reptile(Estimator):
+    name = "reptile"
+    label = "Reptile"
+
+    def __call__(self, theta: torch.Tensor, problem: InnerProblem) -> MetaGradient:
+        phi = descend(problem, stack(theta, problem.n_tasks), self.steps, self.alpha)
+        return MetaGradient(theta.unsqueeze(0) - phi, problem.query_loss(phi))

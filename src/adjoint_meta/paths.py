@@ -1,0 +1,43 @@
+"""Where every artifact lives, relative to the project root.
+
+The patterns use ``{wildcard}`` fields so the Snakefile can use them as rule
+outputs directly and Python code can ``.format(**cell)`` them; dvc.yaml spells
+the same paths with ``${item.*}`` (a test checks the two agree).
+"""
+from __future__ import annotations
+
+TASKS = "data/tasks/{dataset}.parquet"
+TASKS_SUMMARY = "data/tasks/{dataset}.json"
+
+_CELL = "{experiment}/{dataset}/{setting}/{estimator}/seed{seed}"
+MODEL = "results/train/" + _CELL + ".pt"
+TRAIN_LOG = "results/train/" + _CELL + ".csv"
+EVAL = "results/eval/" + _CELL + ".json"
+EVAL_CURVE = "results/eval/" + _CELL + ".csv"
+
+METRICS = "reports/metrics.json"
+TABLE = "reports/tables/{experiment}.csv"
+CURVES = "reports/plots/{experiment}_curves.csv"
+JOBS = "reports/jobs.csv"
+FIGURE = "reports/figures/{name}.png"
+REPORT = "reports/report.html"
+
+LOG = "logs/{step}/{name}.log"
+BENCHMARK = "logs/benchmarks/{step}/{name}.tsv"
+
+
+def cell_name(cell: dict) -> str:
+    """A file-name-safe id of a cell, for logs and benchmarks."""
+    return "{experiment}__{dataset}__{setting}__{estimator}__seed{seed}".format(**cell)
+
+
+# Source code each step runs: both front ends rerun a step when its code changes
+# (Snakemake: the .py files as inputs; DVC: these paths as deps).
+CODE = {
+    "make-tasks": ["src/adjoint_meta/make_tasks.py", "src/adjoint_meta/data"],
+    "train": ["src/adjoint_meta/train.py", "src/adjoint_meta/model.py", "src/adjoint_meta/tasks.py",
+              "src/adjoint_meta/estimators"],
+    "evaluate": ["src/adjoint_meta/evaluate.py", "src/adjoint_meta/model.py", "src/adjoint_meta/tasks.py"],
+    "summarize": ["src/adjoint_meta/summarize.py"],
+    "report": ["src/adjoint_meta/report.py"],
+}

@@ -1,0 +1,44 @@
+"""Device, precision, threads and logging of one job."""
+from __future__ import annotations
+
+import logging
+import platform
+import sys
+from pathlib import Path
+
+import torch
+
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+def setup(runtime: dict) -> tuple[torch.device, torch.dtype]:
+    """Apply ``runtime`` (device auto|cpu|cuda, dtype, threads) and return (device, dtype)."""
+    torch.set_num_threads(int(runtime.get("threads", 1)))
+    want = runtime.get("device", "auto")
+    if want == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("runtime.device is 'cuda' but no CUDA device is visible; use 'auto' or 'cpu'")
+    device = torch.device("cuda" if want == "cuda" or (want == "auto" and torch.cuda.is_available()) else "cpu")
+    return device, DTYPES[runtime.get("dtype", "float32")]
+
+
+def describe_device(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"cuda:{torch.cuda.get_device_name(device)}"
+    return f"cpu:{platform.processor() or platform.machine()} ({torch.get_num_threads()} thread(s))"
+
+
+def logger(name: str, log_file: str | Path | None) -> logging.Logger:
+    """A logger writing to stderr and, if given, to the job's log file."""
+    log = logging.getLogger(f"adjoint_meta.{name}")
+    log.handlers.clear()
+    log.setLevel(logging.INFO)
+    log.propagate = False
+    fmt = logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%d %H:%M:%S")
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    if log_file:
+        Path(log_file).parent.mkdir(parents=True, exist_ok=True)
+        handlers.append(logging.FileHandler(log_file, mode="w"))
+    for h in handlers:
+        h.setFormatter(fmt)
+        log.addHandler(h)
+    return log

@@ -1,0 +1,62 @@
+"""Shared fixtures: a scratch copy of the project and helpers to run its front ends."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+TEST_PARAMS = ROOT / "tests" / "params.test.yaml"
+_SKIP = {".git", ".venv", ".snakemake", "results", "logs", ".pytest_cache", "__pycache__", ".dvc_cache"}
+
+
+def project_files() -> list[str]:
+    """Tracked and untracked-but-not-ignored files of the project (what a clone would hold)."""
+    try:
+        out = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT,
+                             capture_output=True, check=True).stdout.decode()
+        return [f for f in out.split("\0") if f and (ROOT / f).is_file()]
+    except (OSError, subprocess.CalledProcessError):
+        files = []
+        for p in ROOT.rglob("*"):
+            rel = p.relative_to(ROOT)
+            if p.is_file() and not (set(rel.parts) & _SKIP) and rel.parts[0] not in ("data", "reports"):
+                files.append(str(rel))
+        return files
+
+
+def copy_project(dst: Path, params: Path | None = None) -> Path:
+    """Copy the project into ``dst``; optionally make ``params`` its params.yaml."""
+    for rel in project_files():
+        target = dst / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / rel, target)
+    if params is not None:
+        shutil.copy2(params, dst / "params.yaml")
+    return dst
+
+
+def tool_env() -> dict:
+    """Environment in which `python` (used by dvc.yaml) is this interpreter."""
+    env = dict(os.environ)
+    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    return env
+
+
+def run_tool(args: list[str], cwd: Path, check: bool = True, timeout: int = 900) -> subprocess.CompletedProcess:
+    proc = subprocess.run([sys.executable, "-m", *args], cwd=cwd, env=tool_env(), capture_output=True,
+                          text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{' '.join(args)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}")
+    return proc
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    """A scratch copy of the project whose params.yaml is the test configuration."""
+    return copy_project(tmp_path / "project", TEST_PARAMS)

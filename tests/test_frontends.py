@@ -1,0 +1,92 @@
+"""Snakemake and DVC must describe the same pipeline: same outputs, same parameter keys, same code deps."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from adjoint_meta import config, paths
+from conftest import ROOT, TEST_PARAMS, copy_project, run_tool
+
+STEP_OF_STAGE = {"make_tasks": "make-tasks", "train": "train", "evaluate": "evaluate",
+                 "summarize": "summarize", "report": "report"}
+
+
+def snakemake_outputs(project: Path) -> set[str]:
+    out = run_tool(["snakemake", "--summary", "--cores", "1"], project).stdout
+    files = {line.split("\t")[0] for line in out.splitlines()[1:] if "\t" in line}
+    return {f for f in files if not f.startswith(("logs/",))}
+
+
+def dvc_stages(project: Path):
+    from dvc.repo import Repo
+
+    return list(Repo(str(project.resolve()), uninitialized=True).index.stages)
+
+
+def covered(path: str, outs: set[str]) -> bool:
+    return any(path == o or path.startswith(o.rstrip("/") + "/") for o in outs)
+
+
+@pytest.fixture(scope="module", params=["params.yaml", "tests/params.test.yaml"])
+def both(request, tmp_path_factory):
+    params = ROOT / request.param
+    project = copy_project(tmp_path_factory.mktemp("frontends"), params)
+    return config.load(params), project
+
+
+def test_same_outputs(both):
+    params, project = both
+    snake = snakemake_outputs(project)
+    dvc = {str(o) for s in dvc_stages(project) for o in s.outs}
+    assert snake, "snakemake named no outputs"
+    missing_in_dvc = sorted(f for f in snake if not covered(f, dvc))
+    missing_in_snake = sorted(o for o in dvc if not any(covered(f, {o}) for f in snake))
+    assert not missing_in_dvc, f"Snakemake outputs that no DVC stage produces: {missing_in_dvc}"
+    assert not missing_in_snake, f"DVC outputs that no Snakemake rule produces: {missing_in_snake}"
+    # and every training cell of the parameters is in both
+    for c in config.cells(params):
+        assert paths.MODEL.format(**c.as_dict()) in snake
+
+
+def test_dvc_stage_groups_match_experiments(both):
+    params, project = both
+    groups = {s.name.split("@")[0] for s in dvc_stages(project)}
+    for exp in params["experiments"]:
+        assert {f"train_{exp}", f"evaluate_{exp}"} <= groups, f"dvc.yaml lacks the stages of experiment {exp}"
+    extra = {g for g in groups if re.match(r"(train|evaluate)_", g)} - \
+        {f"{k}_{e}" for e in params["experiments"] for k in ("train", "evaluate")}
+    assert not extra, f"dvc.yaml has stages for experiments not in params.yaml: {extra}"
+
+
+def _wildcards(stage) -> dict:
+    out = str(stage.outs[0])
+    if stage.name.startswith("make_tasks"):
+        return {"dataset": Path(out).stem}
+    m = re.match(r"results/\w+/(?P<experiment>[^/]+)/(?P<dataset>[^/]+)/(?P<setting>[^/]+)/"
+                 r"(?P<estimator>[^/]+)/seed(?P<seed>\d+)\.", out)
+    return m.groupdict() if m else {}
+
+
+def test_dvc_params_are_the_keys_each_step_reads(both):
+    params, project = both
+    for stage in dvc_stages(project):
+        step = STEP_OF_STAGE[re.sub(r"_[a-z0-9_]+$", "", stage.name.split("@")[0])
+                             if not stage.name.startswith("make_tasks") else "make_tasks"]
+        declared = {k for p in stage.deps if hasattr(p, "params") for k in (p.params or [])}
+        if config.RELEVANT_KEYS[step] == ["*"]:
+            assert not declared, f"{stage.name} should track the whole params.yaml"
+            continue
+        wanted = {t.format(**_wildcards(stage)) for t in config.RELEVANT_KEYS[step]}
+        assert declared - {"preset", "presets"} == wanted, stage.name
+        assert {"preset", "presets"} <= declared, f"{stage.name} must depend on the preset"
+
+
+def test_dvc_code_deps_match(both):
+    _, project = both
+    for stage in dvc_stages(project):
+        base = stage.name.split("@")[0]
+        step = "make-tasks" if base == "make_tasks" else STEP_OF_STAGE[base.split("_")[0]]
+        deps = {str(d) for d in stage.deps}
+        assert set(paths.CODE[step]) <= deps, f"{stage.name} lacks code deps {set(paths.CODE[step]) - deps}"

@@ -1,0 +1,48 @@
+rule summarize:
+    """Tables, metrics (dvc metrics) and mean curves (dvc plots) from every evaluation."""
+    input:
+        code("summarize"),
+        evals=[paths.EVAL.format(**c) for c in CELLS],
+        curves=[paths.EVAL_CURVE.format(**c) for c in CELLS],
+        models=[paths.MODEL.format(**c) for c in CELLS],
+    output:
+        metrics=paths.METRICS,
+        jobs=paths.JOBS,
+        tables=[paths.TABLE.format(experiment=e) for e in P["experiments"]],
+        curves=[paths.CURVES.format(experiment=e) for e in P["experiments"]],
+    params:
+        slice=slice_of("summarize"),
+    log:
+        paths.LOG.format(step="summarize", name="summarize"),
+    benchmark:
+        paths.BENCHMARK.format(step="summarize", name="summarize")
+    resources:
+        mem_mb=2000,
+        runtime=15,
+    shell:
+        "{CLI} summarize --slice {params.slice:q} --log {log}"
+
+
+rule report:
+    """The self-contained HTML report (figures embedded) and its figures as PNG files."""
+    input:
+        code("report"),
+        rules.summarize.output,
+        [paths.TASKS_SUMMARY.format(dataset=d) for d in P["datasets"]],
+    output:
+        html=paths.REPORT,
+        figures=[
+            report(paths.FIGURE.format(name=f"{e}_curves"), caption="../report/curves.rst", category="Curves")
+            for e in P["experiments"]
+        ],
+    params:
+        slice=slice_of("report"),
+    log:
+        paths.LOG.format(step="report", name="report"),
+    benchmark:
+        paths.BENCHMARK.format(step="report", name="report")
+    resources:
+        mem_mb=2000,
+        runtime=15,
+    shell:
+        "{CLI} report --slice {params.slice:q} --out {output.html} --log {log}"

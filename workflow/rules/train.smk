@@ -1,0 +1,28 @@
+CELL_ARGS = (
+    "--experiment {wildcards.experiment} --dataset {wildcards.dataset} --setting {wildcards.setting}"
+    " --estimator {wildcards.estimator} --seed {wildcards.seed}"
+)
+
+
+rule train:
+    """Meta-train one initialization: one experiment, dataset, setting, estimator and seed."""
+    input:
+        code("train"),
+        tasks=paths.TASKS,
+    output:
+        model=paths.MODEL,
+        curve=paths.TRAIN_LOG,
+    params:
+        slice=slice_of("train", "experiment", "dataset", "setting", "estimator", "seed"),
+    log:
+        paths.LOG.format(step="train", name=CELL_NAME),
+    benchmark:
+        paths.BENCHMARK.format(step="train", name=CELL_NAME)
+    threads: P["runtime"]["threads"]
+    resources:
+        mem_mb=8000,
+        runtime=240,
+        gpu=1,
+    shell:
+        "{CLI} train --slice {params.slice:q} " + CELL_ARGS +
+        " --tasks {input.tasks} --out-model {output.model} --out-log {output.curve} --log {log}"
