@@ -40,7 +40,7 @@ def test_bad_parameter_stops_with_key(capsys, monkeypatch):
 def test_unknown_cell_is_refused(capsys, monkeypatch, tmp_path):
     monkeypatch.chdir(ROOT)
     code = main(["train", "--experiment", "fig2_50shot", "--dataset", "cosmixture", "--setting", "50shot-50val",
-                 "--estimator", "reptile", "--seed", "0", "--tasks", "x", "--out-model", str(tmp_path / "m.pt"),
+                 "--estimator", "es", "--seed", "0", "--tasks", "x", "--out-model", str(tmp_path / "m.pt"),
                  "--out-log", str(tmp_path / "l.csv")])
     assert code == 2 and "no experiment in the parameters has the cell" in capsys.readouterr().err
     assert not (tmp_path / "m.pt").exists()

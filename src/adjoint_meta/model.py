@@ -17,14 +17,19 @@ The Hessian-vector product H v is the directional derivative R{.} of that
 gradient along v (Pearlmutter's R-operator):
     R a_0 = 0;  R z_l = R a_l W_l + a_l V_l + Vb_l;  R a_{l+1} = s'(z_l) R z_l;
     R d_{L-1} = 2 w R f;  R dW_l = R a_l^T d_l + a_l^T R d_l;  R db_l = sum_n R d_l;
-    R e_l = R d_l W_l^T + d_l V_l^T;  R d_{l-1} = R e_l s'(z_{l-1}) + e_l s''(z_{l-1}) R z_{l-1}.
-s' and s'' are written in terms of the activation output a (cheaper than z).
-Everything is built from differentiable torch ops, so autograd can also
-differentiate *through* ``loss_and_grad`` (unrolled MAML uses that).
+    R e_l = R d_l W_l^T + d_l V_l^T;  R d_{l-1} = R e_l s'(z_{l-1}) + c_l R z_{l-1},
+where c_l = e_l s''(z_{l-1}).  With a = s(z), s' and s''/s' are functions of a
+(tanh: 1 - a^2 and -2a; sigmoid: a(1 - a) and 1 - 2a; relu: [a > 0] and 0), so
+c_l = d_{l-1} * (s''/s')(a_l) needs no extra pass.
+
+A *linearization* at u keeps a_l, s'(z) and d_l, c_l from one forward and
+backward pass; every Hessian-vector product at u then costs only the two R
+passes.  Everything is built from differentiable torch ops, so autograd can also
+differentiate *through* ``grad`` (unrolled MAML uses that).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 import torch
@@ -32,23 +37,31 @@ import torch
 Tensor = torch.Tensor
 
 
-def _tanh_d(a: Tensor) -> tuple[Tensor, Tensor]:
-    d1 = 1.0 - a * a
-    return d1, -2.0 * a * d1
+def _tanh_d(a: Tensor) -> tuple[Tensor, Tensor | None]:
+    return torch.addcmul(_one(a), a, a, value=-1.0), a * -2.0
 
 
-def _sigmoid_d(a: Tensor) -> tuple[Tensor, Tensor]:
-    d1 = a * (1.0 - a)
-    return d1, d1 * (1.0 - 2.0 * a)
+def _sigmoid_d(a: Tensor) -> tuple[Tensor, Tensor | None]:
+    return torch.addcmul(a, a, a, value=-1.0), torch.add(_one(a), a, alpha=-2.0)
 
 
-def _relu_d(a: Tensor) -> tuple[Tensor, Tensor]:
-    d1 = (a > 0).to(a.dtype)
-    return d1, torch.zeros_like(a)
+_ONES: dict = {}
 
 
-# activation: (function, derivatives (s'(z), s''(z)) expressed through a = s(z))
-ACTIVATIONS: dict[str, tuple[Callable[[Tensor], Tensor], Callable[[Tensor], tuple[Tensor, Tensor]]]] = {
+def _one(a: Tensor) -> Tensor:
+    """A cached 0-d tensor 1 of a's dtype and device (cheaper than a Python scalar operand)."""
+    key = (a.dtype, a.device)
+    if key not in _ONES:
+        _ONES[key] = torch.ones((), dtype=a.dtype, device=a.device)
+    return _ONES[key]
+
+
+def _relu_d(a: Tensor) -> tuple[Tensor, Tensor | None]:
+    return (a > 0).to(a.dtype), None
+
+
+# activation: (s, a -> (s'(z), s''(z)/s'(z)) with a = s(z); None where s'' = 0)
+ACTIVATIONS: dict[str, tuple[Callable[[Tensor], Tensor], Callable[[Tensor], tuple[Tensor, Tensor | None]]]] = {
     "tanh": (torch.tanh, _tanh_d),
     "sigmoid": (torch.sigmoid, _sigmoid_d),
     "relu": (torch.relu, _relu_d),
@@ -61,10 +74,26 @@ class Data:
     x: Tensor
     y: Tensor
     w: Tensor
+    _y3: Tensor | None = field(default=None, repr=False, compare=False)
+    _w2: Tensor | None = field(default=None, repr=False, compare=False)
 
     @property
     def n_tasks(self) -> int:
         return self.x.shape[0]
+
+    @property
+    def y3(self) -> Tensor:
+        """Targets as ``[B, N, 1]`` (the network's output shape)."""
+        if self._y3 is None:
+            self._y3 = self.y.unsqueeze(-1)
+        return self._y3
+
+    @property
+    def w2(self) -> Tensor:
+        """2 w as ``[B, N, 1]``: d loss / d prediction = 2 w (f - y)."""
+        if self._w2 is None:
+            self._w2 = (2.0 * self.w).unsqueeze(-1)
+        return self._w2
 
     def repeat(self, times: int) -> "Data":
         """The same tasks stacked ``times`` times along the task axis (task-major blocks)."""
@@ -72,6 +101,22 @@ class Data:
 
     def to(self, device: torch.device | str, dtype: torch.dtype) -> "Data":
         return Data(self.x.to(device, dtype), self.y.to(device, dtype), self.w.to(device, dtype))
+
+
+@dataclass
+class Linearization:
+    """What a Hessian-vector product at ``u`` reuses: activations a_l, s'(z), deltas d_l and c_l."""
+    u: Tensor
+    acts: list[Tensor]                 # a_0 = x, ..., a_{L-1}  (inputs of each layer)
+    slopes: list[Tensor | None]        # slopes[l] = s'(z_{l-1}) as a function of a_l, l >= 1
+    deltas: list[Tensor]               # d_l = dL/dz_l
+    curv: list[Tensor | None]          # c_l = e_l s''(z_{l-1}), l >= 1 (None where s'' = 0)
+    grad: Tensor                       # [B, P]
+    loss: Tensor | None                # [B], when asked for
+
+    def nbytes(self) -> int:
+        ts = [self.u, *self.acts[1:], *self.deltas] + [t for t in self.slopes + self.curv if t is not None]
+        return sum(t.numel() * t.element_size() for t in ts)
 
 
 class MLP:
@@ -91,110 +136,115 @@ class MLP:
             self.layers.append((off, off + n_in * n_out, off + n_in * n_out + n_out, n_in, n_out))
             off += n_in * n_out + n_out
         self.n_params = off
+        self._split = [n for _, _, _, n_in, n_out in self.layers for n in (n_in * n_out, n_out)]
 
     # -- parameters -------------------------------------------------------
     def init(self, generator: torch.Generator, dtype: torch.dtype = torch.float32) -> Tensor:
         """PyTorch's default Linear initialization: U(-1/sqrt(n_in), 1/sqrt(n_in)) for W and b."""
         theta = torch.empty(self.n_params, dtype=torch.float64)
-        for ws, bs, end, n_in, _ in self.layers:
+        for ws, _, end, n_in, _ in self.layers:
             bound = n_in ** -0.5
             theta[ws:end] = (torch.rand(end - ws, generator=generator, dtype=torch.float64) * 2 - 1) * bound
         return theta.to(dtype)
 
     def unflatten(self, u: Tensor) -> list[tuple[Tensor, Tensor]]:
-        B = u.shape[0]
-        return [(u[:, ws:bs].view(B, n_in, n_out), u[:, bs:end]) for ws, bs, end, n_in, n_out in self.layers]
+        parts = u.split(self._split, dim=1)
+        return [(parts[2 * l].view(-1, n_in, n_out), parts[2 * l + 1])
+                for l, (_, _, _, n_in, n_out) in enumerate(self.layers)]
 
     # -- forward ----------------------------------------------------------
-    def activations(self, u: Tensor, x: Tensor) -> list[Tensor]:
+    def _forward(self, params: list[tuple[Tensor, Tensor]], x: Tensor) -> list[Tensor]:
         """[a_0 = x, a_1, ..., a_{L-1}, f]; f has shape [B, N, 1]."""
         acts = [x]
-        a = x
-        last = len(self.layers) - 1
-        for l, (W, b) in enumerate(self.unflatten(u)):
-            z = torch.baddbmm(b.unsqueeze(1), a, W)
-            a = self._act(z) if l < last else z
-            acts.append(a)
+        last = len(params) - 1
+        for l, (W, b) in enumerate(params):
+            z = torch.baddbmm(b.unsqueeze(1), acts[-1], W)
+            acts.append(self._act(z) if l < last else z)
         return acts
 
     def predict(self, u: Tensor, x: Tensor) -> Tensor:
-        return self.activations(u, x)[-1].squeeze(-1)
+        return self._forward(self.unflatten(u), x)[-1].squeeze(-1)
 
     def loss(self, u: Tensor, data: Data) -> Tensor:
         r = self.predict(u, data.x) - data.y
         return (data.w * r * r).sum(1)
 
     # -- first order ------------------------------------------------------
-    def loss_and_grad(self, u: Tensor, data: Data) -> tuple[Tensor, Tensor]:
-        """Per-task losses ``[B]`` and gradients ``[B, P]``."""
-        loss, grad, _ = self._loss_grad(u, data, keep=False)
-        return loss, grad
-
-    def _loss_grad(self, u: Tensor, data: Data, keep: bool):
+    def _pass(self, u: Tensor, data: Data, keep: bool, with_loss: bool = True) -> Linearization:
+        """One forward and backward pass; with ``keep`` also what an HVP at u needs."""
         params = self.unflatten(u)
-        acts = self.activations(u, data.x)
-        r = acts[-1].squeeze(-1) - data.y
-        wr = data.w * r
-        loss = (wr * r).sum(1)
-        d = (2.0 * wr).unsqueeze(-1)  # dL/df  [B, N, 1]
-        L = len(self.layers)
-        out: list[Tensor] = [None] * (2 * L)  # type: ignore[list-item]
+        acts = self._forward(params, data.x)
+        r = acts[-1] - data.y3
+        d = r * data.w2
+        loss = (d * r).sum((1, 2)) * 0.5 if with_loss else None
+        L = len(params)
+        pieces: list[Tensor] = [None] * (2 * L)  # type: ignore[list-item]
         deltas: list[Tensor] = [None] * L  # type: ignore[list-item]
-        es: list[Tensor] = [None] * L  # type: ignore[list-item]  # es[l] = dL/da_l, l >= 1
+        slopes: list[Tensor | None] = [None] * L
+        curv: list[Tensor | None] = [None] * L
         for l in range(L - 1, -1, -1):
-            W, _ = params[l]
-            out[2 * l] = torch.bmm(acts[l].transpose(1, 2), d).flatten(1)
-            out[2 * l + 1] = d.sum(1)
+            pieces[2 * l] = torch.bmm(acts[l].transpose(1, 2), d).flatten(1)
+            pieces[2 * l + 1] = d.sum(1)
             deltas[l] = d
             if l > 0:
-                e = torch.bmm(d, W.transpose(1, 2))
-                es[l] = e
-                d = e * self._act_d(acts[l])[0]
-        cache = (acts, deltas, es) if keep else None
-        return loss, torch.cat(out, dim=1), cache
+                s1, ratio = self._act_d(acts[l])
+                d = torch.bmm(d, params[l][0].transpose(1, 2)) * s1
+                if keep:
+                    slopes[l] = s1
+                    curv[l] = None if ratio is None else d * ratio
+        return Linearization(u, acts[:-1], slopes, deltas, curv, torch.cat(pieces, dim=1), loss)
+
+    def loss_and_grad(self, u: Tensor, data: Data) -> tuple[Tensor, Tensor]:
+        """Per-task losses ``[B]`` and gradients ``[B, P]``."""
+        lin = self._pass(u, data, keep=False)
+        return lin.loss, lin.grad
 
     def grad(self, u: Tensor, data: Data) -> Tensor:
-        return self.loss_and_grad(u, data)[1]
+        return self._pass(u, data, keep=False, with_loss=False).grad
+
+    def linearize(self, u: Tensor, data: Data, with_loss: bool = False) -> Linearization:
+        """Gradient at u plus everything Hessian-vector products at u reuse."""
+        return self._pass(u, data, keep=True, with_loss=with_loss)
 
     # -- second order -----------------------------------------------------
-    def hvp(self, u: Tensor, v: Tensor, data: Data) -> Tensor:
-        """Batched Hessian-vector product ``H_b(u_b) v_b`` of each task's loss, shape ``[B, P]``."""
-        params = self.unflatten(u)
+    def hvp_at(self, lin: Linearization, v: Tensor, data: Data) -> Tensor:
+        """Batched Hessian-vector product ``H_b(u_b) v_b`` at a linearization (two R passes)."""
+        params = self.unflatten(lin.u)
         vparams = self.unflatten(v)
-        _, _, (acts, deltas, es) = self._loss_grad(u, data, keep=True)
-        L = len(self.layers)
-        # R-forward: Rz_l for every layer and the derivatives of the activations
-        Ra: list[Tensor | None] = [None]
-        Rz: list[Tensor] = []
-        sd: list[tuple[Tensor, Tensor] | None] = [None]  # (s', s'') at a_l, l >= 1
+        L = len(params)
+        acts, slopes, deltas, curv = lin.acts, lin.slopes, lin.deltas, lin.curv
+        # R-forward
+        Rz: list[Tensor] = [None] * L  # type: ignore[list-item]
+        Ra: list[Tensor | None] = [None] * L
         for l in range(L):
-            W, _ = params[l]
             V, Vb = vparams[l]
             rz = torch.baddbmm(Vb.unsqueeze(1), acts[l], V)
             if Ra[l] is not None:
-                rz = rz + torch.bmm(Ra[l], W)
-            Rz.append(rz)
+                rz = torch.baddbmm(rz, Ra[l], params[l][0])
+            Rz[l] = rz
             if l < L - 1:
-                d1, d2 = self._act_d(acts[l + 1])
-                sd.append((d1, d2))
-                Ra.append(d1 * rz)
+                Ra[l + 1] = slopes[l + 1] * rz
         # R-backward
-        Rd = 2.0 * data.w.unsqueeze(-1) * Rz[-1]
-        out: list[Tensor] = [None] * (2 * L)  # type: ignore[list-item]
+        pieces: list[Tensor] = [None] * (2 * L)  # type: ignore[list-item]
+        Rd = Rz[-1] * data.w2
         for l in range(L - 1, -1, -1):
-            W, _ = params[l]
-            V, _ = vparams[l]
-            d = deltas[l]
-            RgW = torch.bmm(acts[l].transpose(1, 2), Rd)
-            if Ra[l] is not None:
-                RgW = RgW + torch.bmm(Ra[l].transpose(1, 2), d)
-            out[2 * l] = RgW.flatten(1)
-            out[2 * l + 1] = Rd.sum(1)
+            a_t = acts[l].transpose(1, 2)
+            if Ra[l] is None:
+                gW = torch.bmm(a_t, Rd)
+            else:
+                gW = torch.baddbmm(torch.bmm(a_t, Rd), Ra[l].transpose(1, 2), deltas[l])
+            pieces[2 * l] = gW.flatten(1)
+            pieces[2 * l + 1] = Rd.sum(1)
             if l > 0:
-                Re = torch.bmm(Rd, W.transpose(1, 2)) + torch.bmm(d, V.transpose(1, 2))
-                d1, d2 = sd[l]
-                Rd = Re * d1 + es[l] * d2 * Rz[l - 1]
-        return torch.cat(out, dim=1)
+                Re = torch.baddbmm(torch.bmm(Rd, params[l][0].transpose(1, 2)), deltas[l], vparams[l][0].transpose(1, 2))
+                Rd = Re * slopes[l]
+                if curv[l] is not None:
+                    Rd = torch.addcmul(Rd, curv[l], Rz[l - 1])
+        return torch.cat(pieces, dim=1)
+
+    def hvp(self, u: Tensor, v: Tensor, data: Data) -> Tensor:
+        """Batched Hessian-vector product ``H_b(u_b) v_b`` of each task's loss, shape ``[B, P]``."""
+        return self.hvp_at(self.linearize(u, data), v, data)
 
 
 def build_model(input_dim: int, hidden: list[int], activation: str) -> MLP:

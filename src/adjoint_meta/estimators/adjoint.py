@@ -10,7 +10,8 @@ import torch
 
 from adjoint_meta.estimators import flow
 from adjoint_meta.estimators.base import Estimator, MetaGradient, register
-from adjoint_meta.estimators.core import InnerProblem, continuous_adjoint, descend, discrete_adjoint, stack
+from adjoint_meta.estimators.core import (InnerProblem, Trajectory, continuous_adjoint, descend,
+                                          discrete_adjoint, stack)
 
 
 @register
@@ -32,16 +33,17 @@ class Amaml(Estimator):
         n = max(1, round(self.steps * self.alpha / h))
         reg = float(cfg.get("reg", 0.0))
         prob = InnerProblem(problem.model, problem.support, problem.query, reg, theta if reg else None)
-        states, nfe = flow.solve(prob, stack(theta, prob.n_tasks), n, h, cfg.get("forward", "dopri5"),
-                                 rtol=float(cfg.get("rtol", 1e-5)), atol=float(cfg.get("atol", 1e-6)))
-        loss, lam = prob.query_loss_and_grad(states[-1])
+        traj, nfe = flow.solve(prob, stack(theta, prob.n_tasks), n, h, cfg.get("forward", "dopri5"),
+                               rtol=float(cfg.get("rtol", 1e-5)), atol=float(cfg.get("atol", 1e-6)),
+                               store=cfg.get("store", "states"))
+        loss, lam = prob.query_loss_and_grad(traj.state(n))
         backward = cfg.get("backward", "heun")
         if backward == "discrete":
-            grad = discrete_adjoint(prob, states[:-1], lam, h)
+            grad = discrete_adjoint(prob, traj, lam, h, steps=n)
         else:
-            grad = continuous_adjoint(prob, states, lam, h, backward)
+            grad = continuous_adjoint(prob, traj, lam, h, backward)
         hvps = n * (2 if backward == "heun" else 1)
-        return MetaGradient(grad, loss, {"nfe": nfe, "hvp": hvps, "states": n + 1})
+        return MetaGradient(grad, loss, {"nfe": nfe, "hvp": hvps, "states": n + 1, "stored_bytes": traj.nbytes()})
 
 
 @register
@@ -51,11 +53,11 @@ class MamlAdjoint(Estimator):
     label = "MAML (exact discrete adjoint)"
 
     def __call__(self, theta: torch.Tensor, problem: InnerProblem) -> MetaGradient:
-        states: list[torch.Tensor] = []
-        uK = descend(problem, stack(theta, problem.n_tasks), self.steps, self.alpha, states)
+        traj = Trajectory(problem, self.cfg.get("store", "states"))
+        uK = descend(problem, stack(theta, problem.n_tasks), self.steps, self.alpha, traj)
         loss, lam = problem.query_loss_and_grad(uK)
-        return MetaGradient(discrete_adjoint(problem, states, lam, self.alpha), loss,
-                            {"hvp": self.steps, "states": self.steps})
+        return MetaGradient(discrete_adjoint(problem, traj, lam, self.alpha), loss,
+                            {"hvp": self.steps, "states": self.steps, "stored_bytes": traj.nbytes()})
 
 
 @register
@@ -68,8 +70,8 @@ class Tbptt(Estimator):
     def __call__(self, theta: torch.Tensor, problem: InnerProblem) -> MetaGradient:
         window = min(int(self.cfg.get("window", 10)), self.steps)
         u = descend(problem, stack(theta, problem.n_tasks), self.steps - window, self.alpha)
-        states: list[torch.Tensor] = []
-        uK = descend(problem, u, window, self.alpha, states)
+        traj = Trajectory(problem, self.cfg.get("store", "states"))
+        uK = descend(problem, u, window, self.alpha, traj)
         loss, lam = problem.query_loss_and_grad(uK)
-        return MetaGradient(discrete_adjoint(problem, states, lam, self.alpha), loss,
-                            {"hvp": window, "states": window})
+        return MetaGradient(discrete_adjoint(problem, traj, lam, self.alpha), loss,
+                            {"hvp": window, "states": window, "stored_bytes": traj.nbytes()})

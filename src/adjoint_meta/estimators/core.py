@@ -11,11 +11,9 @@ so grad L = g(u) + reg (u - theta) and Hess L v = H(u) v + reg v.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
-
 import torch
 
-from adjoint_meta.model import MLP, Data
+from adjoint_meta.model import MLP, Data, Linearization
 
 Tensor = torch.Tensor
 
@@ -33,20 +31,32 @@ class InnerProblem:
     def n_tasks(self) -> int:
         return self.support.n_tasks
 
+    def _prox(self, lin: Linearization) -> Linearization:
+        if self.reg:
+            diff = lin.u - self.anchor
+            lin.grad = lin.grad + self.reg * diff
+            if lin.loss is not None:
+                lin.loss = lin.loss + 0.5 * self.reg * (diff * diff).sum(1)
+        return lin
+
+    def linearize(self, u: Tensor) -> Linearization:
+        """Inner gradient at u plus what Hessian-vector products at u reuse."""
+        return self._prox(self.model.linearize(u, self.support))
+
     def grad(self, u: Tensor) -> Tensor:
         g = self.model.grad(u, self.support)
         return g + self.reg * (u - self.anchor) if self.reg else g
 
     def loss_and_grad(self, u: Tensor) -> tuple[Tensor, Tensor]:
-        loss, g = self.model.loss_and_grad(u, self.support)
-        if self.reg:
-            diff = u - self.anchor
-            return loss + 0.5 * self.reg * (diff * diff).sum(1), g + self.reg * diff
-        return loss, g
+        lin = self._prox(self.model.linearize(u, self.support, with_loss=True))
+        return lin.loss, lin.grad
+
+    def hvp_at(self, lin: Linearization, v: Tensor) -> Tensor:
+        hv = self.model.hvp_at(lin, v, self.support)
+        return hv.add_(v, alpha=self.reg) if self.reg else hv
 
     def hvp(self, u: Tensor, v: Tensor) -> Tensor:
-        hv = self.model.hvp(u, v, self.support)
-        return hv + self.reg * v if self.reg else hv
+        return self.hvp_at(self.model.linearize(u, self.support), v)
 
     def query_loss_and_grad(self, u: Tensor) -> tuple[Tensor, Tensor]:
         return self.model.loss_and_grad(u, self.query)
@@ -54,9 +64,46 @@ class InnerProblem:
     def query_loss(self, u: Tensor) -> Tensor:
         return self.model.loss(u, self.query)
 
-    def with_data(self, support: Data, query: Data, anchor: Tensor | None = None) -> "InnerProblem":
-        return InnerProblem(self.model, support, query, self.reg,
-                            self.anchor if anchor is None else anchor)
+    def with_data(self, support: Data, query: Data) -> "InnerProblem":
+        return InnerProblem(self.model, support, query, self.reg, self.anchor)
+
+
+STORE_MODES = ("states", "linearizations")
+
+
+class Trajectory:
+    """Inner states u_0..u_{n-1} kept by a forward sweep for the backward sweep.
+
+    ``states``: one parameter vector per step (memory n x P); the backward sweep
+    re-linearizes each state (one extra forward/backward pass per step).
+    ``linearizations``: also the activations and deltas of the forward sweep's own
+    gradient evaluation (memory n x (P + N x widths)); no recomputation.
+    """
+
+    def __init__(self, problem: InnerProblem, store: str = "states"):
+        if store not in STORE_MODES:
+            raise ValueError(f"store {store!r}; allowed values: {', '.join(STORE_MODES)}")
+        self.problem = problem
+        self.store = store
+        self.items: list = []
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def record(self, u: Tensor, lin: Linearization | None = None) -> None:
+        self.items.append(lin if (lin is not None and self.store == "linearizations") else u)
+
+    def state(self, j: int) -> Tensor:
+        item = self.items[j]
+        return item.u if isinstance(item, Linearization) else item
+
+    def linearization(self, j: int) -> Linearization:
+        item = self.items[j]
+        return item if isinstance(item, Linearization) else self.problem.linearize(item)
+
+    def nbytes(self) -> int:
+        return sum(it.nbytes() if isinstance(it, Linearization) else it.numel() * it.element_size()
+                   for it in self.items)
 
 
 def stack(theta: Tensor, n: int) -> Tensor:
@@ -65,32 +112,37 @@ def stack(theta: Tensor, n: int) -> Tensor:
 
 
 def descend(problem: InnerProblem, u: Tensor, steps: int, alpha: float,
-            states: list[Tensor] | None = None) -> Tensor:
-    """``steps`` gradient-descent steps u <- u - alpha grad L(u); appends u_0..u_{K-1} to ``states``."""
+            trajectory: Trajectory | None = None) -> Tensor:
+    """``steps`` gradient-descent steps u <- u - alpha grad L(u); records u_0..u_{K-1} in ``trajectory``."""
     for _ in range(steps):
-        if states is not None:
-            states.append(u)
-        u = u - alpha * problem.grad(u)
+        if trajectory is None:
+            g = problem.grad(u)
+        else:
+            lin = problem.linearize(u) if trajectory.store == "linearizations" else None
+            trajectory.record(u, lin)
+            g = lin.grad if lin is not None else problem.grad(u)
+        u = torch.add(u, g, alpha=-alpha)
     return u
 
 
-def discrete_adjoint(problem: InnerProblem, states: Sequence[Tensor], lam: Tensor,
-                     alpha: float) -> Tensor:
+def discrete_adjoint(problem: InnerProblem, trajectory: Trajectory, lam: Tensor, alpha: float,
+                     steps: int | None = None) -> Tensor:
     """Exact reverse sweep of K gradient-descent steps.
 
     u_{j+1} = u_j - alpha (g(u_j) + reg (u_j - theta)) gives
         lam_j = (I - alpha Hess L(u_j)) lam_{j+1},   dJ/dtheta = lam_0 + alpha reg sum_j lam_{j+1},
-    one Hessian-vector product per step, memory K stored states.
+    one Hessian-vector product per step on the stored trajectory (u_0..u_{K-1}; ``steps``
+    = K when the trajectory also holds the final state).
     """
     direct = torch.zeros_like(lam) if problem.reg else None
-    for u in reversed(states):
+    for j in range((len(trajectory) if steps is None else steps) - 1, -1, -1):
         if direct is not None:
-            direct = direct + lam
-        lam = lam - alpha * problem.hvp(u, lam)
+            direct += lam
+        lam = torch.add(lam, problem.hvp_at(trajectory.linearization(j), lam), alpha=-alpha)
     return lam + (alpha * problem.reg) * direct if direct is not None else lam
 
 
-def continuous_adjoint(problem: InnerProblem, states: Sequence[Tensor], lam: Tensor,
+def continuous_adjoint(problem: InnerProblem, trajectory: Trajectory, lam: Tensor,
                        h: float, scheme: str) -> Tensor:
     """Backward solve of the adjoint ODE  d lam/dt = Hess L(u(t)) lam  on states at t_j = j h.
 
@@ -98,22 +150,27 @@ def continuous_adjoint(problem: InnerProblem, states: Sequence[Tensor], lam: Ten
     ``heun``:   k1 = A_{j+1} lam_{j+1},  k2 = A_j (lam_{j+1} - h k1),
                 lam_j = lam_{j+1} - h/2 (k1 + k2)                          (modified Euler, second order)
     with A_j = Hess L(u_j); for reg > 0 the theta-gradient adds reg * int_0^T lam dt
-    (right-point sum for euler, trapezoid for heun).  ``states`` holds u_0..u_n.
+    (right-point sum for euler, trapezoid for heun).  ``trajectory`` holds u_0..u_n;
+    each state is linearized once and serves both products that use it.
     """
+    if scheme not in ("euler", "heun"):
+        raise ValueError(f"unknown adjoint scheme {scheme!r}; allowed values: euler, heun")
     direct = torch.zeros_like(lam) if problem.reg else None
-    for j in range(len(states) - 2, -1, -1):
-        k1 = problem.hvp(states[j + 1], lam)
+    upper = trajectory.linearization(len(trajectory) - 1)
+    for j in range(len(trajectory) - 2, -1, -1):
+        k1 = problem.hvp_at(upper, lam)
         if scheme == "euler":
-            new = lam - h * k1
+            new = torch.add(lam, k1, alpha=-h)
             if direct is not None:
-                direct = direct + lam
-        elif scheme == "heun":
-            k2 = problem.hvp(states[j], lam - h * k1)
-            new = lam - 0.5 * h * (k1 + k2)
-            if direct is not None:
-                direct = direct + 0.5 * (lam + new)
+                direct += lam
+            if j > 0:
+                upper = trajectory.linearization(j)
         else:
-            raise ValueError(f"unknown adjoint scheme {scheme!r}; allowed values: euler, heun")
+            upper = trajectory.linearization(j)
+            k2 = problem.hvp_at(upper, torch.add(lam, k1, alpha=-h))
+            new = lam - (0.5 * h) * (k1 + k2)
+            if direct is not None:
+                direct += 0.5 * (lam + new)
         lam = new
     return lam + (h * problem.reg) * direct if direct is not None else lam
 

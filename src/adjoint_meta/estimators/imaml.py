@@ -24,5 +24,6 @@ class Imaml(Estimator):
         phi = descend(prox, stack(theta, problem.n_tasks), self.steps, self.alpha)
         loss, g = problem.query_loss_and_grad(phi)
         plain = InnerProblem(problem.model, problem.support, problem.query)
-        grad = conjugate_gradient(lambda v: v + plain.hvp(phi, v) / lam, g, int(self.cfg.get("cg_steps", 5)))
+        lin = plain.linearize(phi)  # every CG step reuses it
+        grad = conjugate_gradient(lambda v: v + plain.hvp_at(lin, v) / lam, g, int(self.cfg.get("cg_steps", 5)))
         return MetaGradient(grad, loss, {"hvp": int(self.cfg.get("cg_steps", 5))})

@@ -1,0 +1,285 @@
+"""Raw collaborative-filtering data: where each dataset comes from, and how to get a verified copy.
+
+Layout: the files of dataset ``<name>`` live in ``<raw_dir>/<name>/`` (``raw_dir``
+is the root, normally ``data/raw``).  A ratings file placed there by hand is
+used as it is; an archive is verified against its published checksum and the
+ratings file is extracted beside it; only when nothing usable is present does
+:func:`fetch` download the official archive.
+
+Every checksum the project knows is in :data:`SOURCES` and nowhere else:
+
+* Jester-1 ``jester_dataset_1_1.zip``: sha256 from docs/PROTOCOL.md.
+* MovieLens ``ml-100k.zip`` / ``ml-1m.zip``: sha256 (and size) from TensorFlow
+  Datasets' recorded download checksums
+  (tensorflow/datasets, ``tensorflow_datasets/url_checksums/movielens.txt``),
+  and the md5 that GroupLens publishes beside each zip (``ml-100k.zip.md5``,
+  ``ml-1m.zip.md5``; the same values are used by torchtext and other loaders).
+  Both are checked.  They could not be re-checked against the live server when
+  this was written (no network), so a mismatch reports both values in full.
+* Reference sha256 of plain files (``Source.known``) are informational: a
+  hand-placed file that differs is still used, and :func:`manifest` records
+  whether it matches.
+"""
+from __future__ import annotations
+
+import hashlib
+import http.client
+import shutil
+import urllib.request
+import zipfile
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Callable, Mapping
+
+from adjoint_meta.io import atomic_path
+
+Progress = Callable[[str], None]
+
+_CHUNK = 1 << 16
+_TIMEOUT_S = 60
+
+
+class RawDataError(ValueError):
+    """A raw data file that is missing, corrupt, or not the published one."""
+
+
+class MissingRawData(RawDataError):
+    """No usable raw file is present (and none could be downloaded)."""
+
+
+@dataclass(frozen=True)
+class Archive:
+    """A zip that holds the ratings file ``member``; its checksums, where they are known."""
+    file: str
+    member: str
+    sha256: str | None = None
+    md5: str | None = None
+    size: int | None = None
+
+    @property
+    def verified(self) -> bool:
+        return bool(self.sha256 or self.md5)
+
+
+@dataclass(frozen=True)
+class Source:
+    """One dataset: the official archive, and the file names accepted in its directory."""
+    name: str
+    title: str
+    url: str
+    archive: Archive  # the official download (archive.file, archive.sha256, archive.member)
+    files: tuple[str, ...]  # ratings files accepted as they are, most preferred first
+    other_archives: tuple[Archive, ...] = ()  # further accepted archives (not downloadable)
+    known: Mapping[str, str] = field(default_factory=dict)  # file name -> sha256 of a known-good copy
+
+    @property
+    def archives(self) -> tuple[Archive, ...]:
+        return (self.archive, *self.other_archives)
+
+    @property
+    def accepted(self) -> tuple[str, ...]:
+        """Every file name that may be placed by hand, in the order :func:`locate` looks."""
+        return (*self.files, *(a.file for a in self.archives))
+
+
+SOURCES: dict[str, Source] = {
+    "jester": Source(
+        name="jester",
+        title="Jester-1 (jester-data-1)",
+        url="https://goldberg.berkeley.edu/jester-data/jester_dataset_1_1.zip",
+        archive=Archive("jester_dataset_1_1.zip", "jester-data-1.xls",
+                        sha256="cb7841756ded125b15f3d95c9f8241224065e96354c132a46ae4214deeab7615"),
+        files=("jester-data-1.xls", "jester-data-1.csv"),
+        # a zip holding the comma-separated export of the sheet (as in shared/data/jester)
+        other_archives=(Archive("jester-data-1.zip", "jester-data-1.csv"),),
+        known={"jester-data-1.zip": "4adf783a1e03bd3be063315cb6e0a064fe63e983fd289d01b8e401a8e6c41e5f"},
+    ),
+    "ml100k": Source(
+        name="ml100k",
+        title="MovieLens-100K",
+        url="https://files.grouplens.org/datasets/movielens/ml-100k.zip",
+        archive=Archive("ml-100k.zip", "ml-100k/u.data",
+                        sha256="50d2a982c66986937beb9ffb3aa76efe955bf3d5c6b761f4e3a7cd717c6a3229",
+                        md5="0e33842e24a9c977be4e0107933c0723", size=4924029),
+        files=("u.data",),
+        known={"u.data": "06416e597f82b7342361e41163890c81036900f418ad91315590814211dca490"},
+    ),
+    "ml1m": Source(
+        name="ml1m",
+        title="MovieLens-1M",
+        url="https://files.grouplens.org/datasets/movielens/ml-1m.zip",
+        archive=Archive("ml-1m.zip", "ml-1m/ratings.dat",
+                        sha256="a6898adb50b9ca05aa231689da44c217cb524e7ebd39d264c56e2832f2c54e20",
+                        md5="c4d9eecfca2ab87c1945afe126590906", size=5917549),
+        # ratings.dat.gz: the same file gzipped (ratings.read accepts it)
+        files=("ratings.dat", "ratings.dat.gz"),
+    ),
+}
+
+
+def source(name: str) -> Source:
+    try:
+        return SOURCES[name]
+    except KeyError:
+        raise RawDataError(f"unknown dataset {name!r}; known: {', '.join(sorted(SOURCES))}") from None
+
+
+def source_dir(name: str, raw_dir: str | Path) -> Path:
+    """The directory that holds dataset ``name``'s raw files: ``<raw_dir>/<name>``."""
+    return Path(raw_dir) / source(name).name
+
+
+# -- checksums --------------------------------------------------------------
+def digests(path: str | Path) -> dict[str, str]:
+    """sha256 and md5 of a file, in one pass."""
+    sha, md5 = hashlib.sha256(), hashlib.md5()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            sha.update(chunk)
+            md5.update(chunk)
+    return {"sha256": sha.hexdigest(), "md5": md5.hexdigest()}
+
+
+def _check_digests(label: str, archive: Archive, actual: dict[str, str], url: str) -> None:
+    for algo in ("sha256", "md5"):
+        expected = getattr(archive, algo)
+        if expected and actual[algo] != expected.lower():
+            raise RawDataError(
+                f"{label}: {algo} mismatch: expected {expected}, got {actual[algo]}. It is not the "
+                f"published {archive.file} ({url}); delete it and place or download the original.")
+
+
+def verify(name: str, path: str | Path) -> None:
+    """Raise RawDataError unless ``path`` matches the checksums of the archive of that file name."""
+    src, path = source(name), Path(path)
+    for arch in src.archives:
+        if arch.file == path.name and arch.verified:
+            _check_digests(str(path), arch, digests(path), src.url)
+
+
+# -- locating and extracting ------------------------------------------------
+def _safe_member(zpath: Path, zf: zipfile.ZipFile, member: str) -> zipfile.ZipInfo:
+    """The zip entry ``member`` (or the only entry with its base name), refusing unsafe paths."""
+    base = PurePosixPath(member).name
+    entries = [i for i in zf.infolist() if not i.is_dir()]
+    exact = [i for i in entries if i.filename == member]
+    hits = exact or [i for i in entries if PurePosixPath(i.filename.replace("\\", "/")).name == base]
+    if len(hits) != 1:
+        what = "no entry" if not hits else f"{len(hits)} entries"
+        raise RawDataError(f"{zpath}: {what} named {member!r} (or {base!r}) in the archive; "
+                           f"it holds {[i.filename for i in entries][:10]}")
+    parts = PurePosixPath(hits[0].filename.replace("\\", "/")).parts
+    if hits[0].filename.startswith(("/", "\\")) or ".." in parts or (parts and ":" in parts[0]):
+        raise RawDataError(f"{zpath}: refusing unsafe member path {hits[0].filename!r}")
+    return hits[0]
+
+
+def _extract(zpath: Path, archive: Archive, dest: Path) -> Path:
+    """Extract the ratings member of ``zpath`` into ``dest`` atomically; return its path."""
+    target = dest / PurePosixPath(archive.member).name
+    if target.resolve().parent != dest.resolve():
+        raise RawDataError(f"{zpath}: member {archive.member!r} would be written outside {dest}")
+    try:
+        with zipfile.ZipFile(zpath) as zf:
+            info = _safe_member(zpath, zf, archive.member)
+            with atomic_path(target) as tmp, zf.open(info) as src, open(tmp, "wb") as out:
+                shutil.copyfileobj(src, out, _CHUNK)
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, zlib.error, NotImplementedError) as exc:
+        raise RawDataError(f"{zpath}: corrupt or truncated zip archive ({exc}); delete it and "
+                           f"place or download it again") from exc
+    return target
+
+
+def _missing_message(src: Source, dest: Path, reason: str) -> str:
+    return (f"{src.title} ({src.name}): no raw ratings file in {dest.resolve()} ({reason}). "
+            f"Put one of these files in that directory: {', '.join(src.accepted)}. "
+            f"Get it from {src.url}")
+
+
+def locate(name: str, raw_dir: str | Path) -> Path:
+    """The usable ratings file of ``name`` under ``<raw_dir>/<name>/``, without any network.
+
+    A ratings file placed by hand wins; otherwise the first accepted archive
+    present is verified (when its checksum is known) and its ratings member is
+    extracted beside it.  Raises MissingRawData if nothing accepted is present.
+    """
+    src, dest = source(name), source_dir(name, raw_dir)
+    for fname in src.files:
+        if (dest / fname).is_file():
+            return dest / fname
+    for arch in src.archives:
+        zpath = dest / arch.file
+        if zpath.is_file():
+            verify(name, zpath)
+            return _extract(zpath, arch, dest)
+    raise MissingRawData(_missing_message(src, dest, "nothing found"))
+
+
+# -- downloading --------------------------------------------------------------
+def _human(n: float) -> str:
+    return f"{n / 1e6:.1f} MB"
+
+
+def _download(src: Source, dest: Path, progress: Progress | None) -> Path:
+    """Download the official archive into ``dest``; it appears there only once verified."""
+    arch, say = src.archive, progress or (lambda _msg: None)
+    target = dest / arch.file
+    say(f"{src.name}: downloading {src.url} -> {target}")
+    sha, md5 = hashlib.sha256(), hashlib.md5()
+    with atomic_path(target) as tmp:
+        with urllib.request.urlopen(src.url, timeout=_TIMEOUT_S) as resp, open(tmp, "wb") as out:
+            total = int(resp.headers.get("Content-Length") or 0) or arch.size
+            done, next_report = 0, 0.1
+            while chunk := resp.read(_CHUNK):
+                out.write(chunk)
+                sha.update(chunk)
+                md5.update(chunk)
+                done += len(chunk)
+                if total and done >= next_report * total:  # about every 10%
+                    say(f"{src.name}: {_human(done)} of {_human(total)} ({100 * done / total:.0f}%)")
+                    next_report = (int(10 * done / total) + 1) / 10
+        _check_digests(f"download of {src.url}", arch, {"sha256": sha.hexdigest(), "md5": md5.hexdigest()},
+                       src.url)
+    say(f"{src.name}: {_human(done)} downloaded, sha256 {sha.hexdigest()} verified")
+    return target
+
+
+def fetch(name: str, raw_dir: str | Path, allow_network: bool = True, progress: Progress | None = None) -> Path:
+    """The ratings file of ``name``: :func:`locate` it, or download the official archive first.
+
+    Nothing is downloaded when a usable file is present.  A corrupt or altered
+    file that is present raises rather than being silently replaced.  If the
+    download is disallowed or fails, MissingRawData says which files are
+    accepted, the directory to put them in, and the address to get them from.
+    ``progress`` receives one-line messages about the download.
+    """
+    src, dest = source(name), source_dir(name, raw_dir)
+    try:
+        return locate(name, raw_dir)
+    except MissingRawData:
+        if not allow_network:
+            raise MissingRawData(_missing_message(src, dest, "network access disabled")) from None
+    try:
+        _download(src, dest, progress)
+    except (OSError, ValueError, http.client.HTTPException) as exc:  # URLError is an OSError
+        raise MissingRawData(_missing_message(src, dest, f"download failed: {exc}")) from exc
+    return locate(name, raw_dir)
+
+
+def manifest(name: str, path: str | Path) -> dict:
+    """Record of the raw file used: path, size, sha256, and whether it matches a known checksum."""
+    src, path = source(name), Path(path)
+    sums = digests(path)
+    expected = {a.file: a.sha256 for a in src.archives if a.sha256}
+    expected.update(src.known)
+    known = expected.get(path.name)
+    return {
+        "dataset": src.name,
+        "file": str(path),
+        "bytes": path.stat().st_size,
+        "sha256": sums["sha256"],
+        "known_sha256": known,
+        "matches_known": None if known is None else sums["sha256"] == known,
+        "url": src.url,
+    }

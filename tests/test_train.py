@@ -1,0 +1,84 @@
+"""Meta-training: progress, reproducibility, and non-finite meta-gradients never reaching theta."""
+from __future__ import annotations
+
+import copy
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from adjoint_meta import config, make_tasks, train
+from adjoint_meta.io import read_json
+from conftest import TEST_PARAMS
+
+
+@pytest.fixture(scope="module")
+def tasks(tmp_path_factory):
+    params = config.load(TEST_PARAMS)
+    d = tmp_path_factory.mktemp("tasks")
+    make_tasks.run(config.prune(params, "make-tasks", dataset="cosmixture"), "cosmixture",
+                   str(d / "t.parquet"), str(d / "t.json"))
+    return params, d
+
+
+def _spec(params, estimator="fomaml", **meta):
+    cell = dict(experiment="fig2_50shot", dataset="cosmixture", setting="50shot-50val", estimator=estimator, seed=0)
+    spec = config.prune(params, "train", **cell)
+    spec["meta"].update(meta)
+    return spec, cell
+
+
+def test_training_logs_progress_and_is_reproducible(tasks, tmp_path):
+    params, d = tasks
+    spec, cell = _spec(params)
+    thetas = []
+    for i in range(2):
+        train.run(spec, cell, str(d / "t.parquet"), str(tmp_path / f"m{i}.pt"), str(tmp_path / f"c{i}.csv"),
+                  str(tmp_path / f"log{i}.txt"))
+        thetas.append(train.load_theta(tmp_path / f"m{i}.pt")[0])
+    assert torch.equal(thetas[0], thetas[1])
+    log = (tmp_path / "log0.txt").read_text()
+    assert re.search(r"meta-step 20/20 +query loss [\d.e+-]+ +elapsed [\d.]+s", log)
+    curve = pd.read_csv(tmp_path / "c0.csv")
+    assert list(curve["meta_step"]) == list(range(1, 21)) and np.isfinite(curve["query_loss"]).all()
+    other = copy.deepcopy(spec)
+    other["seed"] = 1
+    train.run(other, cell, str(d / "t.parquet"), str(tmp_path / "m2.pt"), str(tmp_path / "c2.csv"))
+    assert not torch.equal(train.load_theta(tmp_path / "m2.pt")[0], thetas[0])
+
+
+def _poisoned(d, tmp_path, task: int):
+    table = pd.read_parquet(d / "t.parquet")
+    table.loc[table["task"] == task, "y"] = np.float32(3e38)
+    table.to_parquet(tmp_path / "bad.parquet")
+    (tmp_path / "bad.json").write_text((d / "t.json").read_text())
+    return str(tmp_path / "bad.parquet")
+
+
+@pytest.mark.parametrize("estimator", ["fomaml", "maml"])
+def test_diverging_task_stops_with_step_and_task(tasks, tmp_path, estimator):
+    params, d = tasks
+    spec, cell = _spec(params, estimator)
+    with pytest.raises(train.NonFiniteError, match=r"meta-step \d+ for training task\(s\) \[3\]"):
+        train.run(spec, cell, _poisoned(d, tmp_path, 3), str(tmp_path / "m.pt"), str(tmp_path / "c.csv"))
+    assert not (tmp_path / "m.pt").exists() and not (tmp_path / "c.csv").exists()
+
+
+def test_diverging_task_is_skipped_and_counted(tasks, tmp_path):
+    params, d = tasks
+    spec, cell = _spec(params, on_nonfinite="skip")
+    summary = train.run(spec, cell, _poisoned(d, tmp_path, 3), str(tmp_path / "m.pt"), str(tmp_path / "c.csv"),
+                        str(tmp_path / "log.txt"))
+    theta, _ = train.load_theta(tmp_path / "m.pt")
+    assert summary["skipped_tasks"] > 0 and torch.isfinite(theta).all()
+    assert "skipping them" in (tmp_path / "log.txt").read_text()
+    assert pd.read_csv(tmp_path / "c.csv")["skipped_tasks"].iloc[-1] == summary["skipped_tasks"]
+
+
+def test_summary_of_tasks_is_written(tasks):
+    _, d = tasks
+    s = read_json(d / "t.json")
+    assert s["n_train_tasks"] == 12 and s["n_test_tasks"] == 6 and s["input"] == {
+        "kind": "dense", "dim": 2, "domain": [-1.0, 1.0]}
