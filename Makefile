@@ -10,12 +10,16 @@ else
 PY ?= .venv/bin/python
 endif
 CORES ?= all
+# a directory holding copies of the raw datasets (for machines that cannot reach the official
+# download addresses); `make run` copies what data/raw/ lacks from it when it exists
+RAW_COPIES ?= ../shared/data
 
 .PHONY: setup run test
 setup:
 	@bash scripts/setup.sh "$(PY)"
 
 run: setup
+	@if [ -d "$(RAW_COPIES)" ]; then $(PY) -m adjoint_meta place-raw --from "$(RAW_COPIES)"; fi
 	PATH="$(abspath $(dir $(PY))):$$PATH" $(PY) -m snakemake --cores $(CORES)
 
 test: setup

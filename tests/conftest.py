@@ -56,7 +56,25 @@ def run_tool(args: list[str], cwd: Path, check: bool = True, timeout: int = 900)
     return proc
 
 
+def write_u_data(path: Path, n_users: int = 40, n_items: int = 30, seed: int = 0) -> Path:
+    """A small MovieLens-100K-format ratings file (user, item, rating, timestamp; tab-separated)."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    lines = []
+    for user in range(1, n_users + 1):
+        items = rng.choice(np.arange(1, n_items + 1), size=int(rng.integers(8, 26)), replace=False)
+        for item in items:
+            lines.append(f"{user}\t{item}\t{int(rng.integers(1, 6))}\t{880000000 + len(lines)}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
-    """A scratch copy of the project whose params.yaml is the test configuration."""
-    return copy_project(tmp_path / "project", TEST_PARAMS)
+    """A scratch copy of the project whose params.yaml is the test configuration, with a
+    generated MovieLens-100K-format file placed by hand (the configuration forbids downloads)."""
+    root = copy_project(tmp_path / "project", TEST_PARAMS)
+    write_u_data(root / "data" / "raw" / "ml100k" / "u.data")
+    return root

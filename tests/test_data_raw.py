@@ -286,3 +286,24 @@ def test_manifest(tmp_path):
     other = tmp_path / "ratings.dat"
     other.write_bytes(b"1::2::3::4\n")
     assert raw.manifest("ml1m", other)["matches_known"] is None
+
+
+def test_place_copies_fills_only_what_is_missing(tmp_path):
+    """A directory of local copies fills data/raw/<source>/ where nothing usable is present;
+    a file already placed is never replaced; a partial ML-1M copy is taken under ratings.dat.gz."""
+    import gzip
+
+    copies = tmp_path / "copies"
+    (copies / "ml-100k").mkdir(parents=True)
+    (copies / "ml-100k" / "u.data").write_text("1\t1\t5\t1\n")
+    (copies / "ml-1m-sample").mkdir()
+    with gzip.open(copies / "ml-1m-sample" / "ratings-users-1-9.dat.gz", "wt") as fh:
+        fh.write("1::1::5::1\n")
+    raw_dir = tmp_path / "raw"
+    (raw_dir / "ml100k").mkdir(parents=True)
+    (raw_dir / "ml100k" / "u.data").write_text("2\t2\t3\t1\n")  # placed by hand earlier
+    placed = raw.place_copies(copies, raw_dir, ["jester", "ml100k", "ml1m"])
+    assert placed["jester"] is None
+    assert (raw_dir / "ml100k" / "u.data").read_text() == "2\t2\t3\t1\n"
+    assert placed["ml1m"] == raw_dir / "ml1m" / "ratings.dat.gz"
+    assert not [p for p in (raw_dir / "ml1m").iterdir() if p.name.startswith(".")]

@@ -9,8 +9,13 @@ import pytest
 from adjoint_meta import config, paths
 from conftest import ROOT, TEST_PARAMS, copy_project, run_tool
 
-STEP_OF_STAGE = {"make_tasks": "make-tasks", "train": "train", "evaluate": "evaluate",
-                 "summarize": "summarize", "report": "report"}
+STAGE_PREFIXES = (("fetch", "fetch"), ("make_tasks", "make-tasks"), ("train_", "train"),
+                  ("evaluate_", "evaluate"), ("summarize", "summarize"), ("report", "report"))
+
+
+def step_of(stage) -> str:
+    base = stage.name.split("@")[0]
+    return next(step for prefix, step in STAGE_PREFIXES if base.startswith(prefix))
 
 
 def snakemake_outputs(project: Path) -> set[str]:
@@ -62,6 +67,8 @@ def test_dvc_stage_groups_match_experiments(both):
 
 def _wildcards(stage) -> dict:
     out = str(stage.outs[0])
+    if stage.name.startswith("fetch"):
+        return {"source": stage.name.split("@")[1]}
     if stage.name.startswith("make_tasks"):
         return {"dataset": Path(out).stem}
     m = re.match(r"results/\w+/(?P<experiment>[^/]+)/(?P<dataset>[^/]+)/(?P<setting>[^/]+)/"
@@ -72,8 +79,7 @@ def _wildcards(stage) -> dict:
 def test_dvc_params_are_the_keys_each_step_reads(both):
     params, project = both
     for stage in dvc_stages(project):
-        step = STEP_OF_STAGE[re.sub(r"_[a-z0-9_]+$", "", stage.name.split("@")[0])
-                             if not stage.name.startswith("make_tasks") else "make_tasks"]
+        step = step_of(stage)
         declared = {k for p in stage.deps if hasattr(p, "params") for k in (p.params or [])}
         if config.RELEVANT_KEYS[step] == ["*"]:
             assert not declared, f"{stage.name} should track the whole params.yaml"
@@ -86,7 +92,6 @@ def test_dvc_params_are_the_keys_each_step_reads(both):
 def test_dvc_code_deps_match(both):
     _, project = both
     for stage in dvc_stages(project):
-        base = stage.name.split("@")[0]
-        step = "make-tasks" if base == "make_tasks" else STEP_OF_STAGE[base.split("_")[0]]
+        step = step_of(stage)
         deps = {str(d) for d in stage.deps}
         assert set(paths.CODE[step]) <= deps, f"{stage.name} lacks code deps {set(paths.CODE[step]) - deps}"

@@ -24,7 +24,7 @@ def tasks(tmp_path_factory):
 
 
 def _spec(params, estimator="fomaml", **meta):
-    cell = dict(experiment="fig2_50shot", dataset="cosmixture", setting="50shot-50val", estimator=estimator, seed=0)
+    cell = dict(experiment="fig2_50shot", dataset="cosmixture", setting="5shot-5val", estimator=estimator, seed=0)
     spec = config.prune(params, "train", **cell)
     spec["meta"].update(meta)
     return spec, cell

@@ -76,6 +76,22 @@ def cmd_params(args: argparse.Namespace) -> None:
         print(f"{args.params}: valid ({len(config.cells(params))} training jobs, preset {params['preset']!r})")
 
 
+def cmd_fetch(args: argparse.Namespace) -> None:
+    from adjoint_meta import make_tasks
+
+    make_tasks.fetch(_spec(args, "fetch"), args.source, args.out, args.log)
+
+
+def cmd_place_raw(args: argparse.Namespace) -> None:
+    from adjoint_meta import paths
+    from adjoint_meta.data import raw
+
+    params = config.load(args.params, _overrides(args.overrides))
+    placed = raw.place_copies(args.source_dir, paths.RAW_DIR, params["raw"]["sources"], progress=print)
+    for name, path in placed.items():
+        print(f"{name}: {path if path else 'no copy found; the fetch step will download it or say what is missing'}")
+
+
 def cmd_make_tasks(args: argparse.Namespace) -> None:
     from adjoint_meta import make_tasks
 
@@ -128,6 +144,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("params", cmd_params, "validate the parameters and show the effective values or the job grid")
     p.add_argument("--show", action="store_true", help="print the effective parameters (preset applied)")
     p.add_argument("--cells", action="store_true", help="list the training jobs the parameters define")
+
+    p = add("fetch", cmd_fetch, "make a raw dataset present and verified (download only if missing)")
+    p.add_argument("--source", required=True, choices=["jester", "ml100k", "ml1m"])
+    p.add_argument("--out", required=True, help="manifest of the raw file used (.json)")
+    p.add_argument("--log", help="log file")
+
+    p = add("place-raw", cmd_place_raw,
+            "copy raw dataset files from a directory of local copies into data/raw/ (not a pipeline step)")
+    p.add_argument("--from", dest="source_dir", required=True, help="directory searched recursively")
 
     p = add("make-tasks", cmd_make_tasks, "build the task table of one dataset")
     _add_cell(p, ("dataset",))

@@ -235,7 +235,15 @@ def _cross_checks(doc: Mapping, *, partial: bool) -> list[str]:
                 ds = datasets.get(dname) or {}
                 for sname in exp.get("settings", []):
                     st = settings.get(sname)
-                    if st is None or ds.get("source") != "synthetic":
+                    if st is None:
+                        continue
+                    if ds.get("source") not in (None, "synthetic"):
+                        if st["shot"] >= ds["min_test_ratings"]:
+                            msgs.append(f"settings.{sname}: shot = {st['shot']} leaves no rating to evaluate "
+                                        f"for test users of datasets.{dname} (min_test_ratings = "
+                                        f"{ds['min_test_ratings']}); raise min_test_ratings")
+                        continue
+                    if ds.get("source") != "synthetic":
                         continue
                     if st["shot"] + st["val"] > ds["train_points"]:
                         msgs.append(f"settings.{sname}: shot + val = {st['shot'] + st['val']} exceeds "
@@ -249,6 +257,19 @@ def _cross_checks(doc: Mapping, *, partial: bool) -> list[str]:
                 if abs(n - round(n)) > 1e-6 or round(n) < 1:
                     msgs.append(f"estimators.amaml.h: T = experiments.{ename}.steps * inner.alpha = "
                                 f"{exp['steps'] * alpha:g} is not a whole number of steps h = {h:g}")
+        raw_sources = (doc.get("raw") or {}).get("sources", [])
+        used: dict[str, str] = {}
+        for dname, ds in datasets.items():
+            src = ds.get("source")
+            if src in (None, "synthetic"):
+                continue
+            if src not in raw_sources:
+                msgs.append(f"datasets.{dname}.source: {src!r} is not listed in raw.sources "
+                            f"({', '.join(raw_sources) or 'empty'}); add it there")
+            if src in used:
+                msgs.append(f"datasets.{dname}.source: {src!r} is already the source of datasets.{used[src]}; "
+                            "each raw source feeds one dataset")
+            used[src] = dname
         meta = doc.get("meta") or {}
         for dname, ds in datasets.items():
             if ds.get("source") == "synthetic" and meta.get("meta_batch", 0) > ds.get("n_train_tasks", 0):
@@ -319,6 +340,7 @@ def datasets_used(params: Mapping) -> list[str]:
 # Keys each step reads, as dotted templates over the job's wildcards. The DVC
 # stages list exactly these under ``params:`` (checked by a test).
 RELEVANT_KEYS: dict[str, list[str]] = {
+    "fetch": ["raw.download"],
     "make-tasks": ["seed", "datasets.{dataset}"],
     "train": [
         "seed", "runtime", "inner", "datasets.{dataset}", "settings.{setting}",

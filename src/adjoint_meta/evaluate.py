@@ -5,9 +5,11 @@ Each test task trains on its ``shot`` support examples (gradient descent with
 the error on its evaluation examples is recorded along the way.  The tables
 report step K (the experiment's ``steps``) for every estimator.
 
-Metrics per task, over its evaluation examples (definitions also in the report):
+Metrics per task, over its evaluation examples, in the data's original units
+(predictions and targets mapped back through the dataset's target scaling,
+rating = y * scale + shift; definitions also in the report):
     nRMSE = ||y_hat - y||_2 / ||y||_2     (primary; the paper does not define it)
-    RMSE  = sqrt(mean (y_hat - y)^2)      (in the data's own units)
+    RMSE  = sqrt(mean (y_hat - y)^2)      (in the data's own units, e.g. rating points)
 """
 from __future__ import annotations
 
@@ -25,12 +27,14 @@ from adjoint_meta.tasks import TaskPool
 from adjoint_meta.train import load_theta
 
 
-def errors(model: MLP, u: torch.Tensor, data: Data) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-task (nRMSE, RMSE) over the examples with positive weight."""
+def errors(model: MLP, u: torch.Tensor, data: Data, shift: float = 0.0,
+           scale: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-task (nRMSE, RMSE) over the examples with positive weight, in original units."""
     mask = (data.w > 0).to(u.dtype)
-    r = (model.predict(u, data.x) - data.y) * mask
+    r = (model.predict(u, data.x) - data.y) * (mask * scale)  # y_hat - y is shift-free
+    target = (data.y * scale + shift) * mask
     sq = (r * r).sum(1)
-    nrmse = sq.sqrt() / ((data.y * mask).pow(2).sum(1).sqrt())
+    nrmse = sq.sqrt() / target.pow(2).sum(1).sqrt()
     rmse = (sq / mask.sum(1)).sqrt()
     return nrmse, rmse
 
@@ -42,24 +46,25 @@ def record_steps(eval_steps: int, every: int, marks: list[int]) -> list[int]:
 
 
 def finetune_curve(model: MLP, theta: torch.Tensor, support: Data, evaluation: Data, steps: list[int],
-                   optimizer: str, lr: float) -> dict[int, tuple[torch.Tensor, torch.Tensor]]:
+                   optimizer: str, lr: float, target: dict | None = None) -> dict[int, tuple[torch.Tensor, torch.Tensor]]:
     """Errors of all test tasks at each step in ``steps`` while fine-tuning from theta."""
     u = stack(theta, support.n_tasks)
     opt = None
     if optimizer == "adam":  # Adam is elementwise, so one optimizer on [T, P] = T independent ones
         u = torch.nn.Parameter(u)
         opt = torch.optim.Adam([u], lr=lr, weight_decay=1e-6)
+    scaling = (float(target["shift"]), float(target["scale"])) if target else (0.0, 1.0)
     out, done = {}, 0
-    for target in steps:
-        for _ in range(target - done):
+    for stop in steps:
+        for _ in range(stop - done):
             g = model.grad(u.detach(), support)
             if opt is None:
                 u = u - lr * g
             else:
                 u.grad = g
                 opt.step()
-        done = target
-        out[target] = errors(model, u.detach(), evaluation)
+        done = stop
+        out[stop] = errors(model, u.detach(), evaluation, *scaling)
     return out
 
 
@@ -89,7 +94,8 @@ def run(spec: dict, cell: dict, model_path: str, tasks_path: str, out_json: str,
     log.info("evaluate %s on %d test tasks, %d fine-tuning steps (%s, lr %g)",
              " ".join(f"{k}={v}" for k, v in cell.items()), support.n_tasks, steps[-1], ev["optimizer"], ev["lr"])
     curve = finetune_curve(model, theta.to(device, dtype), support.to(device, dtype),
-                           evaluation.to(device, dtype), steps, ev["optimizer"], float(ev["lr"]))
+                           evaluation.to(device, dtype), steps, ev["optimizer"], float(ev["lr"]),
+                           pool.summary.get("target"))
 
     buf = io.StringIO()
     w = csv.writer(buf)
@@ -107,6 +113,7 @@ def run(spec: dict, cell: dict, model_path: str, tasks_path: str, out_json: str,
         "inner_steps_trained": train_summary["inner_steps"],
         "report_step": K,
         "n_test_tasks": support.n_tasks,
+        "units": "rating" if pool.onehot else "target",
         "nrmse": {**_stats(nr), "per_task": nr},
         "rmse": {**_stats(rm), "per_task": rm},
         "at_maml_steps": {"step": K_maml, "nrmse": _stats(curve[K_maml][0].tolist())},

@@ -6,6 +6,8 @@ the same paths with ``${item.*}`` (a test checks the two agree).
 """
 from __future__ import annotations
 
+RAW_DIR = "data/raw"
+RAW_MANIFEST = "data/raw/{source}/manifest.json"
 TASKS = "data/tasks/{dataset}.parquet"
 TASKS_SUMMARY = "data/tasks/{dataset}.json"
 
@@ -34,6 +36,7 @@ def cell_name(cell: dict) -> str:
 # Source code each step runs: both front ends rerun a step when its code changes
 # (Snakemake: the .py files as inputs; DVC: these paths as deps).
 CODE = {
+    "fetch": ["src/adjoint_meta/data/raw.py"],
     "make-tasks": ["src/adjoint_meta/make_tasks.py", "src/adjoint_meta/data"],
     "train": ["src/adjoint_meta/train.py", "src/adjoint_meta/model.py", "src/adjoint_meta/tasks.py",
               "src/adjoint_meta/estimators"],

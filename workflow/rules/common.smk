@@ -22,6 +22,7 @@ CELLS = [c.as_dict() for c in amc.cells(P)]
 CELL_NAME = "{experiment}__{dataset}__{setting}__{estimator}__seed{seed}"
 
 wildcard_constraints:
+    source=r"jester|ml100k|ml1m",
     experiment=r"[a-z][a-z0-9_]*",
     dataset=r"[a-z][a-z0-9_]*",
     setting=r"[0-9]+shot-[0-9]+val",
@@ -43,4 +44,5 @@ def slice_of(step, *fields):
 
 
 def all_targets():
-    return [paths.REPORT, paths.METRICS] + [paths.TASKS.format(dataset=d) for d in P["datasets"]]
+    return ([paths.REPORT, paths.METRICS] + [paths.TASKS.format(dataset=d) for d in P["datasets"]]
+            + [paths.RAW_MANIFEST.format(source=s) for s in P["raw"]["sources"]])

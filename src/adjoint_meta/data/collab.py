@@ -36,13 +36,14 @@ TARGETS = ("raw", "standardized")
 class Dataset:
     family: str  # 'jester' | 'movielens'
     paper_task_count: int  # tasks the paper reports, for side-by-side reporting
+    published_ratings: int  # ratings in the complete published dataset (a smaller file is a partial copy)
     all_items: int | None = None  # Jester: a fixed item set, kept whole
 
 
 DATASETS: dict[str, Dataset] = {
-    "jester": Dataset("jester", 24983, all_items=100),
-    "ml100k": Dataset("movielens", 489),
-    "ml1m": Dataset("movielens", 4985),
+    "jester": Dataset("jester", 24983, 1810455, all_items=100),
+    "ml100k": Dataset("movielens", 489, 100000),
+    "ml1m": Dataset("movielens", 4985, 1000209),
 }
 
 
@@ -190,6 +191,7 @@ def preprocess(ratings: pd.DataFrame, cfg: dict, rng: np.random.Generator,
         },
         "test_users": test_users.tolist(),
         "paper_task_count": spec.paper_task_count,
+        "published_ratings": spec.published_ratings,
         "n_rows": int(len(table)),
     }
     return table, summary

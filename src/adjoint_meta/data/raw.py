@@ -118,6 +118,17 @@ SOURCES: dict[str, Source] = {
 }
 
 
+# Names under which a directory of local dataset copies may hold a source's ratings, beyond the
+# accepted names; a match is copied in under the accepted name given (a partial copy of ML-1M,
+# e.g. ratings-users-1-2999.dat.gz, is still used: the report compares its size with the
+# published dataset's).
+COPY_PATTERNS: dict[str, tuple[tuple[str, str], ...]] = {
+    "jester": (),
+    "ml100k": (),
+    "ml1m": (("ratings*.dat.gz", "ratings.dat.gz"), ("ratings*.dat", "ratings.dat")),
+}
+
+
 def source(name: str) -> Source:
     try:
         return SOURCES[name]
@@ -283,3 +294,32 @@ def manifest(name: str, path: str | Path) -> dict:
         "matches_known": None if known is None else sums["sha256"] == known,
         "url": src.url,
     }
+
+
+def place_copies(directory: str | Path, raw_dir: str | Path, names: list[str] | None = None,
+                 progress: Progress | None = None) -> dict[str, Path | None]:
+    """Copy raw files found under ``directory`` (searched recursively) into ``<raw_dir>/<name>/``
+    for every source that has no usable file there yet; nothing present is replaced.
+    Returns the file now in place per source (None where no copy was found)."""
+    directory = Path(directory)
+    placed: dict[str, Path | None] = {}
+    for name in names or list(SOURCES):
+        try:
+            placed[name] = locate(name, raw_dir)
+            continue
+        except MissingRawData:
+            pass
+        src, dest = source(name), source_dir(name, raw_dir)
+        wanted = [(n, n) for n in src.accepted] + list(COPY_PATTERNS.get(name, ()))
+        found = next(((hit, target) for pattern, target in wanted
+                      for hit in sorted(directory.rglob(pattern)) if hit.is_file()), None)
+        if found is None:
+            placed[name] = None
+            continue
+        hit, target = found
+        with atomic_path(dest / target) as tmp:
+            shutil.copyfile(hit, tmp)
+        if progress:
+            progress(f"{name}: copied {hit} -> {dest / target}")
+        placed[name] = locate(name, raw_dir)
+    return placed
