@@ -118,18 +118,24 @@ def apply_preset(doc: dict) -> dict:
     if _grid(resolved) != _grid(doc):
         raise ParamsError(
             f"presets.{name}: a preset may change sizes, not which outputs exist "
-            "(experiments' datasets/settings/estimators, meta.seeds); dvc.yaml expands "
+            "(datasets, raw sources, the lists of experiments, profiles and accuracy studies, meta.seeds); "
+            "dvc.yaml expands "
             "those lists from params.yaml itself")
     return resolved
 
 
 def _grid(doc: Mapping) -> Any:
-    exps = doc.get("experiments") or {}
-    return (
-        json.dumps({k: {f: v.get(f) for f in ("datasets", "settings", "estimators")}
-                    for k, v in exps.items() if isinstance(v, Mapping)}, sort_keys=True),
-        json.dumps((doc.get("meta") or {}).get("seeds"), sort_keys=True),
-    )
+    """What decides which outputs exist (and so which DVC stages dvc.yaml expands)."""
+    pick = lambda section, fields: {  # noqa: E731
+        k: {f: v.get(f) for f in fields} for k, v in (doc.get(section) or {}).items() if isinstance(v, Mapping)}
+    return json.dumps({
+        "experiments": pick("experiments", ("datasets", "settings", "estimators")),
+        "profiles": pick("profiles", ("estimators",)),
+        "accuracy": sorted(doc.get("accuracy") or {}),
+        "datasets": sorted(doc.get("datasets") or {}),
+        "raw": (doc.get("raw") or {}).get("sources"),
+        "seeds": (doc.get("meta") or {}).get("seeds"),
+    }, sort_keys=True)
 
 
 # ---------------------------------------------------------------------------
@@ -251,12 +257,49 @@ def _cross_checks(doc: Mapping, *, partial: bool) -> list[str]:
                     if st["shot"] > ds["test_support_points"]:
                         msgs.append(f"settings.{sname}: shot = {st['shot']} exceeds "
                                     f"datasets.{dname}.test_support_points ({ds['test_support_points']})")
-            if "amaml" in exp.get("estimators", []) and "amaml" in estimators and alpha:
-                h = estimators["amaml"].get("h") or alpha
+            for est in exp.get("estimators", []):
+                cfg = estimators.get(est) or {}
+                if cfg.get("kind") != "amaml" or not alpha:
+                    continue
+                h = cfg.get("h") or alpha
                 n = exp["steps"] * alpha / h
                 if abs(n - round(n)) > 1e-6 or round(n) < 1:
-                    msgs.append(f"estimators.amaml.h: T = experiments.{ename}.steps * inner.alpha = "
+                    msgs.append(f"estimators.{est}.h: T = experiments.{ename}.steps * inner.alpha = "
                                 f"{exp['steps'] * alpha:g} is not a whole number of steps h = {h:g}")
+        for section in ("profiles", "accuracy"):
+            for name, item in (doc.get(section) or {}).items():
+                for field, pool in (("dataset", datasets), ("setting", settings)):
+                    if item.get(field) not in pool:
+                        msgs.append(f"{section}.{name}.{field}: {item.get(field)!r} is not defined under "
+                                    f"'{field}s'; allowed values: {', '.join(sorted(pool))}")
+                for est in item.get("estimators", []):
+                    if est not in estimators:
+                        msgs.append(f"{section}.{name}.estimators: {est!r} is not defined under 'estimators'; "
+                                    f"allowed values: {', '.join(sorted(estimators))}")
+        exps = doc.get("experiments") or {}
+        for ename, exp in exps.items():
+            pt = exp.get("paired_test")
+            if not pt:
+                continue
+            src_name = pt.get("experiment", ename)
+            src = exps.get(src_name)
+            if src is None:
+                msgs.append(f"experiments.{ename}.paired_test.experiment: {src_name!r} is not an experiment; "
+                            f"allowed values: {', '.join(sorted(exps))}")
+                continue
+            if pt["estimator"] not in src.get("estimators", []):
+                msgs.append(f"experiments.{ename}.paired_test.estimator: {pt['estimator']!r} is not trained in "
+                            f"experiments.{src_name}; allowed values: {', '.join(src.get('estimators', []))}")
+            if src_name != ename:
+                for key in ("steps", "maml_steps", "eval_steps"):
+                    if src.get(key) != exp.get(key):
+                        msgs.append(f"experiments.{ename}.{key}: {exp.get(key)} differs from experiments."
+                                    f"{src_name}.{key} ({src.get(key)}), whose results the paired test uses")
+                for field in ("datasets", "settings"):
+                    missing = set(exp.get(field, [])) - set(src.get(field, []))
+                    if missing:
+                        msgs.append(f"experiments.{ename}.{field}: {sorted(missing)} not in experiments."
+                                    f"{src_name}.{field}, whose results the paired test uses")
         raw_sources = (doc.get("raw") or {}).get("sources", [])
         used: dict[str, str] = {}
         for dname, ds in datasets.items():
@@ -276,13 +319,14 @@ def _cross_checks(doc: Mapping, *, partial: bool) -> list[str]:
                 msgs.append(f"meta.meta_batch: {meta['meta_batch']} exceeds datasets.{dname}.n_train_tasks "
                             f"({ds['n_train_tasks']})")
 
-    am = estimators.get("amaml")
-    if am and am.get("backward") == "discrete":
+    for name, am in estimators.items():
+        if am.get("kind") != "amaml" or am.get("backward") != "discrete":
+            continue
         if am.get("forward") != "euler":
-            msgs.append("estimators.amaml.backward: 'discrete' is the exact adjoint of an euler forward; "
-                        f"estimators.amaml.forward is {am.get('forward')!r} (allowed with it: euler)")
+            msgs.append(f"estimators.{name}.backward: 'discrete' is the exact adjoint of an euler forward; "
+                        f"estimators.{name}.forward is {am.get('forward')!r} (allowed with it: euler)")
         if alpha is not None and am.get("h") not in (None, alpha):
-            msgs.append(f"estimators.amaml.h: the discrete adjoint needs h = inner.alpha ({alpha}); "
+            msgs.append(f"estimators.{name}.h: the discrete adjoint needs h = inner.alpha ({alpha}); "
                         f"got {am.get('h')}")
     return msgs
 
@@ -337,6 +381,18 @@ def datasets_used(params: Mapping) -> list[str]:
     return sorted({c.dataset for c in cells(params)})
 
 
+def profile_jobs(params: Mapping) -> list[dict]:
+    """One profiling job per (profile, estimator), with the profile's dataset and setting."""
+    return [dict(profile=name, estimator=est, dataset=prof["dataset"], setting=prof["setting"])
+            for name, prof in params["profiles"].items() for est in prof["estimators"]]
+
+
+def accuracy_jobs(params: Mapping) -> list[dict]:
+    """One job per accuracy study, with its dataset and setting."""
+    return [dict(name=name, dataset=study["dataset"], setting=study["setting"])
+            for name, study in params["accuracy"].items()]
+
+
 # Keys each step reads, as dotted templates over the job's wildcards. The DVC
 # stages list exactly these under ``params:`` (checked by a test).
 RELEVANT_KEYS: dict[str, list[str]] = {
@@ -353,7 +409,16 @@ RELEVANT_KEYS: dict[str, list[str]] = {
         "experiments.{experiment}.steps", "experiments.{experiment}.maml_steps",
         "experiments.{experiment}.eval_steps",
     ],
-    "summarize": ["experiments", "meta.seeds"],
+    "profile": [
+        "seed", "runtime", "inner", "meta.meta_batch", "datasets.{dataset}", "settings.{setting}",
+        "estimators.{estimator}", "profiles.{profile}",
+    ],
+    # an accuracy study compares many estimator configurations in one job
+    "accuracy": [
+        "seed", "runtime", "inner", "meta.meta_batch", "datasets.{dataset}", "settings.{setting}",
+        "estimators", "accuracy.{name}",
+    ],
+    "summarize": ["experiments", "profiles", "accuracy", "estimators", "meta.seeds"],
     # the report states the hash of the effective parameters, so it reads them all
     "report": ["*"],
 }
@@ -396,10 +461,17 @@ def load_slice(text: str, step: str, **wildcards: Any) -> dict:
     return prune(doc, step, **wildcards)
 
 
-def inner_steps(estimator: str, experiment: Mapping) -> int:
-    """K used by ``estimator`` in an experiment: MAML unrolls fewer steps, MAML-1 one."""
-    if estimator == "maml":
-        return int(experiment["maml_steps"])
-    if estimator == "maml1":
+def inner_steps(kind: str, steps: int, maml_steps: int | None = None) -> int:
+    """K an estimator of ``kind`` uses where the others use ``steps``: unrolled MAML uses
+    ``maml_steps`` when given (the paper's tables and Figure 2), MAML-1 one step."""
+    if kind == "maml" and maml_steps is not None:
+        return int(maml_steps)
+    if kind == "maml1":
         return 1
-    return int(experiment["steps"])
+    return int(steps)
+
+
+def outer_optimizer(meta: Mapping, estimator_cfg: Mapping) -> tuple[str, float]:
+    """(optimizer, learning rate) of the outer loop: the configuration's own ``outer`` if it has one."""
+    outer = estimator_cfg.get("outer") or meta
+    return str(outer["optimizer"]), float(outer["lr"])

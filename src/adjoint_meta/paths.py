@@ -17,6 +17,9 @@ TRAIN_LOG = "results/train/" + _CELL + ".csv"
 EVAL = "results/eval/" + _CELL + ".json"
 EVAL_CURVE = "results/eval/" + _CELL + ".csv"
 
+PROFILE = "results/profile/{profile}/{estimator}.csv"
+ACCURACY = "results/accuracy/{name}.csv"
+
 METRICS = "reports/metrics.json"
 TABLE = "reports/tables/{experiment}.csv"
 CURVES = "reports/plots/{experiment}_curves.csv"
@@ -41,6 +44,10 @@ CODE = {
     "train": ["src/adjoint_meta/train.py", "src/adjoint_meta/model.py", "src/adjoint_meta/tasks.py",
               "src/adjoint_meta/estimators"],
     "evaluate": ["src/adjoint_meta/evaluate.py", "src/adjoint_meta/model.py", "src/adjoint_meta/tasks.py"],
+    "profile": ["src/adjoint_meta/profile.py", "src/adjoint_meta/memory.py", "src/adjoint_meta/model.py",
+                "src/adjoint_meta/tasks.py", "src/adjoint_meta/estimators"],
+    "accuracy": ["src/adjoint_meta/accuracy.py", "src/adjoint_meta/model.py", "src/adjoint_meta/tasks.py",
+                 "src/adjoint_meta/estimators"],
     "summarize": ["src/adjoint_meta/summarize.py"],
     "report": ["src/adjoint_meta/report.py"],
 }

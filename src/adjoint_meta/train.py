@@ -41,21 +41,25 @@ def run(spec: dict, cell: dict, tasks_path: str, out_model: str, out_log: str,
     ds_cfg, setting = spec["datasets"][cell["dataset"]], spec["settings"][cell["setting"]]
     est_cfg = spec["estimators"][cell["estimator"]]
     meta, alpha = spec["meta"], float(spec["inner"]["alpha"])
-    steps = config.inner_steps(cell["estimator"], spec["experiments"][cell["experiment"]])
+    exp = spec["experiments"][cell["experiment"]]
+    kind = est_cfg["kind"]
+    steps = config.inner_steps(kind, exp["steps"], exp["maml_steps"])
+    optimizer, lr = config.outer_optimizer(meta, est_cfg)
     master, seed = int(spec["seed"]), int(cell["seed"])
 
     pool = TaskPool.load(tasks_path)
     model = build_model(pool.input_dim, ds_cfg["hidden"], ds_cfg["activation"])
     theta = torch.nn.Parameter(model.init(torch_generator(master, "init", cell["dataset"], seed), dtype).to(device))
-    estimator = build(cell["estimator"], est_cfg, steps, alpha,
-                      seed=derive_seed(master, "estimator", *cell.values()))
-    opt = make_optimizer(meta["optimizer"], [theta], float(meta["lr"]))
+    estimator = build(kind, est_cfg, steps, alpha, seed=derive_seed(master, "estimator", *cell.values()))
+    label = est_cfg.get("label") or estimator.label
+    opt = make_optimizer(optimizer, [theta], lr)
     gen = torch_generator(master, "tasks", cell["dataset"], cell["setting"], seed)
     shot, val = int(setting["shot"]), int(setting["val"])
     eligible = int(pool.eligible(shot, val).numel())
-    log.info("train %s | %s | %d parameters | K=%d alpha=%g | %d/%d eligible training tasks | device %s %s",
-             " ".join(f"{k}={v}" for k, v in cell.items()), estimator.label, model.n_params, steps, alpha,
-             eligible, pool.n_train_tasks, runtime.describe_device(device), str(dtype).replace("torch.", ""))
+    log.info("train %s | %s | %d parameters | K=%d alpha=%g | outer %s lr %g | %d/%d eligible training tasks "
+             "| device %s %s", " ".join(f"{k}={v}" for k, v in cell.items()), label, model.n_params, steps, alpha,
+             optimizer, lr, eligible, pool.n_train_tasks, runtime.describe_device(device),
+             str(dtype).replace("torch.", ""))
 
     n_steps, every = int(meta["meta_epochs"]), int(spec["runtime"]["log_every"])
     rows = io.StringIO()
@@ -71,7 +75,7 @@ def run(spec: dict, cell: dict, tasks_path: str, out_model: str, out_log: str,
         if not bool(ok.all()):
             bad = [int(task_ids[i]) for i in torch.nonzero(~ok).flatten().tolist()]
             msg = (f"non-finite meta-gradient at meta-step {step} for training task(s) {bad} of "
-                   f"{cell['dataset']} ({estimator.label}, K={steps}): the inner loop or its adjoint "
+                   f"{cell['dataset']} ({label}, K={steps}): the inner loop or its adjoint "
                    f"diverged; lower inner.alpha or check the data")
             if meta["on_nonfinite"] == "stop" or not bool(ok.any()):
                 raise NonFiniteError(msg)
@@ -92,7 +96,8 @@ def run(spec: dict, cell: dict, tasks_path: str, out_model: str, out_log: str,
 
     wall = time.perf_counter() - start
     summary = {
-        "cell": cell, "estimator_label": estimator.label, "inner_steps": steps, "alpha": alpha,
+        "cell": cell, "estimator_label": label, "kind": kind, "inner_steps": steps, "alpha": alpha,
+        "outer": {"optimizer": optimizer, "lr": lr},
         "n_params": model.n_params, "sizes": model.sizes, "activation": model.activation,
         "meta_steps": n_steps, "wall_seconds": wall, "skipped_tasks": skipped_total,
         "eligible_tasks": eligible, "device": runtime.describe_device(device),
