@@ -5,23 +5,21 @@ query examples (one-hot item inputs), float32, one thread.  For each K it times
 plain inner training (K gradient steps, no meta-gradient) and every estimator in
 the same process, so the printed ratios compare like with like.
 
-Memory is measured honestly per point: on CPU each (estimator, K) runs in a
-fresh process and reports the growth of its peak resident set size (ru_maxrss)
-over a warmed-up baseline; on CUDA, torch.cuda.max_memory_allocated.  For the
-adjoint paths the bytes of the stored trajectory are also printed, to show the
-slope per stored state.
+Memory is measured per point, in this process, by adjoint_meta.memory.measure_peak:
+the growth of memory in use during one meta-update over what was in use just
+before it (CUDA: the allocator's peak; Linux CPU: the RSS high-water mark, reset
+before each call after the heap's free pages are returned to the kernel; see that
+module for the limits).  For the adjoint paths the bytes of the stored trajectory
+are also printed, to show the slope per stored state.
 
     python benchmarks/bench_estimators.py                    # times, all estimators, K in 10..500
-    python benchmarks/bench_estimators.py --memory           # plus peak memory (fresh process per point)
+    python benchmarks/bench_estimators.py --memory           # plus peak memory
     python benchmarks/bench_estimators.py --steps 200 --estimators maml_adjoint amaml_paper
 """
 from __future__ import annotations
 
 import argparse
 import csv
-import json
-import resource
-import subprocess
 import sys
 from pathlib import Path
 
@@ -32,6 +30,7 @@ from common import VARIANTS, cf_problem, interleaved_ms  # noqa: E402
 
 from adjoint_meta.estimators import build  # noqa: E402
 from adjoint_meta.estimators.core import descend, stack  # noqa: E402
+from adjoint_meta.memory import measure_peak  # noqa: E402
 from adjoint_meta.runtime import tune_allocator  # noqa: E402
 
 ALPHA = 0.01
@@ -45,41 +44,17 @@ def estimator(name: str, K: int):
     return build(est, {"store": "states", **cfg} if est in ("maml_adjoint", "amaml") else cfg, K, ALPHA, seed=0)
 
 
-def _peak_kb() -> int:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-
-
-def measure_memory(name: str, K: int, device: str) -> dict:
-    """Peak extra memory of one meta-update at K (run in a fresh process on CPU)."""
-    torch.set_num_threads(1)
-    tune_allocator()
-    m, problem, theta = cf_problem(device=device)
+def measure_memory(name: str, K: int, problem, theta, device: str) -> dict:
+    """Peak extra memory of one meta-update (or of plain inner training) at K, in-process."""
     if name == "plain":
-        run = lambda k: descend(problem, stack(theta, problem.n_tasks), k, ALPHA)  # noqa: E731
+        fn = lambda: descend(problem, stack(theta, problem.n_tasks), K, ALPHA)  # noqa: E731
     else:
-        run = lambda k: estimator(name, k)(theta, problem)  # noqa: E731
-    run(1)
-    if device == "cuda":
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-        base = torch.cuda.memory_allocated()
-        out = run(K)
-        torch.cuda.synchronize()
-        peak = torch.cuda.max_memory_allocated() - base
-    else:
-        base = _peak_kb()
-        out = run(K)
-        peak = (_peak_kb() - base) * 1024
+        est = estimator(name, K)
+        fn = lambda: est(theta, problem)  # noqa: E731
+    out, peak, method = measure_peak(fn, device)
     stored = getattr(out, "stats", {}).get("stored_bytes", 0) if name != "plain" else 0
-    return {"peak_bytes": int(peak), "stored_bytes": int(stored)}
-
-
-def memory_point(name: str, K: int, device: str) -> dict:
-    if device == "cuda":
-        return measure_memory(name, K, device)
-    proc = subprocess.run([sys.executable, __file__, "--memory-point", name, str(K), "--device", device],
-                          capture_output=True, text=True, check=True)
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return {"peak_bytes": peak if peak is not None else float("nan"), "memory_method": method,
+            "stored_bytes": int(stored)}
 
 
 def main() -> None:
@@ -90,11 +65,7 @@ def main() -> None:
     ap.add_argument("--memory", action="store_true", help="also measure peak memory (slower)")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--out", help="write the figures as CSV")
-    ap.add_argument("--memory-point", nargs=2, metavar=("NAME", "K"), help=argparse.SUPPRESS)
     args = ap.parse_args()
-    if args.memory_point:
-        print(json.dumps(measure_memory(args.memory_point[0], int(args.memory_point[1]), args.device)))
-        return
 
     torch.set_num_threads(1)
     tuned = tune_allocator()
@@ -112,7 +83,7 @@ def main() -> None:
         fns.update({name: (lambda e=est: e(theta, problem)) for name, est in ests.items()})
         ms = interleaved_ms(fns, repeats=args.repeats, sync=sync)
         for name in ["plain", *args.estimators]:
-            mem = memory_point(name, K, args.device) if args.memory else {}
+            mem = measure_memory(name, K, problem, theta, args.device) if args.memory else {}
             st = stats.get(name, {})
             row = {"estimator": name, "K": K, "ms": ms[name], "ratio": ms[name] / ms["plain"],
                    "nfe": st.get("nfe", ""), "stored_bytes": st.get("stored_bytes", ""), **mem}

@@ -10,7 +10,8 @@ from adjoint_meta import config, paths
 from conftest import ROOT, TEST_PARAMS, copy_project, run_tool
 
 STAGE_PREFIXES = (("fetch", "fetch"), ("make_tasks", "make-tasks"), ("train_", "train"),
-                  ("evaluate_", "evaluate"), ("summarize", "summarize"), ("report", "report"))
+                  ("evaluate_", "evaluate"), ("profile_", "profile"), ("accuracy", "accuracy"),
+                  ("summarize", "summarize"), ("report", "report"))
 
 
 def step_of(stage) -> str:
@@ -63,12 +64,22 @@ def test_dvc_stage_groups_match_experiments(both):
     extra = {g for g in groups if re.match(r"(train|evaluate)_", g)} - \
         {f"{k}_{e}" for e in params["experiments"] for k in ("train", "evaluate")}
     assert not extra, f"dvc.yaml has stages for experiments not in params.yaml: {extra}"
+    profiles = {g[len("profile_"):] for g in groups if g.startswith("profile_")}
+    assert profiles == set(params["profiles"]), "dvc.yaml's profile stages must match params.yaml's profiles"
 
 
-def _wildcards(stage) -> dict:
+def _wildcards(stage, params: dict) -> dict:
     out = str(stage.outs[0])
-    if stage.name.startswith("fetch"):
-        return {"source": stage.name.split("@")[1]}
+    base, _, key = stage.name.partition("@")
+    if base == "fetch":
+        return {"source": key}
+    if base.startswith("profile_"):
+        prof = base[len("profile_"):]
+        p = params["profiles"][prof]
+        return {"profile": prof, "estimator": key, "dataset": p["dataset"], "setting": p["setting"]}
+    if base == "accuracy":
+        a = params["accuracy"][key]
+        return {"name": key, "dataset": a["dataset"], "setting": a["setting"]}
     if stage.name.startswith("make_tasks"):
         return {"dataset": Path(out).stem}
     m = re.match(r"results/\w+/(?P<experiment>[^/]+)/(?P<dataset>[^/]+)/(?P<setting>[^/]+)/"
@@ -84,7 +95,7 @@ def test_dvc_params_are_the_keys_each_step_reads(both):
         if config.RELEVANT_KEYS[step] == ["*"]:
             assert not declared, f"{stage.name} should track the whole params.yaml"
             continue
-        wanted = {t.format(**_wildcards(stage)) for t in config.RELEVANT_KEYS[step]}
+        wanted = {t.format(**_wildcards(stage, params)) for t in config.RELEVANT_KEYS[step]}
         assert declared - {"preset", "presets"} == wanted, stage.name
         assert {"preset", "presets"} <= declared, f"{stage.name} must depend on the preset"
 

@@ -117,6 +117,47 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     evaluate.run(_spec(args, "evaluate", **cell), cell, args.model, args.tasks, args.out, args.out_curve, args.log)
 
 
+def cmd_profile(args: argparse.Namespace) -> None:
+    from adjoint_meta import profile
+
+    params_job = _job(args, "profile", profile=args.profile, estimator=args.estimator)
+    profile.run(params_job, args.profile, args.estimator, args.tasks, args.out, args.log)
+
+
+def cmd_accuracy(args: argparse.Namespace) -> None:
+    from adjoint_meta import accuracy
+
+    accuracy.run(_job(args, "accuracy", name=args.name), args.name, args.tasks, args.out, args.log)
+
+
+def _job(args: argparse.Namespace, step: str, **keys) -> dict:
+    """The slice of a profiling or accuracy job; its dataset and setting come from the parameters."""
+    section = "profiles" if step == "profile" else "accuracy"
+    name = keys.get("profile") or keys.get("name")
+    params = (config.load(args.params, _overrides(args.overrides)) if args.slice is None
+              else _slice_doc(args.slice))
+    item = (params.get(section) or {}).get(name)
+    if item is None:
+        raise config.ParamsError(f"--{'profile' if step == 'profile' else 'name'} {name!r} is not defined under "
+                                 f"'{section}'; allowed values: {', '.join(sorted(params.get(section) or {}))}")
+    if step == "profile" and keys["estimator"] not in item["estimators"]:
+        raise config.ParamsError(f"--estimator {keys['estimator']!r} is not in {section}.{name}.estimators; "
+                                 f"allowed values: {', '.join(item['estimators'])}")
+    wild = dict(keys, dataset=item["dataset"], setting=item["setting"])
+    if args.slice is not None:
+        return config.load_slice(args.slice, step, **wild)
+    return config.prune(params, step, **wild)
+
+
+def _slice_doc(text: str) -> dict:
+    import json
+
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise config.ParamsError(f"--slice: not valid JSON ({exc})") from None
+
+
 def cmd_summarize(args: argparse.Namespace) -> None:
     from adjoint_meta import summarize
 
@@ -173,6 +214,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tasks", required=True, help="task table from make-tasks")
     p.add_argument("--out", required=True, help="metrics of the cell (.json)")
     p.add_argument("--out-curve", required=True, help="error of every test task along fine-tuning (.csv)")
+    p.add_argument("--log", help="log file")
+
+    p = add("profile", cmd_profile, "time and memory of one estimator's meta-update over a profile's sweeps")
+    p.add_argument("--profile", required=True)
+    p.add_argument("--estimator", required=True)
+    p.add_argument("--tasks", required=True, help="task table of the profile's dataset")
+    p.add_argument("--out", required=True, help="one row per sweep point (.csv)")
+    p.add_argument("--log", help="log file")
+
+    p = add("accuracy", cmd_accuracy, "meta-gradients of several estimators against the exact one")
+    p.add_argument("--name", required=True, help="the study under 'accuracy'")
+    p.add_argument("--tasks", required=True, help="task table of the study's dataset")
+    p.add_argument("--out", required=True, help="one row per estimator, inner steps and meta-batch (.csv)")
     p.add_argument("--log", help="log file")
 
     p = add("summarize", cmd_summarize, "collect all evaluations into tables, metrics and mean curves")

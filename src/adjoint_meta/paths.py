@@ -24,11 +24,22 @@ METRICS = "reports/metrics.json"
 TABLE = "reports/tables/{experiment}.csv"
 CURVES = "reports/plots/{experiment}_curves.csv"
 JOBS = "reports/jobs.csv"
+PROFILES = "reports/profiles.csv"
+ACCURACY_TABLE = "reports/accuracy.csv"
 FIGURE = "reports/figures/{name}.png"
 REPORT = "reports/report.html"
 
 LOG = "logs/{step}/{name}.log"
 BENCHMARK = "logs/benchmarks/{step}/{name}.tsv"
+
+
+def figure_names(params: dict) -> dict[str, str]:
+    """Every figure the report draws (reports/figures/<name>.png) and its kind, known before it runs."""
+    names = {f"{e}_curves": "curves" for e in params["experiments"]}
+    names.update({f"profile_{p}_{var}_{metric}": "profile" for p, prof in params["profiles"].items()
+                  for var in prof["sweep"] for metric in ("memory", "time")})
+    names.update({f"accuracy_{a}": "accuracy" for a in params["accuracy"]})
+    return names
 
 
 def cell_name(cell: dict) -> str:
@@ -46,8 +57,8 @@ CODE = {
     "evaluate": ["src/adjoint_meta/evaluate.py", "src/adjoint_meta/model.py", "src/adjoint_meta/tasks.py"],
     "profile": ["src/adjoint_meta/profile.py", "src/adjoint_meta/memory.py", "src/adjoint_meta/model.py",
                 "src/adjoint_meta/tasks.py", "src/adjoint_meta/estimators"],
-    "accuracy": ["src/adjoint_meta/accuracy.py", "src/adjoint_meta/model.py", "src/adjoint_meta/tasks.py",
-                 "src/adjoint_meta/estimators"],
+    "accuracy": ["src/adjoint_meta/accuracy.py", "src/adjoint_meta/profile.py", "src/adjoint_meta/memory.py",
+                 "src/adjoint_meta/model.py", "src/adjoint_meta/tasks.py", "src/adjoint_meta/estimators"],
     "summarize": ["src/adjoint_meta/summarize.py"],
-    "report": ["src/adjoint_meta/report.py"],
+    "report": ["src/adjoint_meta/report"],
 }

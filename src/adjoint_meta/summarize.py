@@ -1,15 +1,19 @@
-"""Collect every evaluation and training record into tables, metrics and mean curves.
+"""Collect every evaluation, profile and accuracy record into tables, metrics and curves.
 
-Outputs (all read by the report, the metrics also by ``dvc metrics``):
+Outputs (all read by the report; the metrics also by ``dvc metrics``):
 * ``reports/metrics.json``: experiment -> dataset -> setting -> estimator -> numbers;
-* ``reports/tables/{experiment}.csv``: one row per (dataset, setting, estimator);
-* ``reports/plots/{experiment}_curves.csv``: mean and std of nRMSE over test tasks
-  per fine-tuning step, one row per (step, dataset, setting, estimator);
+* ``reports/tables/{experiment}.csv``: one row per (dataset, setting, estimator), with
+  the paper's value beside ours and the paired test of the experiment's reference;
+* ``reports/plots/{experiment}_curves.csv``: mean and std of nRMSE over test tasks per
+  fine-tuning step;
+* ``reports/profiles.csv``, ``reports/accuracy.csv``: all profiling and accuracy rows;
 * ``reports/jobs.csv``: wall time, device and solver counters of every training job.
 
-With several seeds, ``nrmse_mean`` is the mean over seeds of the mean over test
-tasks, ``nrmse_std`` the mean over seeds of the std over test tasks, and
-``nrmse_seed_std`` the std over seeds of the per-seed means.
+With several seeds, ``nrmse_mean`` is the mean over seeds of the mean over test tasks,
+``nrmse_std`` the mean over seeds of the std over test tasks, and ``nrmse_seed_std``
+the std over seeds of the per-seed means.  The paired test compares, task by task,
+the nRMSE of the reference estimator with another's (averaged over seeds), by the
+two-sided Wilcoxon signed-rank test.
 """
 from __future__ import annotations
 
@@ -18,9 +22,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 from adjoint_meta import config, paths, runtime
 from adjoint_meta.io import atomic_path, read_json, write_json
+from adjoint_meta.reference import table_value
 from adjoint_meta.train import load_theta
 
 
@@ -28,10 +34,10 @@ class MissingResultError(FileNotFoundError):
     """An input the summary needs was not produced."""
 
 
-def _need(path: str) -> str:
+def need(path: str | Path) -> str:
     if not Path(path).exists():
         raise MissingResultError(f"{path}: expected result is missing; run the pipeline's earlier steps")
-    return path
+    return str(path)
 
 
 def _seed_stats(values: list[dict]) -> dict:
@@ -41,51 +47,131 @@ def _seed_stats(values: list[dict]) -> dict:
             "seed_std": float(np.std(means, ddof=1)) if len(means) > 1 else math.nan}
 
 
-def run(spec: dict, root: str = ".", log_file: str | None = None) -> dict:
-    log = runtime.logger("summarize", log_file)
-    grid = config.cells(spec)
-    metrics: dict = {}
-    table_rows: dict[str, list[dict]] = {}
-    curve_frames: dict[str, list[pd.DataFrame]] = {}
-    jobs = []
-    groups: dict[tuple, list] = {}
-    for cell in grid:
-        d = cell.as_dict()
-        groups.setdefault((cell.experiment, cell.dataset, cell.setting, cell.estimator), []).append(d)
-    for (exp, ds, st, est), members in groups.items():
-        evals = [read_json(_need(str(Path(root) / paths.EVAL.format(**m)))) for m in members]
-        nr = _seed_stats([e["nrmse"] for e in evals])
-        rm = _seed_stats([e["rmse"] for e in evals])
-        entry = {"nrmse_mean": nr["mean"], "nrmse_std": nr["std"], "nrmse_seed_std": nr["seed_std"],
-                 "rmse_mean": rm["mean"], "rmse_std": rm["std"],
-                 "n_test_tasks": evals[0]["n_test_tasks"], "report_step": evals[0]["report_step"],
-                 "inner_steps_trained": evals[0]["inner_steps_trained"], "seeds": len(evals)}
-        metrics.setdefault(exp, {}).setdefault(ds, {}).setdefault(st, {})[est] = entry
-        table_rows.setdefault(exp, []).append({"dataset": ds, "setting": st, "estimator": est,
-                                               "label": evals[0]["estimator_label"], **entry})
-        curves = pd.concat([pd.read_csv(_need(str(Path(root) / paths.EVAL_CURVE.format(**m)))).assign(seed=m["seed"])
-                            for m in members])
-        per_seed = curves.groupby(["seed", "step"])["nrmse"].agg(["mean", "std"]).reset_index()
-        mean_curve = per_seed.groupby("step")[["mean", "std"]].mean().reset_index()
-        curve_frames.setdefault(exp, []).append(
-            mean_curve.rename(columns={"mean": "nrmse_mean", "std": "nrmse_std"})
-            .assign(dataset=ds, setting=st, estimator=est))
-        for m in members:
-            _, summary = load_theta(_need(str(Path(root) / paths.MODEL.format(**m))))
-            jobs.append({**m, "label": summary["estimator_label"], "inner_steps": summary["inner_steps"],
-                         "wall_seconds": summary["wall_seconds"], "device": summary["device"],
-                         "dtype": summary["dtype"], "skipped_tasks": summary["skipped_tasks"],
-                         "eligible_tasks": summary["eligible_tasks"],
-                         **{f"per_step_{k}": v for k, v in summary["stats_per_step"].items()}})
+def paired_test(ref: np.ndarray, other: np.ndarray) -> dict:
+    """Wilcoxon signed-rank test of per-task nRMSE (two-sided) and the median difference other - ref."""
+    diff = other - ref
+    if len(diff) < 2 or np.allclose(diff, 0):
+        return {"p_value": 1.0, "median_diff": float(np.median(diff)) if len(diff) else math.nan,
+                "ref_better_share": 0.0}
+    return {"p_value": float(stats.wilcoxon(ref, other).pvalue), "median_diff": float(np.median(diff)),
+            "ref_better_share": float(np.mean(diff > 0))}
 
-    write_json(Path(root) / paths.METRICS, metrics)
-    for exp, rows in table_rows.items():
-        with atomic_path(Path(root) / paths.TABLE.format(experiment=exp)) as tmp:
-            pd.DataFrame(rows).to_csv(tmp, index=False, float_format="%.6g")
-        with atomic_path(Path(root) / paths.CURVES.format(experiment=exp)) as tmp:
-            pd.concat(curve_frames[exp])[["dataset", "setting", "estimator", "step", "nrmse_mean", "nrmse_std"]] \
-                .to_csv(tmp, index=False, float_format="%.6g")
-    with atomic_path(Path(root) / paths.JOBS) as tmp:
-        pd.DataFrame(jobs).to_csv(tmp, index=False, float_format="%.6g")
-    log.info("summarized %d evaluations of %d experiment(s) into %s", len(grid), len(table_rows), paths.METRICS)
+
+class Evaluations:
+    """Loads each cell's evaluation once: per-seed JSON, curves and train summaries."""
+
+    def __init__(self, params: dict, root: Path):
+        self.params, self.root = params, root
+        self._cache: dict[tuple, list[dict]] = {}
+
+    def cell(self, experiment: str, dataset: str, setting: str, estimator: str) -> list[dict]:
+        key = (experiment, dataset, setting, estimator)
+        if key not in self._cache:
+            self._cache[key] = [
+                read_json(need(self.root / paths.EVAL.format(experiment=experiment, dataset=dataset,
+                                                             setting=setting, estimator=estimator, seed=s)))
+                for s in self.params["meta"]["seeds"]]
+        return self._cache[key]
+
+    def per_task(self, *key: str) -> np.ndarray:
+        """nRMSE per test task, averaged over seeds."""
+        return np.mean([e["nrmse"]["per_task"] for e in self.cell(*key)], axis=0)
+
+
+def _row(evals: list[dict], experiment: str, dataset: str, setting: str, estimator: str, label: str,
+         source: str) -> dict:
+    nr, rm = _seed_stats([e["nrmse"] for e in evals]), _seed_stats([e["rmse"] for e in evals])
+    paper = table_value(experiment, dataset, setting, estimator)
+    return {"dataset": dataset, "setting": setting, "estimator": estimator, "label": label, "from": source,
+            "nrmse_mean": nr["mean"], "nrmse_std": nr["std"], "nrmse_seed_std": nr["seed_std"],
+            "rmse_mean": rm["mean"], "rmse_std": rm["std"], "units": evals[0].get("units", "target"),
+            "n_test_tasks": evals[0]["n_test_tasks"], "report_step": evals[0]["report_step"],
+            "inner_steps_trained": evals[0]["inner_steps_trained"], "seeds": len(evals),
+            "paper_mean": paper[0] if paper else math.nan, "paper_std": paper[1] if paper else math.nan,
+            "diff_vs_paper": nr["mean"] - paper[0] if paper else math.nan}
+
+
+def experiment_table(params: dict, name: str, ev: Evaluations) -> pd.DataFrame:
+    exp = params["experiments"][name]
+    label = lambda e: params["estimators"][e].get("label", e)  # noqa: E731
+    pt = exp.get("paired_test")
+    ref_exp = (pt or {}).get("experiment", name)
+    rows = []
+    for ds in exp["datasets"]:
+        for st in exp["settings"]:
+            ests = list(exp["estimators"])
+            sources = {e: name for e in ests}
+            if pt and pt["estimator"] not in ests:  # the reference comes from another experiment
+                ests.insert(0, pt["estimator"])
+                sources[pt["estimator"]] = ref_exp
+            ref = ev.per_task(ref_exp, ds, st, pt["estimator"]) if pt else None
+            for est in ests:
+                row = _row(ev.cell(sources[est], ds, st, est), name, ds, st, est, label(est), sources[est])
+                if pt:
+                    test = paired_test(ref, ev.per_task(sources[est], ds, st, est))
+                    row.update({"reference": pt["estimator"], **test} if est != pt["estimator"] else
+                               {"reference": pt["estimator"], "p_value": math.nan, "median_diff": 0.0,
+                                "ref_better_share": math.nan})
+                rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _curves(params: dict, name: str, root: Path) -> pd.DataFrame:
+    exp, frames = params["experiments"][name], []
+    for ds in exp["datasets"]:
+        for st in exp["settings"]:
+            for est in exp["estimators"]:
+                cell = dict(experiment=name, dataset=ds, setting=st, estimator=est)
+                curves = pd.concat([pd.read_csv(need(root / paths.EVAL_CURVE.format(**cell, seed=s))).assign(seed=s)
+                                    for s in params["meta"]["seeds"]])
+                per_seed = curves.groupby(["seed", "step"])["nrmse"].agg(["mean", "std"]).reset_index()
+                mean = per_seed.groupby("step")[["mean", "std"]].mean().reset_index()
+                frames.append(mean.rename(columns={"mean": "nrmse_mean", "std": "nrmse_std"})
+                              .assign(dataset=ds, setting=st, estimator=est))
+    return pd.concat(frames)[["dataset", "setting", "estimator", "step", "nrmse_mean", "nrmse_std"]]
+
+
+def _jobs(params: dict, root: Path) -> pd.DataFrame:
+    rows = []
+    for c in config.cells(params):
+        _, s = load_theta(need(root / paths.MODEL.format(**c.as_dict())))
+        rows.append({**c.as_dict(), "label": s["estimator_label"], "inner_steps": s["inner_steps"],
+                     "wall_seconds": s["wall_seconds"], "device": s["device"], "dtype": s["dtype"],
+                     "skipped_tasks": s["skipped_tasks"], "eligible_tasks": s["eligible_tasks"],
+                     **{f"per_step_{k}": v for k, v in s["stats_per_step"].items()}})
+    return pd.DataFrame(rows)
+
+
+def _concat(files: list[str]) -> pd.DataFrame:
+    frames = [pd.read_csv(need(f)) for f in files]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def _write_csv(frame: pd.DataFrame, path: Path) -> None:
+    with atomic_path(path) as tmp:
+        frame.to_csv(tmp, index=False, float_format="%.6g")
+
+
+def run(params: dict, root: str = ".", log_file: str | None = None) -> dict:
+    log = runtime.logger("summarize", log_file)
+    base = Path(root)
+    ev = Evaluations(params, base)
+    metrics: dict = {}
+    for name in params["experiments"]:
+        table = experiment_table(params, name, ev)
+        for r in table[table["from"] == name].to_dict("records"):
+            entry = {"nrmse_mean": r["nrmse_mean"], "nrmse_std": r["nrmse_std"], "rmse_mean": r["rmse_mean"]}
+            if "p_value" in r and not (isinstance(r["p_value"], float) and math.isnan(r["p_value"])):
+                entry["p_value"] = r["p_value"]
+            metrics.setdefault(name, {}).setdefault(r["dataset"], {}).setdefault(r["setting"], {})[r["estimator"]] = entry
+        _write_csv(table, base / paths.TABLE.format(experiment=name))
+        _write_csv(_curves(params, name, base), base / paths.CURVES.format(experiment=name))
+    write_json(base / paths.METRICS, metrics)
+    _write_csv(_jobs(params, base), base / paths.JOBS)
+    _write_csv(_concat([str(base / paths.PROFILE.format(**j)) for j in config.profile_jobs(params)]),
+               base / paths.PROFILES)
+    _write_csv(_concat([str(base / paths.ACCURACY.format(**j)) for j in config.accuracy_jobs(params)]),
+               base / paths.ACCURACY_TABLE)
+    log.info("summarized %d training cells, %d profiling jobs and %d accuracy studies", len(config.cells(params)),
+             len(config.profile_jobs(params)), len(config.accuracy_jobs(params)))
     return metrics

@@ -5,9 +5,13 @@ rule summarize:
         evals=[paths.EVAL.format(**c) for c in CELLS],
         curves=[paths.EVAL_CURVE.format(**c) for c in CELLS],
         models=[paths.MODEL.format(**c) for c in CELLS],
+        profiles=[paths.PROFILE.format(**j) for j in amc.profile_jobs(P)],
+        accuracy=[paths.ACCURACY.format(**j) for j in amc.accuracy_jobs(P)],
     output:
         metrics=paths.METRICS,
         jobs=paths.JOBS,
+        profiles=paths.PROFILES,
+        accuracy=paths.ACCURACY_TABLE,
         tables=[paths.TABLE.format(experiment=e) for e in P["experiments"]],
         curves=[paths.CURVES.format(experiment=e) for e in P["experiments"]],
     params:
@@ -32,8 +36,8 @@ rule report:
     output:
         html=paths.REPORT,
         figures=[
-            report(paths.FIGURE.format(name=f"{e}_curves"), caption="../report/curves.rst", category="Curves")
-            for e in P["experiments"]
+            report(paths.FIGURE.format(name=name), caption=f"../report/{kind}.rst", category=kind, subcategory=name)
+            for name, kind in paths.figure_names(P).items()
         ],
     params:
         slice=slice_of("report"),

@@ -1,0 +1,129 @@
+"""Figures of the report, drawn only from the CSV files the pipeline wrote.
+
+Every function refuses an empty or missing input (MissingResultError) rather
+than drawing an empty figure.
+"""
+from __future__ import annotations
+
+import base64
+import io
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.ticker  # noqa: E402
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+
+from adjoint_meta import paths  # noqa: E402
+from adjoint_meta.io import atomic_path  # noqa: E402
+from adjoint_meta.summarize import MissingResultError  # noqa: E402
+
+sns.set_theme(style="whitegrid", context="paper")
+MB = 2 ** 20
+
+
+def _require(frame: pd.DataFrame, what: str) -> pd.DataFrame:
+    if frame is None or frame.empty:
+        raise MissingResultError(f"no data for {what}: refusing to draw an empty figure")
+    return frame
+
+
+def save(fig: plt.Figure, root: Path, name: str) -> str:
+    """Write reports/figures/<name>.png and return it base64-encoded for embedding."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    data = buf.getvalue()
+    with atomic_path(root / paths.FIGURE.format(name=name)) as tmp:
+        tmp.write_bytes(data)
+    return base64.b64encode(data).decode()
+
+
+def _palette(names: list[str]) -> dict[str, tuple]:
+    colors = sns.color_palette("tab10", max(10, len(names)))
+    return {n: colors[i] for i, n in enumerate(sorted(set(names)))}
+
+
+def curves(frame: pd.DataFrame, experiment: str, labels: dict[str, str], mark_step: int) -> plt.Figure:
+    """nRMSE of the test tasks vs fine-tuning steps, one panel per (dataset, setting)."""
+    _require(frame, f"the curves of experiment {experiment}")
+    panels = frame[["dataset", "setting"]].drop_duplicates().values.tolist()
+    cols = min(3, len(panels))
+    rows = int(np.ceil(len(panels) / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 3.6 * rows), squeeze=False)
+    palette = _palette(list(frame["estimator"]))
+    for ax, (ds, st) in zip(axes.flat, panels):
+        sub = _require(frame[(frame["dataset"] == ds) & (frame["setting"] == st)], f"{experiment} {ds} {st}")
+        for est, g in sub.groupby("estimator", sort=False):
+            g = g.sort_values("step")
+            ax.plot(g["step"], g["nrmse_mean"], label=labels.get(est, est), color=palette[est], lw=1.4)
+            lo = np.clip(g["nrmse_mean"] - g["nrmse_std"], 1e-6, None)
+            ax.fill_between(g["step"], lo, g["nrmse_mean"] + g["nrmse_std"], color=palette[est], alpha=0.12, lw=0)
+        ax.axvline(mark_step, color="grey", ls=":", lw=1)
+        ax.set_title(f"{ds}, {st}")
+        ax.set_xlabel("fine-tuning steps on the support set")
+        ax.set_ylabel("test nRMSE")
+        ax.set_yscale("log")
+    for ax in list(axes.flat)[len(panels):]:
+        ax.axis("off")
+    axes.flat[0].legend(fontsize=7)
+    fig.suptitle(f"{experiment}: test nRMSE while fine-tuning from each learned initialization "
+                 f"(dotted: step {mark_step})", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def profile(frame: pd.DataFrame, name: str, variable: str, metric: str, labels: dict[str, str],
+            cap_gb: float) -> plt.Figure:
+    """Time or peak memory of one meta-update against ``variable``, one line per estimator."""
+    sub = _require(frame[(frame["profile"] == name) & (frame["variable"] == variable)],
+                   f"profile {name}, sweep over {variable}")
+    fig, ax = plt.subplots(figsize=(6.2, 4.2))
+    palette = _palette(list(sub["estimator"]))
+    column = "ms_median" if metric == "time" else "peak_bytes"
+    for est, g in sub.groupby("estimator", sort=False):
+        g = g.sort_values("value")
+        y = g[column] / (1 if metric == "time" else MB)
+        ax.plot(g["value"], y, marker="o", ms=3, label=labels.get(est, est), color=palette[est])
+    if metric == "time":
+        plain = sub.groupby("value")["plain_ms"].median()
+        ax.plot(plain.index, plain.values, color="black", ls="--", lw=1, label="plain inner training")
+        ax.set_ylabel("time per meta-update (ms, median)")
+    else:
+        ax.axhline(cap_gb * 1024, color="red", ls="--", lw=1, label=f"memory cap {cap_gb:g} GB")
+        ax.set_ylabel("peak memory of one meta-update (MB)")
+    ax.set_xlabel({"steps": "inner steps K", "layers": "hidden layers", "units": "hidden units per layer"}[variable])
+    ax.set_yscale("log")
+    if variable in ("steps", "units"):
+        ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+    ax.legend(fontsize=7, ncol=2)
+    ax.set_title(f"profile {name}: {metric} vs {variable}", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def accuracy(frame: pd.DataFrame, name: str, labels: dict[str, str]) -> plt.Figure:
+    """Relative error and cosine similarity against the exact meta-gradient vs K."""
+    sub = _require(frame[frame["study"] == name], f"accuracy study {name}")
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 3.8))
+    palette = _palette(list(sub["estimator"]))
+    for est, g in sub.groupby("estimator", sort=False):
+        agg = g.groupby("steps").agg(err=("rel_error", "mean"), err_sd=("rel_error", "std"),
+                                     cos=("cosine", "mean"), cos_sd=("cosine", "std")).reset_index()
+        kw = dict(marker="o", ms=3, color=palette[est], label=labels.get(est, est))
+        a1.errorbar(agg["steps"], agg["err"].clip(lower=1e-12), yerr=agg["err_sd"].fillna(0), capsize=2, **kw)
+        a2.errorbar(agg["steps"], agg["cos"], yerr=agg["cos_sd"].fillna(0), capsize=2, **kw)
+    a1.set(xscale="log", yscale="log", xlabel="inner steps K", ylabel="relative error vs exact")
+    a2.set(xscale="log", xlabel="inner steps K", ylabel="cosine similarity with exact")
+    for ax in (a1, a2):
+        ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+    a1.legend(fontsize=7)
+    fig.suptitle(f"accuracy study {name}: meta-gradients against MAML's exact gradient through K steps",
+                 fontsize=9)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,57 @@
+# Profiling (Figures 3-4, the scaling study) and the gradient-accuracy study.
+
+PROFILES = {j["profile"] + "/" + j["estimator"]: j for j in amc.profile_jobs(P)}
+ACCURACY = {j["name"]: j for j in amc.accuracy_jobs(P)}
+
+
+def profile_job(wc):
+    return PROFILES[f"{wc.profile}/{wc.estimator}"]
+
+
+rule profile:
+    """Time (median of repeats, beside plain inner training) and peak memory of one
+    estimator's meta-update at every point of a profile's sweeps."""
+    input:
+        code("profile"),
+        tasks=lambda wc: paths.TASKS.format(dataset=profile_job(wc)["dataset"]),
+        summary=lambda wc: paths.TASKS_SUMMARY.format(dataset=profile_job(wc)["dataset"]),
+    output:
+        csv=paths.PROFILE,
+    params:
+        slice=lambda wc: amc.slice_json(P, "profile", **profile_job(wc)),
+    log:
+        paths.LOG.format(step="profile", name="{profile}__{estimator}"),
+    benchmark:
+        paths.BENCHMARK.format(step="profile", name="{profile}__{estimator}")
+    threads: P["runtime"]["threads"]
+    resources:
+        mem_mb=8000,
+        runtime=60,
+        gpu=1,
+    shell:
+        "{CLI} profile --slice {params.slice:q} --profile {wildcards.profile} --estimator {wildcards.estimator}"
+        " --tasks {input.tasks} --out {output.csv} --log {log}"
+
+
+rule accuracy:
+    """Meta-gradient of each estimator against the exact one (float64 discrete adjoint)."""
+    input:
+        code("accuracy"),
+        tasks=lambda wc: paths.TASKS.format(dataset=ACCURACY[wc.name]["dataset"]),
+        summary=lambda wc: paths.TASKS_SUMMARY.format(dataset=ACCURACY[wc.name]["dataset"]),
+    output:
+        csv=paths.ACCURACY,
+    params:
+        slice=lambda wc: amc.slice_json(P, "accuracy", **ACCURACY[wc.name]),
+    log:
+        paths.LOG.format(step="accuracy", name="{name}"),
+    benchmark:
+        paths.BENCHMARK.format(step="accuracy", name="{name}")
+    threads: P["runtime"]["threads"]
+    resources:
+        mem_mb=8000,
+        runtime=60,
+        gpu=1,
+    shell:
+        "{CLI} accuracy --slice {params.slice:q} --name {wildcards.name} --tasks {input.tasks}"
+        " --out {output.csv} --log {log}"
