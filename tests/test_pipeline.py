@@ -4,63 +4,103 @@ from __future__ import annotations
 import json
 import math
 import re
+import shutil
+import subprocess
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from adjoint_meta import config, paths
-from conftest import TEST_PARAMS, run_tool
+from conftest import TEST_PARAMS, copy_project, run_tool, write_u_data
 
 pytestmark = pytest.mark.pipeline
 
 
-def _finite_numbers(obj) -> list[float]:
-    if isinstance(obj, dict):
-        return [x for v in obj.values() for x in _finite_numbers(v)]
-    if isinstance(obj, (int, float)) and not isinstance(obj, bool):
-        return [float(obj)]
-    return []
+@pytest.fixture(scope="module")
+def params() -> dict:
+    return config.load(TEST_PARAMS)
 
 
-def check_outputs(project: Path, params: dict) -> dict:
-    html = (project / paths.REPORT).read_text()
-    assert "<table>" in html and "data:image/png;base64," in html
-    assert not re.search(r"<script|https?://[^\s\"']*\.(js|css)", html), "report must open offline"
-    metrics = json.loads((project / paths.METRICS).read_text())
+@pytest.fixture(scope="module")
+def snake(tmp_path_factory) -> Path:
+    """A scratch project after one full Snakemake run of the test configuration."""
+    root = copy_project(tmp_path_factory.mktemp("snake"), TEST_PARAMS)
+    write_u_data(root / "data" / "raw" / "ml100k" / "u.data")
+    run_tool(["snakemake", "--cores", "2"], root)
+    return root
+
+
+def _finite(x) -> bool:
+    return isinstance(x, (int, float)) and math.isfinite(x)
+
+
+def check_outputs(root: Path, params: dict) -> dict:
+    """Every table cell, metric and figure the report promises is there and finite."""
+    html = (root / paths.REPORT).read_text()
+    assert not re.search(r"<script|<link|https?://[^\s\"'<]*\.(js|css)", html), "the report must open offline"
+    for name in paths.figure_names(params):
+        png = root / paths.FIGURE.format(name=name)
+        assert png.stat().st_size > 2000, f"figure {name} missing or empty"
+    assert html.count("data:image/png;base64,") == len(paths.figure_names(params))
+    metrics = json.loads((root / paths.METRICS).read_text())
     for c in config.cells(params):
         entry = metrics[c.experiment][c.dataset][c.setting][c.estimator]
-        assert math.isfinite(entry["nrmse_mean"]) and entry["nrmse_mean"] > 0
-        assert math.isfinite(entry["nrmse_std"]) and math.isfinite(entry["rmse_mean"])
-        ev = json.loads((project / paths.EVAL.format(**c.as_dict())).read_text())
-        assert len(ev["nrmse"]["per_task"]) == ev["n_test_tasks"]
-        assert all(math.isfinite(x) for x in ev["nrmse"]["per_task"])
-    for exp in params["experiments"]:
-        table = pd.read_csv(project / paths.TABLE.format(experiment=exp))
-        assert table["nrmse_mean"].notna().all()
-        assert (project / paths.FIGURE.format(name=f"{exp}_curves")).stat().st_size > 1000
+        assert all(_finite(entry[k]) for k in ("nrmse_mean", "nrmse_std", "rmse_mean")) and entry["nrmse_mean"] > 0
+        ev = json.loads((root / paths.EVAL.format(**c.as_dict())).read_text())
+        assert len(ev["nrmse"]["per_task"]) == ev["n_test_tasks"] and all(map(_finite, ev["nrmse"]["per_task"]))
+    for exp, spec in params["experiments"].items():
+        table = pd.read_csv(root / paths.TABLE.format(experiment=exp))
+        assert set(spec["estimators"]) <= set(table["estimator"])
+        assert table[["nrmse_mean", "nrmse_std", "rmse_mean"]].notna().all().all()
+        assert f"<h3>{exp}</h3>" in html
+        pt = spec.get("paired_test")
+        if pt:
+            others = table[table["estimator"] != pt["estimator"]]
+            assert others["p_value"].between(0, 1).all(), f"{exp}: paired tests missing"
+    profiles = pd.read_csv(root / paths.PROFILES)
+    for name, prof in params["profiles"].items():
+        for var, values in prof["sweep"].items():
+            sub = profiles[(profiles["profile"] == name) & (profiles["variable"] == var)]
+            assert len(sub) == len(values) * len(prof["estimators"])
+            assert (sub[["ms_median", "plain_ms", "ratio"]] > 0).all().all() and sub["peak_bytes"].notna().all()
+    accuracy = pd.read_csv(root / paths.ACCURACY_TABLE)
+    for name, study in params["accuracy"].items():
+        sub = accuracy[accuracy["study"] == name]
+        assert len(sub) == len(study["estimators"]) * len(study["steps"]) * study["batches"]
+        assert sub[["rel_error", "cosine"]].notna().all().all()
     return metrics
 
 
-def test_snakemake_then_nothing_to_do_then_dvc(project):
-    params = config.load(TEST_PARAMS)
-    run_tool(["snakemake", "--cores", "2"], project)
-    snake_metrics = check_outputs(project, params)
+def test_snakemake_builds_the_report(snake, params):
+    check_outputs(snake, params)
     for c in config.cells(params):  # a log per job, with progress lines
-        log = (project / paths.LOG.format(step="train", name=paths.cell_name(c.as_dict()))).read_text()
+        log = (snake / paths.LOG.format(step="train", name=paths.cell_name(c.as_dict()))).read_text()
         assert re.search(r"meta-step \d+/\d+ +query loss [\d.e+-]+ +elapsed", log)
+        assert (snake / paths.BENCHMARK.format(step="train", name=paths.cell_name(c.as_dict()))).exists()
 
-    again = run_tool(["snakemake", "--cores", "2", "--dry-run"], project)
+
+def test_second_run_has_nothing_to_do(snake):
+    again = run_tool(["snakemake", "--cores", "2", "--dry-run"], snake)
     assert "Nothing to be done" in again.stdout + again.stderr
 
-    # DVC in the same project (a git repository of its own), from scratch
-    for sub in ("data/tasks", "results", "reports"):
-        import shutil
-        shutil.rmtree(project / sub, ignore_errors=True)
-    import subprocess
-    subprocess.run(["git", "init", "-q"], cwd=project, check=True)
-    run_tool(["dvc", "repro"], project)
-    dvc_metrics = check_outputs(project, params)
-    assert dvc_metrics == snake_metrics, "the two front ends must produce the same numbers"
-    status = run_tool(["dvc", "status"], project)
-    assert "up to date" in status.stdout
+
+def test_snakemake_report_with_captions(snake):
+    out = snake / "reports" / "snakemake-report.html"
+    run_tool(["snakemake", "--cores", "1", "--report", str(out)], snake)
+    text = out.read_text(errors="replace")
+    assert out.stat().st_size > 10_000 and "fine-tuned on its support set" in text
+
+
+def test_dvc_repro_gives_the_same_numbers(snake, params, tmp_path):
+    root = copy_project(tmp_path / "dvc", TEST_PARAMS)
+    write_u_data(root / "data" / "raw" / "ml100k" / "u.data")
+    subprocess.run(["git", "init", "-q"], cwd=root, check=True)
+    run_tool(["dvc", "repro"], root)
+    dvc_metrics = check_outputs(root, params)
+    assert dvc_metrics == json.loads((snake / paths.METRICS).read_text()), \
+        "the two front ends must produce the same numbers"
+    assert "up to date" in run_tool(["dvc", "status"], root).stdout
+    shown = run_tool(["dvc", "metrics", "show", "--json"], root).stdout
+    assert "nrmse_mean" in shown
+    shutil.rmtree(root / ".dvc" / "cache", ignore_errors=True)

@@ -1,0 +1,64 @@
+"""The report draws nothing from an empty or missing input, and its tables hold what they promise."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from adjoint_meta import summarize
+from adjoint_meta.report import discussion, figures, tables
+from adjoint_meta.summarize import MissingResultError
+
+
+def test_figures_refuse_empty_inputs():
+    empty = pd.DataFrame(columns=["dataset", "setting", "estimator", "step", "nrmse_mean", "nrmse_std"])
+    with pytest.raises(MissingResultError, match="refusing to draw an empty figure"):
+        figures.curves(empty, "table1", {}, 50)
+    prof = pd.DataFrame({"profile": ["fig34"], "variable": ["steps"], "estimator": ["maml"], "value": [1],
+                         "ms_median": [1.0], "plain_ms": [0.5], "peak_bytes": [1e6]})
+    with pytest.raises(MissingResultError):
+        figures.profile(prof, "fig34", "layers", "time", {}, 24)
+    with pytest.raises(MissingResultError):
+        figures.accuracy(pd.DataFrame(columns=["study"]), "synthetic", {})
+
+
+def test_missing_result_names_the_file(tmp_path):
+    with pytest.raises(MissingResultError, match="seed0.json: expected result is missing"):
+        summarize.need(tmp_path / "results" / "eval" / "seed0.json")
+
+
+def _table() -> pd.DataFrame:
+    rows = []
+    for est, mean in (("amaml", 0.05), ("maml", 0.07)):
+        rows.append({"dataset": "ml100k", "setting": "10shot-15val", "estimator": est, "label": est.upper(),
+                     "from": "table1", "nrmse_mean": mean, "nrmse_std": 0.01, "nrmse_seed_std": math.nan,
+                     "rmse_mean": 0.9, "rmse_std": 0.1, "units": "rating", "n_test_tasks": 100, "report_step": 50,
+                     "inner_steps_trained": 50, "seeds": 1, "paper_mean": 0.053, "paper_std": 0.005,
+                     "diff_vs_paper": mean - 0.053, "reference": "amaml",
+                     "p_value": math.nan if est == "amaml" else 0.002,
+                     "median_diff": 0.0 if est == "amaml" else 0.02, "ref_better_share": 0.7})
+    return pd.DataFrame(rows)
+
+
+def test_results_table_shows_ours_paper_difference_and_test():
+    html = tables.results(_table(), "table1")
+    assert "<b>0.0500 ± 0.0100</b>" in html  # the best of the column in bold
+    assert "paper 0.053 ± 0.005; ours − paper -0.003" in html
+    assert "vs amaml: p = 0.002" in html and "RMSE 0.900 (rating)" in html
+
+
+def test_discussion_counts_wins_and_significance():
+    [text] = discussion.tables({"table1": _table()})
+    assert "amaml has the lowest test nRMSE in 1 of 1 cells" in text
+    assert "significantly better in 1 of 1 comparisons" in text
+
+
+def test_paired_test_is_wilcoxon_on_the_same_tasks():
+    rng = np.random.default_rng(0)
+    ref = rng.random(50)
+    assert summarize.paired_test(ref, ref + 0.1)["p_value"] < 1e-6
+    assert summarize.paired_test(ref, ref)["p_value"] == 1.0
+    worse = summarize.paired_test(ref, ref + rng.normal(0, 0.3, 50))
+    assert 0 <= worse["p_value"] <= 1
