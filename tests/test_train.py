@@ -80,5 +80,14 @@ def test_diverging_task_is_skipped_and_counted(tasks, tmp_path):
 def test_summary_of_tasks_is_written(tasks):
     _, d = tasks
     s = read_json(d / "t.json")
-    assert s["n_train_tasks"] == 12 and s["n_test_tasks"] == 6 and s["input"] == {
-        "kind": "dense", "dim": 2, "domain": [-1.0, 1.0]}
+    assert s["n_train_tasks"] == 12 and s["n_test_tasks"] == 6
+    assert s["input"]["kind"] == "dense" and s["input"]["dim"] == 2 and s["input"]["domain"] == [-1.0, 1.0]
+    assert s["target"]["mode"] == "standardized" and s["target"]["scale"] > 0
+
+
+def test_standardized_tasks_have_zero_mean_unit_std_on_training_points(tasks):
+    _, d = tasks
+    table = pd.read_parquet(d / "t.parquet")
+    train = table[table["split"] == "train"]
+    for col in ("x0", "x1", "y"):
+        assert abs(train[col].mean()) < 1e-5 and abs(train[col].std(ddof=0) - 1) < 1e-5

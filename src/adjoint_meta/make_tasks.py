@@ -6,10 +6,6 @@ from adjoint_meta.data import collab, ratings, raw, synthetic
 from adjoint_meta.io import atomic_path, read_json, write_json
 from adjoint_meta.seeding import numpy_rng
 
-# a synthetic family maps targets to themselves
-IDENTITY_TARGET = {"mode": "raw", "shift": 0.0, "scale": 1.0}
-
-
 def fetch(spec: dict, source: str, out_manifest: str, log_file: str | None = None,
           raw_dir: str = paths.RAW_DIR) -> dict:
     """Make the ratings file of ``source`` present and verified; record which file and its checksum."""
@@ -29,7 +25,6 @@ def run(spec: dict, dataset: str, out_table: str, out_summary: str, log_file: st
     rng = numpy_rng(int(spec["seed"]), "tasks", dataset)
     if cfg["source"] == "synthetic":
         table, summary = synthetic.generate(cfg, rng)
-        summary["target"] = dict(IDENTITY_TARGET)
     else:
         source = cfg["source"]
         manifest_path = raw.source_dir(source, raw_dir) / "manifest.json"

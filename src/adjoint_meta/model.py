@@ -45,26 +45,42 @@ def _sigmoid_d(a: Tensor) -> tuple[Tensor, Tensor | None]:
     return torch.addcmul(a, a, a, value=-1.0), torch.add(_one(a), a, alpha=-2.0)
 
 
-_ONES: dict = {}
+_CONSTANTS: dict = {}
+
+
+def _constant(value: float, a: Tensor) -> Tensor:
+    """A cached 0-d tensor of a's dtype and device (cheaper than a Python scalar operand)."""
+    key = (value, a.dtype, a.device)
+    if key not in _CONSTANTS:
+        _CONSTANTS[key] = torch.full((), value, dtype=a.dtype, device=a.device)
+    return _CONSTANTS[key]
 
 
 def _one(a: Tensor) -> Tensor:
-    """A cached 0-d tensor 1 of a's dtype and device (cheaper than a Python scalar operand)."""
-    key = (a.dtype, a.device)
-    if key not in _ONES:
-        _ONES[key] = torch.ones((), dtype=a.dtype, device=a.device)
-    return _ONES[key]
+    return _constant(1.0, a)
+
+
+def _minus_one(a: Tensor) -> Tensor:
+    return _constant(-1.0, a)
 
 
 def _relu_d(a: Tensor) -> tuple[Tensor, Tensor | None]:
     return (a > 0).to(a.dtype), None
 
 
-# activation: (s, a -> (s'(z), s''(z)/s'(z)) with a = s(z); None where s'' = 0)
-ACTIVATIONS: dict[str, tuple[Callable[[Tensor], Tensor], Callable[[Tensor], tuple[Tensor, Tensor | None]]]] = {
-    "tanh": (torch.tanh, _tanh_d),
-    "sigmoid": (torch.sigmoid, _sigmoid_d),
-    "relu": (torch.relu, _relu_d),
+def _tanh_of_double(z2: Tensor) -> Tensor:
+    """tanh(z) from z2 = 2z as 2 sigmoid(2z) - 1: the same function (float64 difference ~1e-16),
+    but PyTorch's CPU sigmoid is several times faster than its tanh at these sizes (measured:
+    a [5, 100, 32] layer 55 us -> 18 us)."""
+    return torch.add(_minus_one(z2), torch.sigmoid(z2), alpha=2.0)
+
+
+# activation: (c, f, a -> (s'(z), s''(z)/s'(z))) where s(z) = f(c z); the layer computes c z directly
+# (baddbmm's alpha and beta) and the derivatives are written through a = s(z); None where s'' = 0
+ACTIVATIONS: dict[str, tuple[float, Callable[[Tensor], Tensor], Callable[[Tensor], tuple[Tensor, Tensor | None]]]] = {
+    "tanh": (2.0, _tanh_of_double, _tanh_d),
+    "sigmoid": (1.0, torch.sigmoid, _sigmoid_d),
+    "relu": (1.0, torch.relu, _relu_d),
 }
 
 
@@ -129,7 +145,7 @@ class MLP:
             raise ValueError(f"activation {activation!r}; allowed values: {', '.join(ACTIVATIONS)}")
         self.sizes = list(sizes)
         self.activation = activation
-        self._act, self._act_d = ACTIVATIONS[activation]
+        self._act_scale, self._act, self._act_d = ACTIVATIONS[activation]
         self.layers: list[tuple[int, int, int, int, int]] = []  # (w_start, b_start, end, n_in, n_out)
         off = 0
         for n_in, n_out in zip(sizes[:-1], sizes[1:]):
@@ -157,9 +173,12 @@ class MLP:
         """[a_0 = x, a_1, ..., a_{L-1}, f]; f has shape [B, N, 1]."""
         acts = [x]
         last = len(params) - 1
+        c = self._act_scale
         for l, (W, b) in enumerate(params):
-            z = torch.baddbmm(b.unsqueeze(1), acts[-1], W)
-            acts.append(self._act(z) if l < last else z)
+            if l < last:
+                acts.append(self._act(torch.baddbmm(b.unsqueeze(1), acts[-1], W, beta=c, alpha=c)))
+            else:
+                acts.append(torch.baddbmm(b.unsqueeze(1), acts[-1], W))
         return acts
 
     def predict(self, u: Tensor, x: Tensor) -> Tensor:

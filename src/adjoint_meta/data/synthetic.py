@@ -85,7 +85,10 @@ def generate(cfg: dict, rng: np.random.Generator) -> tuple[pd.DataFrame, dict]:
 
     Columns: task, split ('train'/'test'), role ('pool' = may be drawn as support
     or query; 'eval' = fresh evaluation points of a test task), order (position
-    within the task), x0..x{d-1}, y.
+    within the task), x0..x{d-1}, y.  With ``standardize``, inputs and targets are
+    shifted and scaled by the mean and std of the training tasks' points (as the
+    authors' released code does; the paper does not say); the summary records the
+    target's shift and scale so errors are reported in the function's own units.
     """
     fam = FAMILIES[(cfg["family"], cfg["variant"])]
     frames, params_out = [], {}
@@ -108,11 +111,24 @@ def generate(cfg: dict, rng: np.random.Generator) -> tuple[pd.DataFrame, dict]:
             frames.append(frame)
             task_id += 1
     table = pd.concat(frames, ignore_index=True)
+    x_cols = [f"x{j}" for j in range(fam.input_dim)]
+    x_shift, x_scale, y_shift, y_scale = [0.0] * fam.input_dim, [1.0] * fam.input_dim, 0.0, 1.0
+    if cfg["standardize"]:
+        train = table["split"] == "train"
+        x_shift = table.loc[train, x_cols].astype(np.float64).mean().tolist()
+        x_scale = table.loc[train, x_cols].astype(np.float64).std(ddof=0).tolist()
+        y_shift = float(table.loc[train, "y"].astype(np.float64).mean())
+        y_scale = float(table.loc[train, "y"].astype(np.float64).std(ddof=0))
+        for col, m, sd in zip(x_cols, x_shift, x_scale):
+            table[col] = ((table[col].astype(np.float64) - m) / sd).astype(np.float32)
+        table["y"] = ((table["y"].astype(np.float64) - y_shift) / y_scale).astype(np.float32)
     summary = {
         "source": "synthetic",
         "family": cfg["family"],
         "variant": cfg["variant"],
-        "input": {"kind": "dense", "dim": fam.input_dim, "domain": [fam.low, fam.high]},
+        "input": {"kind": "dense", "dim": fam.input_dim, "domain": [fam.low, fam.high],
+                  "shift": x_shift, "scale": x_scale},
+        "target": {"mode": "standardized" if cfg["standardize"] else "raw", "shift": y_shift, "scale": y_scale},
         # a setting uses the first shot+val points of a training task (i.i.d. points)
         "train_pool": "first",
         # a test task is evaluated on its fresh 'eval' points only
