@@ -19,7 +19,7 @@ def project_files() -> list[str]:
     try:
         out = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT,
                              capture_output=True, check=True).stdout.decode()
-        return [f for f in out.split("\0") if f and (ROOT / f).is_file()]
+        return [f for f in out.split("\0") if f and ((ROOT / f).is_file() or (ROOT / f).is_symlink())]
     except (OSError, subprocess.CalledProcessError):
         files = []
         for p in ROOT.rglob("*"):
@@ -34,7 +34,10 @@ def copy_project(dst: Path, params: Path | None = None) -> Path:
     for rel in project_files():
         target = dst / rel
         target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(ROOT / rel, target)
+        if (ROOT / rel).is_symlink():
+            target.symlink_to(os.readlink(ROOT / rel))
+        else:
+            shutil.copy2(ROOT / rel, target)
     if params is not None:
         shutil.copy2(params, dst / "params.yaml")
     return dst

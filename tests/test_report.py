@@ -62,3 +62,9 @@ def test_paired_test_is_wilcoxon_on_the_same_tasks():
     assert summarize.paired_test(ref, ref)["p_value"] == 1.0
     worse = summarize.paired_test(ref, ref + rng.normal(0, 0.3, 50))
     assert 0 <= worse["p_value"] <= 1
+
+
+def test_several_seeds_show_the_spread_across_seeds():
+    t = _table()
+    t["seeds"], t["nrmse_seed_std"] = 3, 0.004
+    assert "± 0.0040 across 3 seeds" in tables.results(t, "table1")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import re
 from dataclasses import dataclass
 from functools import lru_cache
@@ -98,10 +99,12 @@ def apply_overrides(doc: dict, overrides: Mapping[str, Any]) -> dict:
     out = copy.deepcopy(doc)
     for key, value in overrides.items():
         if isinstance(value, Mapping):
-            node = out.get(key)
-            out[key] = deep_merge(node if isinstance(node, Mapping) else {}, value)
-        else:
-            set_dotted(out, key, value)
+            try:
+                node = _get(out, key)
+            except ParamsError:
+                node = None
+            value = deep_merge(node if isinstance(node, Mapping) else {}, value)
+        set_dotted(out, key, value)
     return out
 
 
@@ -206,11 +209,22 @@ def validate(doc: Any, *, source: str = DEFAULT_PARAMS, partial: bool = False) -
     validator = jsonschema.Draft202012Validator(sch)
     errors = sorted(validator.iter_errors(doc), key=lambda e: (list(map(str, e.absolute_path)), e.validator))
     # propertyNames errors arrive per offending name; keep them, drop duplicates
-    msgs = list(dict.fromkeys(_format_error(e) for e in errors))
+    msgs = list(dict.fromkeys(_format_error(e) for e in errors)) + _non_finite(doc)
     if not msgs:
         msgs = _cross_checks(doc, partial=partial)
     if msgs:
         raise ParamsError(f"{source}: invalid parameters:\n  - " + "\n  - ".join(msgs))
+
+
+def _non_finite(node: Any, path: tuple = ()) -> list[str]:
+    """NaN and infinities pass JSON Schema's bounds (every comparison with NaN is false): refuse them."""
+    if isinstance(node, float) and not math.isfinite(node):
+        return [f"{_key(path)}: must be a finite number (got {node})"]
+    if isinstance(node, Mapping):
+        return [m for k, v in node.items() for m in _non_finite(v, (*path, k))]
+    if isinstance(node, list):
+        return [m for i, v in enumerate(node) for m in _non_finite(v, (*path, i))]
+    return []
 
 
 def _names(doc: Mapping, key: str) -> list[str]:
@@ -244,6 +258,10 @@ def _cross_checks(doc: Mapping, *, partial: bool) -> list[str]:
                     if st is None:
                         continue
                     if ds.get("source") not in (None, "synthetic"):
+                        if st["shot"] + st["val"] > ds["n_items"]:
+                            msgs.append(f"settings.{sname}: shot + val = {st['shot'] + st['val']} exceeds "
+                                        f"datasets.{dname}.n_items ({ds['n_items']}), the most ratings any user "
+                                        "can have, so no training task could be drawn")
                         if st["shot"] >= ds["min_test_ratings"]:
                             msgs.append(f"settings.{sname}: shot = {st['shot']} leaves no rating to evaluate "
                                         f"for test users of datasets.{dname} (min_test_ratings = "
@@ -336,16 +354,17 @@ def _cross_checks(doc: Mapping, *, partial: bool) -> list[str]:
 # ---------------------------------------------------------------------------
 
 def load(path: str | Path = DEFAULT_PARAMS, overrides: Mapping[str, Any] | None = None) -> dict:
-    """Read, override, resolve the preset and validate. Returns the effective parameters."""
+    """Read, override, resolve the preset and validate (every preset, not only the active one,
+    so a broken preset is found before anyone selects it). Returns the effective parameters."""
     doc = read_yaml(path)
     if not isinstance(doc, dict):
         raise ParamsError(f"{path}: expected a mapping of parameters at the top level")
     if overrides:
         doc = apply_overrides(doc, overrides)
     validate(doc, source=str(path))
-    resolved = apply_preset(doc)
-    validate(resolved, source=f"{path} (preset {resolved.get('preset')!r})")
-    return resolved
+    for name in doc.get("presets") or {}:
+        validate(apply_preset({**doc, "preset": name}), source=f"{path}, presets.{name}")
+    return apply_preset(doc)
 
 
 # ---------------------------------------------------------------------------

@@ -13,8 +13,9 @@ from pathlib import Path
 
 import torch
 
-from adjoint_meta import config, runtime
+from adjoint_meta import checkpoint, config, runtime
 from adjoint_meta.estimators import InnerProblem, build
+from adjoint_meta.estimators.flow import FlowError
 from adjoint_meta.io import atomic_path
 from adjoint_meta.model import build_model
 from adjoint_meta.seeding import derive_seed, torch_generator
@@ -35,7 +36,11 @@ def make_optimizer(name: str, params: list[torch.Tensor], lr: float) -> torch.op
 
 def run(spec: dict, cell: dict, tasks_path: str, out_model: str, out_log: str,
         log_file: str | None = None) -> dict:
-    """Train and write ``out_model`` (theta and metadata) and ``out_log`` (one CSV row per meta-step)."""
+    """Train and write ``out_model`` (theta and metadata) and ``out_log`` (one CSV row per meta-step).
+
+    Every ``runtime.checkpoint_every`` meta-steps the whole state is checkpointed
+    beside ``out_model``; a rerun resumes from it and ends with the same theta.
+    """
     log = runtime.logger("train", log_file)
     device, dtype = runtime.setup(spec["runtime"])
     ds_cfg, setting = spec["datasets"][cell["dataset"]], spec["settings"][cell["setting"]]
@@ -61,16 +66,32 @@ def run(spec: dict, cell: dict, tasks_path: str, out_model: str, out_log: str,
              optimizer, lr, eligible, pool.n_train_tasks, runtime.describe_device(device),
              str(dtype).replace("torch.", ""))
 
-    n_steps, every = int(meta["meta_epochs"]), int(spec["runtime"]["log_every"])
-    rows = io.StringIO()
-    writer = csv.writer(rows)
-    writer.writerow(["meta_step", "query_loss", "grad_norm", "seconds", "skipped_tasks"])
-    skipped_total, start = 0, time.perf_counter()
+    ckpt_path, owner = checkpoint.path_for(out_model), checkpoint.owner_of(spec, cell)
+    rows: list[list] = []
+    skipped_total, done, spent = 0, 0, 0.0
     extra: dict[str, float] = {}
-    for step in range(1, n_steps + 1):
+    state = checkpoint.load(ckpt_path, owner)
+    if state is not None:
+        with torch.no_grad():
+            theta.copy_(state["theta"].to(device, dtype))
+        opt.load_state_dict(state["optimizer"])
+        gen.set_state(state["generator"])
+        estimator.load_state_dict(state["estimator"])
+        rows, skipped_total, extra = state["rows"], state["skipped"], state["extra"]
+        done, spent = state["step"], state["seconds"]
+        log.info("resuming from %s at meta-step %d", ckpt_path, done)
+
+    n_steps, every = int(meta["meta_epochs"]), int(spec["runtime"]["log_every"])
+    ckpt_every = int(spec["runtime"].get("checkpoint_every", 0))
+    start = time.perf_counter() - spent
+    for step in range(done + 1, n_steps + 1):
         task_ids, support, query = pool.sample(gen, int(meta["meta_batch"]), shot, val, dtype)
         problem = InnerProblem(model, support.to(device, dtype), query.to(device, dtype))
-        mg = estimator(theta.detach(), problem)
+        where = f"at meta-step {step} for training task(s) {task_ids.tolist()} of {cell['dataset']} ({label}, K={steps})"
+        try:
+            mg = estimator(theta.detach(), problem)
+        except FlowError as exc:
+            raise NonFiniteError(f"forward solve failed {where}: {exc}") from None
         ok = torch.isfinite(mg.grad).all(1) & torch.isfinite(mg.query_loss)
         if not bool(ok.all()):
             bad = [int(task_ids[i]) for i in torch.nonzero(~ok).flatten().tolist()]
@@ -82,17 +103,32 @@ def run(spec: dict, cell: dict, tasks_path: str, out_model: str, out_log: str,
             log.warning("%s; skipping them (meta.on_nonfinite = skip)", msg)
             skipped_total += len(bad)
         grad = mg.grad[ok].mean(0)
+        previous = theta.detach().clone()
         opt.zero_grad(set_to_none=True)
         theta.grad = grad
-        opt.step()
+        try:
+            opt.step()
+        except RuntimeError as exc:  # e.g. a learning rate that overflows the optimizer's arithmetic
+            raise NonFiniteError(f"the outer update failed at meta-step {step} ({optimizer}, lr {lr:g}): {exc}; "
+                                 "lower the outer learning rate") from None
+        if not bool(torch.isfinite(theta).all()):
+            with torch.no_grad():
+                theta.copy_(previous)
+            raise NonFiniteError(f"theta became non-finite after the outer update at meta-step {step} "
+                                 f"({optimizer}, lr {lr:g}); lower the outer learning rate")
         for k, v in mg.stats.items():
             extra[k] = extra.get(k, 0.0) + float(v)
         loss = float(mg.query_loss[ok].mean())
         elapsed = time.perf_counter() - start
-        writer.writerow([step, f"{loss:.8g}", f"{float(grad.norm()):.8g}", f"{elapsed:.4f}", skipped_total])
+        rows.append([step, f"{loss:.8g}", f"{float(grad.norm()):.8g}", f"{elapsed:.4f}", skipped_total])
         if step % every == 0 or step == n_steps or step == 1:
             eta = elapsed / step * (n_steps - step)
             log.info("meta-step %d/%d  query loss %.5g  elapsed %.1fs  eta %.1fs", step, n_steps, loss, elapsed, eta)
+        if ckpt_every and step % ckpt_every == 0 and step < n_steps:
+            checkpoint.save(ckpt_path, {
+                "step": step, "seconds": elapsed, "theta": theta.detach().cpu(), "optimizer": opt.state_dict(),
+                "generator": gen.get_state(), "estimator": estimator.state_dict(), "rows": rows,
+                "skipped": skipped_total, "extra": extra}, owner)
 
     wall = time.perf_counter() - start
     summary = {
@@ -104,10 +140,13 @@ def run(spec: dict, cell: dict, tasks_path: str, out_model: str, out_log: str,
         "dtype": str(dtype).replace("torch.", ""),
         "stats_per_step": {k: v / n_steps for k, v in extra.items()},
     }
+    text = io.StringIO()
+    csv.writer(text).writerows([["meta_step", "query_loss", "grad_norm", "seconds", "skipped_tasks"], *rows])
     with atomic_path(out_log) as tmp:
-        tmp.write_text(rows.getvalue())
+        tmp.write_text(text.getvalue())
     with atomic_path(out_model) as tmp:
         torch.save({"theta": theta.detach().cpu(), "summary": summary, "spec": spec}, tmp)
+    ckpt_path.unlink(missing_ok=True)
     log.info("done in %.1fs; wrote %s", wall, out_model)
     return summary
 

@@ -38,6 +38,14 @@ class Estimator:
     def __call__(self, theta: Tensor, problem: InnerProblem) -> MetaGradient:
         raise NotImplementedError
 
+    def state_dict(self) -> dict[str, Any]:
+        """Internal state a resumed training run must restore (random generators); none by default."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state:
+            raise ValueError(f"{type(self).__name__} keeps no state, got {sorted(state)}")
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}(steps={self.steps}, alpha={self.alpha}, cfg={self.cfg})"
 

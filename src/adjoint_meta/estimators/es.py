@@ -24,6 +24,12 @@ class EvolutionStrategies(Estimator):
         super().__init__(cfg, steps, alpha, seed)
         self.generator = torch_generator(seed, "es-directions")
 
+    def state_dict(self) -> dict:
+        return {"generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.generator.set_state(state["generator"])
+
     def __call__(self, theta: torch.Tensor, problem: InnerProblem) -> MetaGradient:
         N = int(self.cfg.get("directions", 20))
         sigma = float(self.cfg.get("sigma", 0.01))

@@ -1,0 +1,115 @@
+"""Hostile parameters: every key, a wrong type or an out-of-range value, stops before any work
+with a message naming the key; random parameter sets never crash the validator."""
+from __future__ import annotations
+
+import copy
+import re
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from adjoint_meta import config
+from conftest import ROOT, TEST_PARAMS
+
+BASE = config.read_yaml(ROOT / "params.yaml")
+
+
+def leaves(node, path=()):
+    if isinstance(node, dict):
+        for k, v in node.items():
+            yield from leaves(v, (*path, k))
+    else:
+        yield path, node
+
+
+def wrong_type(value):
+    if isinstance(value, bool):
+        return "maybe"
+    if isinstance(value, (int, float)):
+        return "a few"
+    if isinstance(value, str):
+        return 12345
+    return {"unexpected": "mapping"}  # lists and null
+
+
+ALL_LEAVES = [p for p, _ in leaves(BASE) if p[0] != "presets"]
+
+
+@pytest.mark.parametrize("path", ALL_LEAVES, ids=[".".join(map(str, p)) for p in ALL_LEAVES])
+def test_every_key_with_a_wrong_type_is_named(path):
+    doc = copy.deepcopy(BASE)
+    node = doc
+    for part in path[:-1]:
+        node = node[part]
+    node[path[-1]] = wrong_type(node[path[-1]])
+    with pytest.raises(config.ParamsError) as info:
+        config.validate(doc)
+        config.apply_preset(doc)
+    assert ".".join(map(str, path)) in str(info.value) or path[-1] in str(info.value), str(info.value)
+
+
+@pytest.mark.parametrize("override, key", [
+    ({"experiments.table1.steps": -5}, "experiments.table1.steps: must be >= 1"),
+    ({"experiments.table1.maml_steps": 0}, "experiments.table1.maml_steps: must be >= 1"),
+    ({"datasets.cosmixture.n_train_tasks": 0}, "datasets.cosmixture.n_train_tasks: must be >= 1"),
+    ({"datasets.jester.n_test_tasks": 0}, "datasets.jester.n_test_tasks: must be >= 1"),
+    ({"meta.meta_batch": 0}, "meta.meta_batch: must be >= 1"),
+    ({"settings.20shot-30val": {"shot": 60, "val": 50}}, "exceeds datasets.jester.n_items (100)"),
+    ({"experiments.table1.estimators": ["amaml", "maml7"]}, "'maml7' is not defined under 'estimators'"),
+    ({"experiments.table1.datasets": ["netflix"]}, "'netflix' is not defined under 'datasets'"),
+    ({"estimators.maml.kind": "maml2"}, "estimators.maml.kind: 'maml2' is not allowed"),
+    ({"datasets.ml100k.source": "ml10m"}, "datasets.ml100k.source: 'ml10m' is not allowed"),
+    ({"meta.lr": float("nan")}, "meta.lr: must be a finite number"),
+    ({"inner.alpha": float("inf")}, "inner.alpha: must be a finite number"),
+    ({"presets.quick.meta.meta_epochs": -1}, "presets.quick: invalid parameters"),
+    ({"profiles.fig34.estimators": ["amaml", "nope"]}, "profiles.fig34.estimators: 'nope' is not defined"),
+    ({"raw.sources": ["jester"]}, "datasets.ml100k.source: 'ml100k' is not listed in raw.sources"),
+])
+def test_out_of_range_and_unknown_values_are_named(override, key, tmp_path):
+    import yaml
+
+    p = tmp_path / "params.yaml"
+    p.write_text(yaml.safe_dump(config.apply_overrides(BASE, override), sort_keys=False))
+    with pytest.raises(config.ParamsError) as info:
+        config.load(p)
+    assert key in str(info.value), str(info.value)
+
+
+def test_cli_stops_before_any_work(tmp_path, capsys):
+    from adjoint_meta.cli import main
+
+    out = tmp_path / "t.parquet"
+    code = main(["make-tasks", "--params", str(TEST_PARAMS), "--set", "datasets.cosmixture.n_train_tasks=-3",
+                 "--dataset", "cosmixture", "--out", str(out), "--summary", str(tmp_path / "t.json")])
+    assert code == 2 and "datasets.cosmixture.n_train_tasks: must be >= 1" in capsys.readouterr().err
+    assert not out.exists()
+
+
+scalars = st.one_of(st.none(), st.booleans(), st.integers(-10**6, 10**6), st.floats(allow_nan=True),
+                    st.text(max_size=8), st.lists(st.integers(-3, 3), max_size=3))
+KEY = re.compile(r"[a-z_0-9-]+(\.[A-Za-z_0-9-]+)+|missing key|unknown key|preset|top level")
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_random_parameter_sets_never_crash_the_validator(data):
+    doc = copy.deepcopy(BASE)
+    for _ in range(data.draw(st.integers(1, 4))):
+        paths = [p for p, _ in leaves(doc)]
+        path = data.draw(st.sampled_from(paths))
+        node = doc
+        for part in path[:-1]:
+            node = node[part]
+        action = data.draw(st.sampled_from(["set", "delete", "add"]))
+        if action == "set":
+            node[path[-1]] = data.draw(scalars)
+        elif action == "delete":
+            del node[path[-1]]
+        else:
+            node[data.draw(st.text("abcxyz_", min_size=1, max_size=6))] = data.draw(scalars)
+    try:
+        config.validate(doc)
+        config.apply_preset(doc)
+    except config.ParamsError as exc:
+        assert KEY.search(str(exc)), str(exc)

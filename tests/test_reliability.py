@@ -1,0 +1,163 @@
+"""Fault tests: interrupted training, corrupt checkpoints, numerical faults, determinism."""
+from __future__ import annotations
+
+import copy
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from adjoint_meta import checkpoint, config, evaluate, make_tasks, train
+from conftest import TEST_PARAMS, tool_env
+
+CELL = dict(experiment="fig2_50shot", dataset="cosmixture", setting="5shot-5val", estimator="amaml", seed=0)
+
+
+@pytest.fixture(scope="module")
+def params():
+    return config.load(TEST_PARAMS)
+
+
+@pytest.fixture(scope="module")
+def tasks(params, tmp_path_factory):
+    d = tmp_path_factory.mktemp("tasks")
+    make_tasks.run(config.prune(params, "make-tasks", dataset="cosmixture"), "cosmixture",
+                   str(d / "t.parquet"), str(d / "t.json"))
+    return str(d / "t.parquet")
+
+
+def _spec(params, estimator="amaml", **changes) -> tuple[dict, dict]:
+    cell = dict(CELL, estimator=estimator)
+    spec = config.prune(params, "train", **cell)
+    for dotted, value in changes.items():
+        config.set_dotted(spec, dotted, value)
+    return spec, cell
+
+
+def _train(spec, cell, tasks, d: Path, name: str) -> torch.Tensor:
+    train.run(spec, cell, tasks, str(d / f"{name}.pt"), str(d / f"{name}.csv"))
+    return train.load_theta(d / f"{name}.pt")[0]
+
+
+# ---------------------------------------------------------------- interruption and resumption
+@pytest.mark.parametrize("estimator", ["amaml", "es"])  # ES also carries a random generator of its own
+def test_sigkill_at_a_random_meta_step_then_resume_is_bit_identical(params, tasks, tmp_path, estimator):
+    spec, cell = _spec(params, estimator, **{"meta.meta_epochs": 160, "runtime.checkpoint_every": 7,
+                                            "runtime.log_every": 1, "experiments.fig2_50shot.steps": 40})
+    reference = _train(spec, cell, tasks, tmp_path, "reference")
+
+    kill_at = random.Random(os.environ.get("FAULT_SEED", 0) or None).randint(10, 140)
+    out, log = tmp_path / "killed.pt", tmp_path / "killed.log"
+    cmd = [sys.executable, "-m", "adjoint_meta", "train", "--slice", json.dumps(spec),
+           *[f"--{k}={v}" for k, v in cell.items()], "--tasks", tasks, "--out-model", str(out),
+           "--out-log", str(tmp_path / "killed.csv"), "--log", str(log)]
+    proc = subprocess.Popen(cmd, env=tool_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        steps = [int(line.split("meta-step ")[1].split("/")[0]) for line in
+                 (log.read_text().splitlines() if log.exists() else []) if "meta-step " in line]
+        if steps and steps[-1] >= kill_at:
+            proc.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.01)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, f"the run ended before meta-step {kill_at}; make it longer"
+    assert not out.exists() and checkpoint.path_for(out).exists()
+
+    rerun = subprocess.run(cmd, env=tool_env(), capture_output=True, text=True)
+    assert rerun.returncode == 0, rerun.stderr
+    assert "resuming from" in log.read_text()
+    resumed = train.load_theta(out)[0]
+    assert torch.equal(resumed, reference), f"killed near meta-step {kill_at}: resumed theta differs"
+    assert not checkpoint.path_for(out).exists(), "a finished run removes its checkpoint"
+    # the metrics computed from both are identical too
+    ev_spec = config.prune(params, "evaluate", **cell)
+    a = evaluate.run(ev_spec, cell, str(tmp_path / "reference.pt"), tasks, str(tmp_path / "a.json"), str(tmp_path / "a.csv"))
+    b = evaluate.run(ev_spec, cell, str(out), tasks, str(tmp_path / "b.json"), str(tmp_path / "b.csv"))
+    assert a == b
+
+
+@pytest.mark.parametrize("damage, message", [
+    ("flip", "corrupt checkpoint"),
+    ("truncate", "unreadable checkpoint"),
+    ("params", "written for other parameters"),
+    ("cell", "written for another job"),
+])
+def test_bad_checkpoints_are_refused(params, tasks, tmp_path, damage, message):
+    spec, cell = _spec(params, **{"runtime.checkpoint_every": 5})
+    out = tmp_path / "m.pt"
+    ckpt = checkpoint.path_for(out)
+    owner = checkpoint.owner_of(spec, cell)
+    checkpoint.save(ckpt, {"step": 5, "payload": list(range(1000))}, owner)
+    if damage == "flip":
+        blob = torch.load(ckpt, weights_only=False)
+        payload = bytearray(blob["payload"])
+        payload[len(payload) // 2] ^= 0xFF
+        blob["payload"] = bytes(payload)
+        torch.save(blob, ckpt)
+    elif damage == "truncate":
+        data = ckpt.read_bytes()
+        ckpt.write_bytes(data[: len(data) // 3])
+    elif damage == "params":
+        spec["meta"]["lr"] = 0.5
+    else:
+        cell = dict(cell, seed=1)
+    with pytest.raises(checkpoint.CheckpointError, match=message) as info:
+        train.run(spec, cell, tasks, str(out), str(tmp_path / "m.csv"))
+    assert str(ckpt) in str(info.value) and "delete" in str(info.value)
+    assert not out.exists()
+
+
+def test_checkpoint_frequency_does_not_change_results(params, tasks, tmp_path):
+    a = _train(*_spec(params, **{"runtime.checkpoint_every": 0}), tasks, tmp_path, "a")
+    b = _train(*_spec(params, **{"runtime.checkpoint_every": 3}), tasks, tmp_path, "b")
+    assert torch.equal(a, b)
+
+
+# ---------------------------------------------------------------- determinism
+def test_same_seed_same_outputs_other_seed_other_outputs(params, tasks, tmp_path):
+    spec, cell = _spec(params, "es")
+    a, b = _train(spec, cell, tasks, tmp_path, "a"), _train(spec, cell, tasks, tmp_path, "b")
+    assert torch.equal(a, b)
+    assert (tmp_path / "a.csv").read_text().split("\n")[1].split(",")[:3] == \
+        (tmp_path / "b.csv").read_text().split("\n")[1].split(",")[:3]
+    other_spec = copy.deepcopy(spec)
+    other_spec["seed"] = 7
+    assert not torch.equal(_train(other_spec, cell, tasks, tmp_path, "c"), a)
+    assert not torch.equal(_train(spec, dict(cell, seed=1), tasks, tmp_path, "d"), a)
+
+
+# ---------------------------------------------------------------- numerical faults
+def test_diverging_inner_learning_rate_is_reported_with_step_and_task(params, tasks, tmp_path):
+    spec, cell = _spec(params, "fomaml", **{"inner.alpha": 1e6})
+    with pytest.raises(train.NonFiniteError, match=r"meta-step 1 for training task\(s\) \[\d+(, \d+)*\]"):
+        train.run(spec, cell, tasks, str(tmp_path / "m.pt"), str(tmp_path / "m.csv"))
+    assert not (tmp_path / "m.pt").exists()
+
+
+def test_blown_up_adjoint_sweep_is_reported_and_theta_untouched(params, tasks, tmp_path):
+    """A stable adaptive forward solve but an explicit backward sweep with a far too large step:
+    the adjoint explodes, and the run stops with the meta-step and the tasks."""
+    spec, cell = _spec(params, "amaml", **{"inner.alpha": 2.0, "experiments.fig2_50shot.steps": 200})
+    spec["estimators"]["amaml"]["backward"] = "euler"
+    with pytest.raises(train.NonFiniteError, match=r"meta-step 1 for training task\(s\)"):
+        train.run(spec, cell, tasks, str(tmp_path / "m.pt"), str(tmp_path / "m.csv"))
+    assert not (tmp_path / "m.pt").exists() and not checkpoint.path_for(tmp_path / "m.pt").exists()
+
+
+@pytest.mark.parametrize("optimizer, lr, message", [
+    ("sgd", 1e38, r"at meta-step \d+"),   # theta overflows, or the next inner loop does
+    ("adam", 1e39, "the outer update failed at meta-step 1"),
+])
+def test_outer_update_that_overflows_theta_is_refused(params, tasks, tmp_path, optimizer, lr, message):
+    spec, cell = _spec(params, "fomaml", **{"meta.lr": lr, "meta.optimizer": optimizer})
+    with pytest.raises(train.NonFiniteError, match=message):
+        train.run(spec, cell, tasks, str(tmp_path / "m.pt"), str(tmp_path / "m.csv"))
+    assert not (tmp_path / "m.pt").exists()
