@@ -239,3 +239,42 @@ def test_every_estimator_shares_the_interface(name, dtype):
 def test_unknown_estimator_names_allowed_values():
     with pytest.raises(ValueError, match="allowed values: amaml, es, fomaml"):
         build("maml2", {}, 1, 0.1)
+
+
+# ---------------------------------------------------------------- checkpointing (memory ~ sqrt(K))
+@pytest.mark.parametrize("name, cfg", [
+    ("maml_adjoint", {"store": "states"}),
+    ("maml_adjoint", {"store": "linearizations"}),
+    ("tbptt", {"window": 17, "store": "states"}),
+    ("amaml", AMAML),
+    ("amaml", dict(AMAML, forward="rk4", backward="heun", reg=0.5)),
+    ("amaml", dict(AMAML, forward="euler", backward="euler", reg=0.5)),
+])
+@pytest.mark.parametrize("keep_every", [3, 7, "sqrt"])
+def test_checkpointed_trajectories_give_the_same_gradient(setup, name, cfg, keep_every):
+    _, problem, theta = setup
+    full = grad_of(name, {**cfg, "keep_every": 1}, 40, 0.05, theta, problem)
+    ckpt = grad_of(name, {**cfg, "keep_every": keep_every}, 40, 0.05, theta, problem)
+    assert ref.rel(ckpt.grad, full.grad) < 1e-12
+
+
+def test_checkpointing_memory_grows_like_sqrt_k(setup):
+    """Kept states K / c plus one recomputed segment of c linearizations: ~ sqrt(K) at c = sqrt(K)."""
+    _, problem, theta = setup
+    mem = {}
+    for K in (100, 400, 1600):
+        full = grad_of("maml_adjoint", {"store": "states", "keep_every": 1}, K, 0.01, theta, problem)
+        ckpt = grad_of("maml_adjoint", {"store": "states", "keep_every": "sqrt"}, K, 0.01, theta, problem)
+        assert ref.rel(ckpt.grad, full.grad) < 1e-12
+        mem[K] = (full.stats["stored_bytes"], ckpt.stats["stored_bytes"])
+    assert mem[1600][0] / mem[100][0] == pytest.approx(16, rel=0.01)          # linear
+    assert 3.0 < mem[1600][1] / mem[100][1] < 5.0                              # ~ sqrt(16) = 4
+    assert mem[1600][1] < mem[1600][0] / 3
+
+
+def test_checkpointed_dopri5_is_within_its_tolerance(setup):
+    _, problem, theta = setup
+    cfg = dict(forward="dopri5", backward="heun", h=None, rtol=1e-9, atol=1e-11, reg=0.0)
+    full = grad_of("amaml", {**cfg, "keep_every": 1}, 40, 0.01, theta, problem)
+    ckpt = grad_of("amaml", {**cfg, "keep_every": "sqrt"}, 40, 0.01, theta, problem)
+    assert ref.rel(ckpt.grad, full.grad) < 1e-6

@@ -196,6 +196,8 @@ def _format_error(err: jsonschema.ValidationError) -> str:
         return f"{key}: needs at least {sch['minItems']} item(s)"
     if v == "minProperties":
         return f"{key}: needs at least {sch['minProperties']} entry(ies)"
+    if v == "oneOf":
+        return f"{key}: {inst!r} is not allowed; {sch.get('description', err.message)}"
     if v == "uniqueItems":
         return f"{key}: items must be unique (got {inst!r})"
     return f"{key}: {err.message}"

@@ -11,7 +11,7 @@ import torch
 from adjoint_meta.estimators import flow
 from adjoint_meta.estimators.base import Estimator, MetaGradient, register
 from adjoint_meta.estimators.core import (InnerProblem, Trajectory, continuous_adjoint, descend,
-                                          discrete_adjoint, stack)
+                                          discrete_adjoint, gd_step, keep_every_for, stack)
 
 
 @register
@@ -35,7 +35,8 @@ class Amaml(Estimator):
         prob = InnerProblem(problem.model, problem.support, problem.query, reg, theta if reg else None)
         traj, nfe = flow.solve(prob, stack(theta, prob.n_tasks), n, h, cfg.get("forward", "dopri5"),
                                rtol=float(cfg.get("rtol", 1e-5)), atol=float(cfg.get("atol", 1e-6)),
-                               store=cfg.get("store", "states"))
+                               store=cfg.get("store", "states"),
+                               keep_every=keep_every_for(cfg.get("keep_every", 1), n + 1))
         loss, lam = prob.query_loss_and_grad(traj.state(n))
         backward = cfg.get("backward", "heun")
         if backward == "discrete":
@@ -53,7 +54,8 @@ class MamlAdjoint(Estimator):
     label = "MAML (exact discrete adjoint)"
 
     def __call__(self, theta: torch.Tensor, problem: InnerProblem) -> MetaGradient:
-        traj = Trajectory(problem, self.cfg.get("store", "states"))
+        traj = Trajectory(problem, self.cfg.get("store", "states"),
+                          keep_every_for(self.cfg.get("keep_every", 1), self.steps), gd_step(self.alpha))
         uK = descend(problem, stack(theta, problem.n_tasks), self.steps, self.alpha, traj)
         loss, lam = problem.query_loss_and_grad(uK)
         return MetaGradient(discrete_adjoint(problem, traj, lam, self.alpha), loss,
@@ -70,7 +72,8 @@ class Tbptt(Estimator):
     def __call__(self, theta: torch.Tensor, problem: InnerProblem) -> MetaGradient:
         window = min(int(self.cfg.get("window", 10)), self.steps)
         u = descend(problem, stack(theta, problem.n_tasks), self.steps - window, self.alpha)
-        traj = Trajectory(problem, self.cfg.get("store", "states"))
+        traj = Trajectory(problem, self.cfg.get("store", "states"),
+                          keep_every_for(self.cfg.get("keep_every", 1), window), gd_step(self.alpha))
         uK = descend(problem, u, window, self.alpha, traj)
         loss, lam = problem.query_loss_and_grad(uK)
         return MetaGradient(discrete_adjoint(problem, traj, lam, self.alpha), loss,

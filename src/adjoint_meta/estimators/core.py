@@ -10,7 +10,9 @@ so grad L = g(u) + reg (u - theta) and Hess L v = H(u) v + reg v.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from typing import Callable
 import torch
 
 from adjoint_meta.model import MLP, Data, Linearization
@@ -71,44 +73,96 @@ class InnerProblem:
 STORE_MODES = ("states", "linearizations")
 
 
-class Trajectory:
-    """Inner states u_0..u_{n-1} kept by a forward sweep for the backward sweep.
+def _nbytes(item) -> int:
+    return item.nbytes() if isinstance(item, Linearization) else item.numel() * item.element_size()
 
-    ``states``: one parameter vector per step (memory n x P); the backward sweep
+
+class Trajectory:
+    """Inner states u_0, u_1, ... kept by a forward sweep and served to a backward sweep in reverse.
+
+    ``store='states'``: one parameter vector per step (memory n x P); the backward sweep
     re-linearizes each state (one extra forward/backward pass per step).
-    ``linearizations``: also the activations and deltas of the forward sweep's own
-    gradient evaluation (memory n x (P + N x widths)); no recomputation.
+    ``store='linearizations'``: also the activations and deltas of the forward sweep's own
+    gradient evaluation (memory n x (P + N x widths)); nothing is recomputed.
+    ``keep_every = c > 1`` (checkpointing): only every c-th state is kept; when the backward
+    sweep reaches a segment it recomputes the segment's states from its checkpoint with
+    ``step(u_i, lin_i, i) -> u_{i+1}``, linearizing each state once (which the sweep needs
+    anyway).  Memory ~ (n / c + c) states, smallest at c = sqrt(n); for gradient descent and
+    fixed-step solvers the result is identical, for dopri5 equal within its tolerance.
     """
 
-    def __init__(self, problem: InnerProblem, store: str = "states"):
+    def __init__(self, problem: InnerProblem, store: str = "states", keep_every: int = 1,
+                 step: Callable[[Tensor, Linearization, int], Tensor] | None = None):
         if store not in STORE_MODES:
             raise ValueError(f"store {store!r}; allowed values: {', '.join(STORE_MODES)}")
-        self.problem = problem
-        self.store = store
-        self.items: list = []
+        if keep_every > 1 and step is None:
+            raise ValueError("checkpointing (keep_every > 1) needs the step that recomputes states")
+        self.problem, self.store, self.keep_every, self.step = problem, store, max(1, int(keep_every)), step
+        self.items: dict[int, Tensor | Linearization] = {}
+        self._n = 0
+        self._last: Tensor | None = None
+        self._segment: dict[int, Linearization] = {}
+        self._segment_peak = 0
 
     def __len__(self) -> int:
-        return len(self.items)
+        return self._n
 
     def record(self, u: Tensor, lin: Linearization | None = None) -> None:
-        self.items.append(lin if (lin is not None and self.store == "linearizations") else u)
+        j = self._n
+        self._n += 1
+        self._last = u
+        if j % self.keep_every == 0:
+            keep_lin = lin is not None and self.store == "linearizations" and self.keep_every == 1
+            self.items[j] = lin if keep_lin else u
+
+    def _lookup(self, j: int) -> Tensor | Linearization:
+        if j in self.items:
+            return self.items[j]
+        if j == self._n - 1 and self._last is not None:
+            return self._last
+        if j not in self._segment:
+            self._recompute(j)
+        return self._segment[j]
+
+    def _recompute(self, j: int) -> None:
+        c = self.keep_every
+        start = (j // c) * c
+        end = min(start + c, self._n)
+        self._segment = {}
+        u = self.state(start)
+        for i in range(start, end):
+            lin = self.problem.linearize(u)
+            self._segment[i] = lin
+            if i + 1 < end:
+                u = self.step(u, lin, i)
+        self._segment_peak = max(self._segment_peak, sum(_nbytes(v) for v in self._segment.values()))
 
     def state(self, j: int) -> Tensor:
-        item = self.items[j]
+        item = self._lookup(j)
         return item.u if isinstance(item, Linearization) else item
 
     def linearization(self, j: int) -> Linearization:
-        item = self.items[j]
+        item = self._lookup(j)
         return item if isinstance(item, Linearization) else self.problem.linearize(item)
 
     def nbytes(self) -> int:
-        return sum(it.nbytes() if isinstance(it, Linearization) else it.numel() * it.element_size()
-                   for it in self.items)
+        """Bytes the trajectory holds at its peak: kept states plus the largest recomputed segment."""
+        return sum(_nbytes(v) for v in self.items.values()) + self._segment_peak
+
+
+def keep_every_for(spec: int | str, n: int) -> int:
+    """``keep_every`` from its parameter: an integer, or 'sqrt' for ceil(sqrt(n))."""
+    return max(1, math.ceil(math.sqrt(n))) if spec == "sqrt" else max(1, int(spec))
 
 
 def stack(theta: Tensor, n: int) -> Tensor:
     """theta ``[P]`` as ``n`` task rows ``[n, P]`` (a copy, so states never alias theta)."""
     return theta.unsqueeze(0).expand(n, -1).clone()
+
+
+def gd_step(alpha: float) -> Callable[[Tensor, Linearization, int], Tensor]:
+    """One gradient-descent step from a linearization (what a checkpointed trajectory replays)."""
+    return lambda u, lin, i: torch.add(u, lin.grad, alpha=-alpha)
 
 
 def descend(problem: InnerProblem, u: Tensor, steps: int, alpha: float,
@@ -118,7 +172,8 @@ def descend(problem: InnerProblem, u: Tensor, steps: int, alpha: float,
         if trajectory is None:
             g = problem.grad(u)
         else:
-            lin = problem.linearize(u) if trajectory.store == "linearizations" else None
+            keep = trajectory.store == "linearizations" and trajectory.keep_every == 1
+            lin = problem.linearize(u) if keep else None
             trajectory.record(u, lin)
             g = lin.grad if lin is not None else problem.grad(u)
         u = torch.add(u, g, alpha=-alpha)

@@ -10,12 +10,16 @@ Each records the states on the grid t_j = j h (j = 0..n, n = T/h) in a
              read off its dense output on the grid (the paper's RK45).  Tasks are
              solved jointly; the error norm is the largest per-task RMS norm, so
              every task meets the tolerance on its own.
+
+With checkpointing (``keep_every`` > 1) the same step function recomputes the
+states a backward sweep needs (for dopri5: a solve over one grid interval).
 """
 from __future__ import annotations
 
 import torch
 
 from adjoint_meta.estimators.core import InnerProblem, Trajectory
+from adjoint_meta.model import Linearization
 
 Tensor = torch.Tensor
 METHODS = ("euler", "rk4", "dopri5")
@@ -29,43 +33,66 @@ def _max_task_rms(x: Tensor) -> Tensor:
     return x.pow(2).mean(dim=-1).sqrt().max()
 
 
-def solve(problem: InnerProblem, u0: Tensor, n: int, h: float, method: str, rtol: float = 1e-5,
-          atol: float = 1e-6, store: str = "states", max_steps: int = 100_000) -> tuple[Trajectory, int]:
-    """States u_0..u_n on the grid (in a Trajectory) and the NFE spent."""
-    traj = Trajectory(problem, store)
-    keep = store == "linearizations"
-    if method in ("euler", "rk4"):
-        u = u0
-        for _ in range(n):
-            lin = problem.linearize(u) if keep else None
-            traj.record(u, lin)
-            g = lin.grad if lin is not None else problem.grad(u)
-            if method == "euler":
-                u = torch.add(u, g, alpha=-h)
-            else:
-                k2 = problem.grad(torch.add(u, g, alpha=-0.5 * h))
-                k3 = problem.grad(torch.add(u, k2, alpha=-0.5 * h))
-                k4 = problem.grad(torch.add(u, k3, alpha=-h))
-                u = u - (h / 6.0) * (g + 2.0 * (k2 + k3) + k4)
-        traj.record(u, problem.linearize(u) if keep else None)
-        return traj, n * (1 if method == "euler" else 4)
-    if method == "dopri5":
+class _Dopri5:
+    """torchdiffeq's dopri5 on the flow, counting function evaluations."""
+
+    def __init__(self, problem: InnerProblem, rtol: float, atol: float, max_steps: int):
+        self.problem, self.rtol, self.atol, self.max_steps, self.nfe = problem, rtol, atol, max_steps, 0
+
+    def __call__(self, t: Tensor, u: Tensor) -> Tensor:
+        self.nfe += 1
+        return -self.problem.grad(u)
+
+    def solve(self, u0: Tensor, times: Tensor) -> Tensor:
         from torchdiffeq import odeint
 
-        nfe = 0
-
-        def f(t: Tensor, u: Tensor) -> Tensor:
-            nonlocal nfe
-            nfe += 1
-            return -problem.grad(u)
-
-        grid = (torch.arange(n + 1, dtype=torch.float64) * h).to(u0.device, u0.dtype)
         try:
-            sol = odeint(f, u0, grid, rtol=rtol, atol=atol, method="dopri5",
-                         options={"norm": _max_task_rms, "max_num_steps": max_steps})
+            return odeint(self, u0, times.to(u0.device, u0.dtype), rtol=self.rtol, atol=self.atol, method="dopri5",
+                          options={"norm": _max_task_rms, "max_num_steps": self.max_steps})
         except (AssertionError, RuntimeError) as exc:
-            raise FlowError(f"dopri5 forward solve failed after {nfe} evaluations: {exc}") from exc
-        for u in sol.unbind(0):
+            raise FlowError(f"dopri5 forward solve failed after {self.nfe} evaluations: {exc}") from exc
+
+
+def _step_fn(problem: InnerProblem, method: str, h: float, dopri: _Dopri5 | None):
+    """u_{j+1} from u_j and its linearization (whose gradient is the first stage)."""
+    if method == "euler":
+        return lambda u, lin, j: torch.add(u, lin.grad, alpha=-h)
+    if method == "rk4":
+        def rk4(u: Tensor, lin: Linearization, j: int) -> Tensor:
+            g = lin.grad
+            k2 = problem.grad(torch.add(u, g, alpha=-0.5 * h))
+            k3 = problem.grad(torch.add(u, k2, alpha=-0.5 * h))
+            k4 = problem.grad(torch.add(u, k3, alpha=-h))
+            return u - (h / 6.0) * (g + 2.0 * (k2 + k3) + k4)
+        return rk4
+    return lambda u, lin, j: dopri.solve(u, torch.tensor([j * h, (j + 1) * h], dtype=torch.float64))[-1]
+
+
+def solve(problem: InnerProblem, u0: Tensor, n: int, h: float, method: str, rtol: float = 1e-5,
+          atol: float = 1e-6, store: str = "states", keep_every: int = 1,
+          max_steps: int = 100_000) -> tuple[Trajectory, int]:
+    """States u_0..u_n on the grid (in a Trajectory) and the NFE of the forward solve."""
+    if method not in METHODS:
+        raise ValueError(f"unknown forward solver {method!r}; allowed values: {', '.join(METHODS)}")
+    dopri = _Dopri5(problem, rtol, atol, max_steps) if method == "dopri5" else None
+    step = _step_fn(problem, method, h, dopri)
+    traj = Trajectory(problem, store, keep_every, step)
+    if dopri is not None:
+        for u in dopri.solve(u0, torch.arange(n + 1, dtype=torch.float64) * h).unbind(0):
             traj.record(u)
-        return traj, nfe
-    raise ValueError(f"unknown forward solver {method!r}; allowed values: {', '.join(METHODS)}")
+        return traj, dopri.nfe
+    keep = store == "linearizations" and keep_every == 1
+    u = u0
+    for j in range(n):
+        lin = problem.linearize(u) if keep else None
+        traj.record(u, lin)
+        u = step(u, lin if lin is not None else _GradOnly(problem.grad(u)), j)
+    traj.record(u, problem.linearize(u) if keep else None)
+    return traj, n * (1 if method == "euler" else 4)
+
+
+class _GradOnly:
+    """What a step needs of a linearization when only the gradient was computed."""
+
+    def __init__(self, grad: Tensor):
+        self.grad = grad
