@@ -158,6 +158,13 @@ def _slice_doc(text: str) -> dict:
         raise config.ParamsError(f"--slice: not valid JSON ({exc})") from None
 
 
+def cmd_timings(args: argparse.Namespace) -> None:
+    from adjoint_meta import timings
+
+    params = config.load(args.params, _overrides(args.overrides))
+    print(timings.summary(params, args.root, args.cores))
+
+
 def cmd_summarize(args: argparse.Namespace) -> None:
     from adjoint_meta import summarize
 
@@ -228,6 +235,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tasks", required=True, help="task table of the study's dataset")
     p.add_argument("--out", required=True, help="one row per estimator, inner steps and meta-batch (.csv)")
     p.add_argument("--log", help="log file")
+
+    p = add("timings", cmd_timings, "wall time, CPU time and peak memory of every Snakemake job, and the "
+            "critical path (not a pipeline step)")
+    p.add_argument("--root", default=".", help="project root holding logs/benchmarks (default: %(default)s)")
+    p.add_argument("--cores", type=int, default=2, help="cores the run had (for the lower bound)")
 
     p = add("summarize", cmd_summarize, "collect all evaluations into tables, metrics and mean curves")
     p.add_argument("--root", default=".", help="project root holding results/ (default: %(default)s)")

@@ -1,0 +1,74 @@
+"""Where a Snakemake run's time went: every job's `benchmark:` record, totals, and the critical path.
+
+Each rule writes logs/benchmarks/<step>/<job>.tsv (Snakemake's benchmark format:
+wall seconds ``s``, ``cpu_time``, ``max_rss`` in MB, ...).  The critical path is the
+longest chain of dependent jobs (fetch -> make-tasks -> train -> evaluate, or
+make-tasks -> profile / accuracy; then summarize -> report): no number of cores
+finishes the run faster than it.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from adjoint_meta import config, paths
+
+
+def read_benchmarks(root: str | Path = ".") -> pd.DataFrame:
+    """One row per job: step, job, wall_s, cpu_s, max_rss_mb (empty frame if there are none)."""
+    rows = []
+    for tsv in sorted(Path(root).glob(paths.BENCHMARK.format(step="*", name="*"))):
+        frame = pd.read_csv(tsv, sep="\t")
+        if frame.empty:
+            continue
+        last = frame.iloc[-1]
+        rows.append({"step": tsv.parent.name, "job": tsv.stem, "wall_s": float(last["s"]),
+                     "cpu_s": float(last.get("cpu_time", float("nan"))),
+                     "max_rss_mb": float(last.get("max_rss", float("nan")))})
+    return pd.DataFrame(rows, columns=["step", "job", "wall_s", "cpu_s", "max_rss_mb"])
+
+
+def critical_path(params: dict, bench: pd.DataFrame) -> tuple[float, list[str]]:
+    """Length (wall seconds) and jobs of the longest dependent chain among the recorded jobs."""
+    wall = {(r.step, r.job): r.wall_s for r in bench.itertuples()}
+    get = lambda step, name: wall.get((step, name), 0.0)  # noqa: E731
+
+    def data_chain(dataset: str) -> tuple[float, list[str]]:
+        source = params["datasets"][dataset]["source"]
+        chain = [("make_tasks", dataset)] + ([] if source == "synthetic" else [("fetch", source)])
+        return sum(get(*c) for c in chain), [f"{s}:{n}" for s, n in reversed(chain)]
+
+    chains = []
+    for c in config.cells(params):
+        name = paths.cell_name(c.as_dict())
+        t, jobs = data_chain(c.dataset)
+        chains.append((t + get("train", name) + get("evaluate", name), jobs + [f"train:{name}", f"evaluate:{name}"]))
+    for j in config.profile_jobs(params):
+        t, jobs = data_chain(j["dataset"])
+        name = f"{j['profile']}__{j['estimator']}"
+        chains.append((t + get("profile", name), jobs + [f"profile:{name}"]))
+    for j in config.accuracy_jobs(params):
+        t, jobs = data_chain(j["dataset"])
+        chains.append((t + get("accuracy", j["name"]), jobs + [f"accuracy:{j['name']}"]))
+    longest, jobs = max(chains, default=(0.0, []))
+    tail = get("summarize", "summarize") + get("report", "report")
+    return longest + tail, jobs + ["summarize:summarize", "report:report"]
+
+
+def summary(params: dict, root: str | Path = ".", cores: int = 2) -> str:
+    bench = read_benchmarks(root)
+    if bench.empty:
+        return f"no benchmark records under {Path(root) / 'logs' / 'benchmarks'}: run the pipeline with Snakemake first"
+    per_step = bench.groupby("step").agg(jobs=("job", "size"), wall_s=("wall_s", "sum"), cpu_s=("cpu_s", "sum"),
+                                         max_rss_mb=("max_rss_mb", "max")).sort_values("wall_s", ascending=False)
+    length, chain = critical_path(params, bench)
+    total = bench["wall_s"].sum()
+    lines = ["# slowest jobs", bench.sort_values("wall_s", ascending=False).head(15).to_string(index=False),
+             "", "# per step", per_step.to_string(), "",
+             f"jobs: {len(bench)}; summed wall time {total / 3600:.2f} h; summed CPU time "
+             f"{bench['cpu_s'].sum() / 3600:.2f} h; largest peak memory {bench['max_rss_mb'].max():.0f} MB",
+             f"critical path: {length / 60:.1f} min ({' -> '.join(chain)})",
+             f"no run on {cores} cores can finish in less than {max(length, total / cores) / 60:.1f} min "
+             "(the longer of the critical path and the summed wall time divided by the cores)"]
+    return "\n".join(lines)
