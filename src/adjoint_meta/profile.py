@@ -134,7 +134,8 @@ def profile_point(model: MLP, theta: torch.Tensor, problem: InnerProblem, kind: 
     """Time and memory of one estimator at one model size and K (see the module docstring)."""
     K = config.inner_steps(kind, steps)
     est = build(kind, est_cfg, K, alpha, seed)
-    plain = lambda: descend(problem, stack(theta, problem.n_tasks), K, alpha)  # noqa: E731
+    # the reference is plain inner training of the swept K, also for estimators that run fewer steps (MAML-1)
+    plain = lambda: descend(problem, stack(theta, problem.n_tasks), steps, alpha)  # noqa: E731
     times = time_interleaved({"est": lambda: est(theta, problem), "plain": plain}, repeats, device)
     mg, peak, method = measure_peak(lambda: est(theta, problem), device)
     ms, plain_ms = statistics.median(times["est"]), statistics.median(times["plain"])

@@ -80,7 +80,7 @@ def ablation(tables: dict[str, pd.DataFrame], names: list[str]) -> list[str]:
             effects = c[c["estimator"] != ref].assign(delta=lambda f: f["nrmse_mean"] - base)
             if effects.empty:
                 continue
-            parts = [f"{r.label}: {r.delta:+.4f} ({'p &lt; 0.001' if r.p_value < 1e-3 else f'p = {r.p_value:.3f}'})"
+            parts = [f"{r.label}: {r.delta:+.2g} ({'p &lt; 0.001' if r.p_value < 1e-3 else f'p = {r.p_value:.3f}'})"
                      for r in effects.itertuples()]
             big = effects.loc[effects["delta"].abs().idxmax()]
             out.append(f"<b>{name}</b>, {d} {s}: starting from the paper's A-MAML (nRMSE {base:.4f}), switching "
