@@ -29,7 +29,7 @@ def wrong_type(value):
     if isinstance(value, (int, float)):
         return "a few"
     if isinstance(value, str):
-        return 12345
+        return 12.5  # neither a string nor an integer (some keys take either, e.g. keep_every: sqrt)
     return {"unexpected": "mapping"}  # lists and null
 
 

@@ -46,3 +46,61 @@ def slice_of(step, *fields):
 def all_targets():
     return ([paths.REPORT, paths.METRICS] + [paths.TASKS.format(dataset=d) for d in P["datasets"]]
             + [paths.RAW_MANIFEST.format(source=s) for s in P["raw"]["sources"]])
+
+
+# Pre-flight check for runs through the SLURM executor (workflow/profiles/slurm):
+# every partition the jobs request (resource slurm_partition: the profile's
+# default-resources, --default-resources or --set-resources) must be one that
+# `sinfo` lists, and without one the cluster must have a default partition.
+# Otherwise the run stops here, before anything is submitted, naming the setting
+# to change; sbatch's own "invalid partition specified" comes only after the
+# first submission and names neither the setting nor the partitions there are.
+def slurm_preflight():
+    import subprocess
+
+    plugin = workflow.executor_plugin
+    if plugin is None or getattr(plugin, "name", None) != "slurm":
+        return  # local runs, dry runs, and the jobs' own snakemake (slurm-jobstep)
+    wanted = {}  # partition (None: the cluster's default) -> rules
+    for job in workflow.dag.needrun_jobs():
+        try:
+            res = job.resources
+            if job.is_local or any(res.get(k) for k in ("slurm_cluster", "cluster", "clusters")):
+                continue  # not submitted, or another cluster's partitions
+            part = res.get("slurm_partition")
+        except Exception:  # resources that cannot be evaluated yet: the plugin decides
+            continue
+        for p in str(part).split(",") if part else [None]:
+            wanted.setdefault(p.strip() if p else None, set()).add(job.rule.name)
+    if not wanted:
+        return
+    try:
+        out = subprocess.run(["sinfo", "--all", "--noheader", "--format=%P"], capture_output=True,
+                             text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise WorkflowError(f"SLURM executor: cannot run sinfo to check the partitions ({exc}); "
+                            "run Snakemake where the SLURM commands (sinfo, sbatch, squeue) work.") from None
+    if out.returncode != 0:
+        raise WorkflowError(f"SLURM executor: sinfo failed (exit {out.returncode}): {out.stderr.strip()}; "
+                            "run Snakemake where the SLURM commands (sinfo, sbatch, squeue) work.")
+    names = [p.strip() for p in out.stdout.split() if p.strip()]
+    available = sorted({p.rstrip("*") for p in names})
+    default = next((p.rstrip("*") for p in names if p.endswith("*")), None)
+    listed = ", ".join(f"{p} (default)" if p == default else p for p in available) or "none"
+    how = ("Set slurm_partition to one of them: per run with\n"
+           "    snakemake --workflow-profile workflow/profiles/slurm --default-resources slurm_partition=NAME\n"
+           "or under default-resources in workflow/profiles/slurm/config.yaml "
+           "(one rule: --set-resources RULE:slurm_partition=NAME).")
+    bad = {p: rules for p, rules in wanted.items() if p is not None and p not in available}
+    if bad:
+        which = "; ".join(f"'{p}' (rules: {', '.join(sorted(r))})" for p, r in sorted(bad.items()))
+        raise WorkflowError(f"SLURM partition not found: slurm_partition = {which}. "
+                            f"Partitions on this cluster (sinfo): {listed}.\n{how}")
+    if None in wanted and default is None:
+        raise WorkflowError("No slurm_partition is set and this cluster has no default partition "
+                            f"(rules: {', '.join(sorted(wanted[None]))}). "
+                            f"Partitions on this cluster (sinfo): {listed}.\n{how}")
+
+
+onstart:
+    slurm_preflight()
