@@ -78,6 +78,38 @@ def write_u_data(path: Path, n_users: int = 40, n_items: int = 30, seed: int = 0
 def project(tmp_path: Path) -> Path:
     """A scratch copy of the project whose params.yaml is the test configuration, with a
     generated MovieLens-100K-format file placed by hand (the configuration forbids downloads)."""
-    root = copy_project(tmp_path / "project", TEST_PARAMS)
+    return place_test_data(copy_project(tmp_path / "project", TEST_PARAMS))
+
+
+def place_test_data(root: Path) -> Path:
+    """The raw file the test configuration reads (it forbids downloads)."""
     write_u_data(root / "data" / "raw" / "ml100k" / "u.data")
     return root
+
+
+# The two full runs of the test configuration below are shared by every test that needs one
+# (pipeline, SLURM, DVC remote): each takes a minute or two on two cores. Tests only read them;
+# a test that changes a project works on its own copy (copy_run).
+
+@pytest.fixture(scope="session")
+def snakemake_run(tmp_path_factory) -> Path:
+    """A scratch project after one full `snakemake --cores 2` of the test configuration."""
+    root = place_test_data(copy_project(tmp_path_factory.mktemp("snakemake_run"), TEST_PARAMS))
+    run_tool(["snakemake", "--cores", "2"], root)
+    return root
+
+
+@pytest.fixture(scope="session")
+def dvc_run(tmp_path_factory) -> Path:
+    """A git repository (nothing committed) holding the project after `dvc repro` of the test
+    configuration."""
+    root = place_test_data(copy_project(tmp_path_factory.mktemp("dvc_run") / "repo", TEST_PARAMS))
+    subprocess.run(["git", "init", "-q"], cwd=root, check=True)
+    run_tool(["dvc", "repro"], root)
+    return root
+
+
+def copy_run(src: Path, dst: Path) -> Path:
+    """A private copy of a shared run (outputs, DVC cache and git metadata included)."""
+    shutil.copytree(src, dst, symlinks=True)
+    return dst

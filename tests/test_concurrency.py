@@ -11,15 +11,14 @@ import time
 import pytest
 
 from adjoint_meta import config
-from conftest import TEST_PARAMS, copy_project, run_tool, tool_env, write_u_data
+from conftest import TEST_PARAMS, copy_project, place_test_data, run_tool, tool_env
 from test_pipeline import check_outputs
 
 pytestmark = pytest.mark.pipeline
 
 
 def test_second_run_is_locked_out_and_a_killed_run_recovers(tmp_path):
-    root = copy_project(tmp_path / "project", TEST_PARAMS)
-    write_u_data(root / "data" / "raw" / "ml100k" / "u.data")
+    root = place_test_data(copy_project(tmp_path / "project", TEST_PARAMS))
     first = subprocess.Popen([sys.executable, "-m", "snakemake", "--cores", "1"], cwd=root, env=tool_env(),
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, TEST_PARAMS, copy_project, run_tool, tool_env, write_u_data
+from conftest import ROOT, copy_run, run_tool, tool_env
 
 pytestmark = pytest.mark.pipeline
 
@@ -43,25 +43,22 @@ def cache_listing(root: Path) -> dict[str, int]:
 
 
 @pytest.fixture(scope="module")
-def pushed(tmp_path_factory) -> dict:
-    """A git repository holding the project (test configuration), after dvc repro, dvc push
-    to the default remote (a temporary directory) and a commit of dvc.lock."""
+def pushed(dvc_run, tmp_path_factory) -> dict:
+    """A git repository holding the project (test configuration) after dvc repro (a copy of the
+    shared run), committed, pushed to the default remote (a temporary directory)."""
     base = tmp_path_factory.mktemp("dvc_remote")
-    repo = copy_project(base / "repo", TEST_PARAMS)
-    write_u_data(repo / "data" / "raw" / "ml100k" / "u.data")
+    repo = copy_run(dvc_run, base / "repo")
     remote = base / "remote"
-    git("init", "-q", cwd=repo)
     git_identity(repo)
     assert run_tool(["dvc", "remote", "default"], repo).stdout.strip() == "storage"
     run_tool(["dvc", "remote", "modify", "storage", "url", str(remote)], repo)
+    assert "up to date" in run_tool(["dvc", "status"], repo).stdout
     git("add", "-A", cwd=repo)
-    git("commit", "-q", "-m", "project", cwd=repo)
-    run_tool(["dvc", "repro"], repo)
+    git("add", "-f", *GIT_TRACKED_OUTS, cwd=repo)
+    git("commit", "-q", "-m", "project and results", cwd=repo)
     push = run_tool(["dvc", "push"], repo)
     assert re.search(r"\d+ files? pushed", push.stdout + push.stderr), push.stdout + push.stderr
-    git("add", "dvc.lock", cwd=repo)
-    git("add", "-f", *GIT_TRACKED_OUTS, cwd=repo)
-    git("commit", "-q", "-m", "results", cwd=repo)
+    assert "dvc.lock" in git("ls-files", cwd=repo).split()
     assert git("status", "--porcelain", "--untracked-files=no", cwd=repo).strip() == ""
     return {"repo": repo, "remote": remote, "base": base}
 

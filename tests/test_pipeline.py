@@ -4,15 +4,13 @@ from __future__ import annotations
 import json
 import math
 import re
-import shutil
-import subprocess
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from adjoint_meta import config, paths
-from conftest import TEST_PARAMS, copy_project, run_tool, write_u_data
+from conftest import TEST_PARAMS, run_tool
 
 pytestmark = pytest.mark.pipeline
 
@@ -23,12 +21,8 @@ def params() -> dict:
 
 
 @pytest.fixture(scope="module")
-def snake(tmp_path_factory) -> Path:
-    """A scratch project after one full Snakemake run of the test configuration."""
-    root = copy_project(tmp_path_factory.mktemp("snake"), TEST_PARAMS)
-    write_u_data(root / "data" / "raw" / "ml100k" / "u.data")
-    run_tool(["snakemake", "--cores", "2"], root)
-    return root
+def snake(snakemake_run) -> Path:
+    return snakemake_run
 
 
 def _finite(x) -> bool:
@@ -92,15 +86,10 @@ def test_snakemake_report_with_captions(snake):
     assert out.stat().st_size > 10_000 and "fine-tuned on its support set" in text
 
 
-def test_dvc_repro_gives_the_same_numbers(snake, params, tmp_path):
-    root = copy_project(tmp_path / "dvc", TEST_PARAMS)
-    write_u_data(root / "data" / "raw" / "ml100k" / "u.data")
-    subprocess.run(["git", "init", "-q"], cwd=root, check=True)
-    run_tool(["dvc", "repro"], root)
-    dvc_metrics = check_outputs(root, params)
+def test_dvc_repro_gives_the_same_numbers(snake, dvc_run, params):
+    dvc_metrics = check_outputs(dvc_run, params)
     assert dvc_metrics == json.loads((snake / paths.METRICS).read_text()), \
         "the two front ends must produce the same numbers"
-    assert "up to date" in run_tool(["dvc", "status"], root).stdout
-    shown = run_tool(["dvc", "metrics", "show", "--json"], root).stdout
+    assert "up to date" in run_tool(["dvc", "status"], dvc_run).stdout
+    shown = run_tool(["dvc", "metrics", "show", "--json"], dvc_run).stdout
     assert "nrmse_mean" in shown
-    shutil.rmtree(root / ".dvc" / "cache", ignore_errors=True)

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, TEST_PARAMS, copy_project, tool_env, write_u_data
+from conftest import ROOT, TEST_PARAMS, copy_project, place_test_data, tool_env
 
 pytestmark = pytest.mark.pipeline
 
@@ -125,25 +125,15 @@ def _all_jobs(cluster: Path) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def runs(cluster, tmp_path_factory) -> dict:
-    """The test configuration through the SLURM profile, and the same locally (snakemake
-    --cores 2, side by side: the SLURM jobs queue for the one GPU, leaving a core free)."""
+def runs(cluster, snakemake_run, tmp_path_factory) -> dict:
+    """The test configuration through the SLURM profile; the local run to compare with is the
+    session's shared `snakemake --cores 2` run."""
     base = tmp_path_factory.mktemp("slurm_runs")
-    local = copy_project(base / "local", TEST_PARAMS)
-    remote = copy_project(base / "slurm", TEST_PARAMS)
-    for root in (local, remote):
-        write_u_data(root / "data" / "raw" / "ml100k" / "u.data")
+    remote = place_test_data(copy_project(base / "slurm", TEST_PARAMS))
     probe = _probe(base)
-    with open(base / "local.log", "w") as log:
-        local_proc = subprocess.Popen([sys.executable, "-m", "snakemake", "--cores", "2"], cwd=local,
-                                      env=tool_env(), stdout=log, stderr=subprocess.STDOUT)
-        try:
-            run = _snakemake(["--workflow-profile", PROFILE, *FAST], remote, _env(cluster, probe))
-        finally:
-            local_rc = local_proc.wait(timeout=900)
+    run = _snakemake(["--workflow-profile", PROFILE, *FAST], remote, _env(cluster, probe))
     out = run.stdout + run.stderr
     assert run.returncode == 0, f"SLURM run failed:\n{out[-8000:]}"
-    assert local_rc == 0, f"local run failed:\n{(base / 'local.log').read_text()[-6000:]}"
     run_id = re.search(r"SLURM run ID: (\S+)", out).group(1)
     fmt = "JobID:20,Comment:300,tres-per-job:60,State:20"
     queue = _sh(["squeue", "--states=all", "--noheader", "--name", run_id, "-O", fmt],
@@ -154,7 +144,7 @@ def runs(cluster, tmp_path_factory) -> dict:
             jobid, comment, tres, state = line.split()
             jobs.append({"jobid": jobid, "comment": comment, "tres": tres, "state": state})
     records = [json.loads(p.read_text()) for p in sorted((probe / "records").glob("*.json"))]
-    return {"local": local, "slurm": remote, "log": out, "jobs": jobs, "records": records}
+    return {"local": snakemake_run, "slurm": remote, "log": out, "jobs": jobs, "records": records}
 
 
 def test_cluster_has_one_gpu(cluster):
@@ -209,8 +199,7 @@ def test_slurm_run_builds_the_report(runs):
 
 
 def test_unknown_partition_names_the_setting(cluster, tmp_path):
-    root = copy_project(tmp_path / "project", TEST_PARAMS)
-    write_u_data(root / "data" / "raw" / "ml100k" / "u.data")
+    root = place_test_data(copy_project(tmp_path / "project", TEST_PARAMS))
     before = _all_jobs(cluster)
     run = _snakemake(["--workflow-profile", PROFILE, *FAST, "--default-resources", "slurm_partition=no_such_partition"],
                      root, _env(cluster, _probe(tmp_path)), timeout=300)
@@ -222,8 +211,7 @@ def test_unknown_partition_names_the_setting(cluster, tmp_path):
 
 def test_failed_job_leaves_no_partial_output(cluster, tmp_path):
     """A job that writes half its output and fails: Snakemake removes the declared output."""
-    root = copy_project(tmp_path / "project", TEST_PARAMS)
-    write_u_data(root / "data" / "raw" / "ml100k" / "u.data")
+    root = place_test_data(copy_project(tmp_path / "project", TEST_PARAMS))
     manifest = root / "data" / "raw" / "ml100k" / "manifest.json"
     probe = _probe(tmp_path)
     run = _snakemake(["--workflow-profile", PROFILE, *FAST, str(manifest.relative_to(root))], root,
