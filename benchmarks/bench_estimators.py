@@ -37,6 +37,8 @@ ALPHA = 0.01
 BENCH_VARIANTS = dict(VARIANTS)
 BENCH_VARIANTS["maml_adjoint_lin"] = ("maml_adjoint", {"store": "linearizations"})
 BENCH_VARIANTS["tbptt"] = ("tbptt", dict(window=10, store="states"))
+# the paper's A-MAML with torchdiffeq's own dopri5 (the same steps, more bookkeeping per step)
+BENCH_VARIANTS["amaml_paper_td"] = ("amaml", dict(VARIANTS["amaml_paper"][1], forward="dopri5_torchdiffeq"))
 
 
 def estimator(name: str, K: int):

@@ -121,18 +121,32 @@ class Data:
 
 @dataclass
 class Linearization:
-    """What a Hessian-vector product at ``u`` reuses: activations a_l, s'(z), deltas d_l and c_l."""
+    """What a Hessian-vector product at ``u`` reuses: activations a_l, s'(z), deltas d_l and c_l
+    (and, to save a few tensor operations per product, the weight views and transposes)."""
     u: Tensor
     acts: list[Tensor]                 # a_0 = x, ..., a_{L-1}  (inputs of each layer)
     slopes: list[Tensor | None]        # slopes[l] = s'(z_{l-1}) as a function of a_l, l >= 1
     deltas: list[Tensor]               # d_l = dL/dz_l
     curv: list[Tensor | None]          # c_l = e_l s''(z_{l-1}), l >= 1 (None where s'' = 0)
-    grad: Tensor                       # [B, P]
+    grad: Tensor | None                # [B, P]; None when not asked for (a product needs no gradient)
     loss: Tensor | None                # [B], when asked for
+    params: list[tuple[Tensor, Tensor]] = field(default_factory=list, repr=False)  # (W_l, b_l) views of u
+    weights_t: list[Tensor] = field(default_factory=list, repr=False)   # W_l^T
+    acts_t: list[Tensor] = field(default_factory=list, repr=False)      # a_l^T
 
     def nbytes(self) -> int:
         ts = [self.u, *self.acts[1:], *self.deltas] + [t for t in self.slopes + self.curv if t is not None]
         return sum(t.numel() * t.element_size() for t in ts)
+
+    def rows(self, start: int, stop: int) -> "Linearization":
+        """The linearization of tasks ``start:stop`` (views, nothing copied)."""
+        def cut(t):
+            return None if t is None else t[start:stop]
+        return Linearization(
+            self.u[start:stop], [a[start:stop] for a in self.acts], [cut(t) for t in self.slopes],
+            [d[start:stop] for d in self.deltas], [cut(t) for t in self.curv], cut(self.grad), cut(self.loss),
+            [(W[start:stop], b[start:stop]) for W, b in self.params], [cut(t) for t in self.weights_t],
+            [a[start:stop] for a in self.acts_t])
 
 
 class MLP:
@@ -189,7 +203,8 @@ class MLP:
         return (data.w * r * r).sum(1)
 
     # -- first order ------------------------------------------------------
-    def _pass(self, u: Tensor, data: Data, keep: bool, with_loss: bool = True) -> Linearization:
+    def _pass(self, u: Tensor, data: Data, keep: bool, with_loss: bool = True,
+              with_grad: bool = True) -> Linearization:
         """One forward and backward pass; with ``keep`` also what an HVP at u needs."""
         params = self.unflatten(u)
         acts = self._forward(params, data.x)
@@ -201,17 +216,22 @@ class MLP:
         deltas: list[Tensor] = [None] * L  # type: ignore[list-item]
         slopes: list[Tensor | None] = [None] * L
         curv: list[Tensor | None] = [None] * L
+        acts_t = [a.transpose(1, 2) for a in acts[:-1]]
+        weights_t: list[Tensor] = [None] * L  # type: ignore[list-item]
         for l in range(L - 1, -1, -1):
-            pieces[2 * l] = torch.bmm(acts[l].transpose(1, 2), d).flatten(1)
-            pieces[2 * l + 1] = d.sum(1)
+            if with_grad:
+                pieces[2 * l] = torch.bmm(acts_t[l], d).flatten(1)
+                pieces[2 * l + 1] = d.sum(1)
             deltas[l] = d
             if l > 0:
                 s1, ratio = self._act_d(acts[l])
-                d = torch.bmm(d, params[l][0].transpose(1, 2)) * s1
+                weights_t[l] = params[l][0].transpose(1, 2)
+                d = torch.bmm(d, weights_t[l]) * s1
                 if keep:
                     slopes[l] = s1
                     curv[l] = None if ratio is None else d * ratio
-        return Linearization(u, acts[:-1], slopes, deltas, curv, torch.cat(pieces, dim=1), loss)
+        grad = torch.cat(pieces, dim=1) if with_grad else None
+        return Linearization(u, acts[:-1], slopes, deltas, curv, grad, loss, params, weights_t, acts_t)
 
     def loss_and_grad(self, u: Tensor, data: Data) -> tuple[Tensor, Tensor]:
         """Per-task losses ``[B]`` and gradients ``[B, P]``."""
@@ -221,14 +241,14 @@ class MLP:
     def grad(self, u: Tensor, data: Data) -> Tensor:
         return self._pass(u, data, keep=False, with_loss=False).grad
 
-    def linearize(self, u: Tensor, data: Data, with_loss: bool = False) -> Linearization:
-        """Gradient at u plus everything Hessian-vector products at u reuse."""
-        return self._pass(u, data, keep=True, with_loss=with_loss)
+    def linearize(self, u: Tensor, data: Data, with_loss: bool = False, with_grad: bool = True) -> Linearization:
+        """Gradient at u (unless ``with_grad`` is false) plus everything Hessian-vector products at u reuse."""
+        return self._pass(u, data, keep=True, with_loss=with_loss, with_grad=with_grad)
 
     # -- second order -----------------------------------------------------
     def hvp_at(self, lin: Linearization, v: Tensor, data: Data) -> Tensor:
         """Batched Hessian-vector product ``H_b(u_b) v_b`` at a linearization (two R passes)."""
-        params = self.unflatten(lin.u)
+        params, weights_t, acts_t = lin.params, lin.weights_t, lin.acts_t
         vparams = self.unflatten(v)
         L = len(params)
         acts, slopes, deltas, curv = lin.acts, lin.slopes, lin.deltas, lin.curv
@@ -247,15 +267,14 @@ class MLP:
         pieces: list[Tensor] = [None] * (2 * L)  # type: ignore[list-item]
         Rd = Rz[-1] * data.w2
         for l in range(L - 1, -1, -1):
-            a_t = acts[l].transpose(1, 2)
             if Ra[l] is None:
-                gW = torch.bmm(a_t, Rd)
+                gW = torch.bmm(acts_t[l], Rd)
             else:
-                gW = torch.baddbmm(torch.bmm(a_t, Rd), Ra[l].transpose(1, 2), deltas[l])
+                gW = torch.baddbmm(torch.bmm(acts_t[l], Rd), Ra[l].transpose(1, 2), deltas[l])
             pieces[2 * l] = gW.flatten(1)
             pieces[2 * l + 1] = Rd.sum(1)
             if l > 0:
-                Re = torch.baddbmm(torch.bmm(Rd, params[l][0].transpose(1, 2)), deltas[l], vparams[l][0].transpose(1, 2))
+                Re = torch.baddbmm(torch.bmm(Rd, weights_t[l]), deltas[l], vparams[l][0].transpose(1, 2))
                 Rd = Re * slopes[l]
                 if curv[l] is not None:
                     Rd = torch.addcmul(Rd, curv[l], Rz[l - 1])

@@ -18,8 +18,11 @@ same tasks).  Per point it records:
   measured in-process by ``memory.measure_peak`` (``memory_method`` names how:
   CUDA allocator peak, or the Linux RSS high-water mark on CPU).
 * ``stored_bytes``: the bytes of the inner trajectory an adjoint estimator keeps
-  for its backward sweep (0 for estimators that keep none; unrolled MAML's
-  autograd graph is not a stored trajectory and shows in ``peak_bytes`` only).
+  for its backward sweep at its peak: the kept states (or linearizations) plus the
+  largest set of linearizations held at once (a recomputed checkpoint segment, or
+  a block of states linearized together); 0 for estimators that keep none;
+  unrolled MAML's autograd graph is not a stored trajectory and shows in
+  ``peak_bytes`` only.
 * ``nfe``: batched inner-gradient evaluations of the forward pass: what the
   estimator reports (A-MAML's ODE solvers), otherwise the K steps of its inner loop.
 
