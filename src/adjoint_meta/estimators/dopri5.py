@@ -59,7 +59,7 @@ def _dense_weights() -> list[list[float]]:
             [2 * d6[j] - 2 * d0[j] - 8 * _SOL[j] + 16 * _MID[j] for j in range(7)]]
 
 
-_DENSE = _dense_weights()
+_DENSE = torch.tensor(_dense_weights(), dtype=torch.float64)  # [4, 7]
 
 
 class Dopri5Error(RuntimeError):
@@ -140,7 +140,7 @@ class Dopri5:
                 if last > nxt:
                     x = torch.tensor([(tj - t) / (t1 - t) for tj in times[nxt:last]], dtype=torch.float64)
                     powers = torch.stack([x, x * x, x ** 3, x ** 4], dim=1)
-                    w = (powers @ torch.tensor(_DENSE, dtype=torch.float64)).to(y.dtype).to(y.device)
+                    w = (powers @ _DENSE).to(y.dtype).to(y.device)
                     for state in torch.addmm(y, w, stages, alpha=-dt).unbind(0):
                         yield state.view(shape)
                     nxt = last
