@@ -19,6 +19,8 @@ rule train:
     benchmark:
         paths.BENCHMARK.format(step="train", name=CELL_NAME)
     threads: P["runtime"]["threads"]
+    # longest jobs first, so that the last ones to finish are short and no core idles long
+    priority: lambda wc: amc.train_cost(P, wc) / 1e9
     resources:
         mem_mb=8000,
         runtime=240,
