@@ -146,7 +146,7 @@ def test_jester_keeps_all_jokes():
 
 
 @pytest.mark.parametrize("cfg, match", [
-    ({"n_test_tasks": 500}, "only .* users have >= 30 ratings"),
+    ({"n_test_tasks": 500}, "only .* users have >= min_test_ratings = 30 ratings"),
     ({"min_test_ratings": 10_000}, "only 0 users"),
     ({"target": "minmax"}, "not one of"),
     ({"n_items": 10_000}, "distinct items"),

@@ -65,6 +65,9 @@ def test_every_key_with_a_wrong_type_is_named(path):
     ({"presets.quick.meta.meta_epochs": -1}, "presets.quick: invalid parameters"),
     ({"profiles.fig34.estimators": ["amaml", "nope"]}, "profiles.fig34.estimators: 'nope' is not defined"),
     ({"raw.sources": ["jester"]}, "datasets.ml100k.source: 'ml100k' is not listed in raw.sources"),
+    ({"evaluation.record_every": 5000}, "evaluation.record_every: 5000 exceeds experiments.table1.eval_steps"),
+    ({"experiments.table1.estimators": ["amaml", "tbptt"], "estimators.tbptt.window": 80},
+     "estimators.tbptt.window: 80 exceeds experiments.table1.steps (50)"),
 ])
 def test_out_of_range_and_unknown_values_are_named(override, key, tmp_path):
     import yaml
@@ -74,6 +77,42 @@ def test_out_of_range_and_unknown_values_are_named(override, key, tmp_path):
     with pytest.raises(config.ParamsError) as info:
         config.load(p)
     assert key in str(info.value), str(info.value)
+
+
+def test_a_setting_no_user_can_serve_is_named_from_the_task_summary(tmp_path):
+    """shot + val above every user's ratings: found before any work once the task summary exists."""
+    import json
+
+    doc = config.apply_preset(copy.deepcopy(BASE))
+    summary = tmp_path / "data" / "tasks" / "ml100k.json"
+    summary.parent.mkdir(parents=True)
+    made = {"filter": {"n_items": 100, "min_ratings": 20}, "ratings_per_task": {"max": 45}}
+    summary.write_text(json.dumps(made))
+    assert config.check_against_tasks(doc, tmp_path) == [
+        f"settings.20shot-30val: shot + val = 50 exceeds the ratings of every user of datasets.ml100k (at most "
+        f"45, {summary}), so no training task of experiments.{e} could be drawn" for e in ("table1", "table2")]
+    made["filter"]["min_ratings"] = 5  # made with another filter: not evidence about these parameters
+    summary.write_text(json.dumps(made))
+    assert config.check_against_tasks(doc, tmp_path) == []
+
+
+def test_training_refuses_a_setting_too_few_tasks_can_serve(tmp_path):
+    """Without a summary beforehand, the training step names the setting before its first meta-step."""
+    from adjoint_meta import train
+
+    spec = config.load(TEST_PARAMS)
+    cell = next(c.as_dict() for c in config.cells(spec) if spec["datasets"][c.dataset]["source"] == "synthetic")
+    spec["settings"][cell["setting"]] = {"shot": 150, "val": 50}  # all 200 points of a synthetic task
+    spec["meta"]["meta_batch"] = 3
+    from adjoint_meta.make_tasks import run as make_tasks
+
+    ds = spec["datasets"][cell["dataset"]]
+    ds.update(n_train_tasks=2, train_points=199)
+    tasks = tmp_path / "t.parquet"
+    make_tasks(spec, cell["dataset"], str(tasks), str(tmp_path / "t.json"))
+    with pytest.raises(config.ParamsError, match=rf"settings\.{cell['setting']}: only 0 of the 2 training tasks"):
+        train.run(spec, cell, str(tasks), str(tmp_path / "m.pt"), str(tmp_path / "m.csv"))
+    assert not (tmp_path / "m.pt").exists() and not (tmp_path / "m.csv").exists()
 
 
 def test_cli_stops_before_any_work(tmp_path, capsys):
@@ -88,13 +127,32 @@ def test_cli_stops_before_any_work(tmp_path, capsys):
 
 scalars = st.one_of(st.none(), st.booleans(), st.integers(-10**6, 10**6), st.floats(allow_nan=True),
                     st.text(max_size=8), st.lists(st.integers(-3, 3), max_size=3))
-KEY = re.compile(r"[a-z_0-9-]+(\.[A-Za-z_0-9-]+)+|missing key|unknown key|preset|top level")
+# every listed problem starts with the key it is about ("missing key a.b", "unknown key a.b", "a.b: ...")
+ITEM = re.compile(r"^(?:missing key |unknown key )?([A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*)")
+
+
+def _problems(message: str) -> list[str]:
+    head, _, rest = message.partition("invalid parameters:")
+    assert rest, message
+    return [line.strip()[2:] for line in rest.strip().splitlines()]
+
+
+def _about(problem: str, changed: list[tuple]) -> bool:
+    """The problem names a changed key, a key above or below it, or the changed name itself
+    (a cross-reference that no longer resolves, e.g. a deleted dataset an experiment lists)."""
+    key = ITEM.match(problem).group(1).split(".")
+    for path in changed:
+        p = [str(x) for x in path]
+        if key[:len(p)] == p[:len(key)] or f"'{p[-1]}'" in problem:
+            return True
+    return False
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
 def test_random_parameter_sets_never_crash_the_validator(data):
     doc = copy.deepcopy(BASE)
+    changed: list[tuple] = []
     for _ in range(data.draw(st.integers(1, 4))):
         paths = [p for p, _ in leaves(doc)]
         path = data.draw(st.sampled_from(paths))
@@ -107,9 +165,14 @@ def test_random_parameter_sets_never_crash_the_validator(data):
         elif action == "delete":
             del node[path[-1]]
         else:
-            node[data.draw(st.text("abcxyz_", min_size=1, max_size=6))] = data.draw(scalars)
+            name = data.draw(st.text("abcxyz_", min_size=1, max_size=6))
+            node[name] = data.draw(scalars)
+            path = (*path[:-1], name)
+        changed.append(path)
     try:
         config.validate(doc)
         config.apply_preset(doc)
     except config.ParamsError as exc:
-        assert KEY.search(str(exc)), str(exc)
+        problems = _problems(str(exc))
+        assert all(ITEM.match(p) for p in problems), str(exc)
+        assert any(_about(p, changed) for p in problems), (changed, str(exc))

@@ -5,6 +5,7 @@ import copy
 import json
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -161,3 +162,79 @@ def test_outer_update_that_overflows_theta_is_refused(params, tasks, tmp_path, o
     with pytest.raises(train.NonFiniteError, match=message):
         train.run(spec, cell, tasks, str(tmp_path / "m.pt"), str(tmp_path / "m.csv"))
     assert not (tmp_path / "m.pt").exists()
+
+
+def test_same_seed_same_outputs_in_separate_processes(params, tasks, tmp_path):
+    """Two training processes from the command line: the same theta, bit for bit, and the same curve."""
+    from adjoint_meta.train import load_theta
+
+    spec, cell = _spec(params, "amaml")
+    args = ["train", "--slice", json.dumps(spec)] + [a for k, v in cell.items() for a in (f"--{k}", str(v))]
+    for name in ("a", "b"):
+        subprocess.run([sys.executable, "-m", "adjoint_meta", *args, "--tasks", tasks,
+                        "--out-model", str(tmp_path / f"{name}.pt"), "--out-log", str(tmp_path / f"{name}.csv")],
+                       check=True, env=tool_env(), capture_output=True)
+    assert torch.equal(load_theta(tmp_path / "a.pt")[0], load_theta(tmp_path / "b.pt")[0])
+
+    def curve(name):  # every column but the wall-clock seconds
+        rows = [r.split(",") for r in (tmp_path / f"{name}.csv").read_text().splitlines()]
+        return [r[:3] + r[4:] for r in rows]
+    assert curve("a") == curve("b")
+
+
+class _Poisoned:
+    """An estimator whose meta-gradient of the first task is NaN at meta-step ``at`` (or, with
+    ``drop``, which leaves that task out instead: what skipping it must amount to)."""
+
+    def __init__(self, inner, at, drop=False):
+        self.inner, self.at, self.drop, self.calls = inner, at, drop, 0
+        self.label = inner.label
+
+    def __call__(self, theta, problem):
+        self.calls += 1
+        mg = self.inner(theta, problem)
+        if self.calls == self.at:
+            if self.drop:
+                return type(mg)(mg.grad[1:], mg.query_loss[1:], mg.stats)
+            mg.grad[0, 3] = float("nan")
+        return mg
+
+    def state_dict(self):
+        return self.inner.state_dict()
+
+    def load_state_dict(self, state):
+        self.inner.load_state_dict(state)
+
+
+@pytest.mark.parametrize("mode", ["stop", "skip"])
+def test_theta_is_never_updated_with_a_non_finite_gradient(params, tasks, tmp_path, monkeypatch, mode):
+    spec, cell = _spec(params, "fomaml", **{"meta.on_nonfinite": mode, "runtime.checkpoint_every": 0})
+    real_build = train.build
+
+    def poisoned(drop):
+        monkeypatch.setattr(train, "build", lambda *a, **k: _Poisoned(real_build(*a, **k), at=3, drop=drop))
+
+    poisoned(drop=False)
+    if mode == "stop":
+        with pytest.raises(train.NonFiniteError, match=r"meta-step 3 for training task\(s\) \[\d+\]"):
+            train.run(spec, cell, tasks, str(tmp_path / "m.pt"), str(tmp_path / "m.csv"))
+        assert not (tmp_path / "m.pt").exists()
+        return
+    skipped = _train(spec, cell, tasks, tmp_path, "skipped")
+    poisoned(drop=True)
+    dropped = _train(spec, cell, tasks, tmp_path, "dropped")
+    assert torch.isfinite(skipped).all() and torch.equal(skipped, dropped)
+    assert (tmp_path / "skipped.csv").read_text().splitlines()[-1].endswith(",1")  # one task skipped
+
+
+def test_diverging_fine_tuning_is_reported_with_step_and_tasks(params, tasks, tmp_path, capfd):
+    spec, cell = _spec(params, "fomaml")
+    model = tmp_path / "m.pt"
+    train.run(spec, cell, tasks, str(model), str(tmp_path / "m.csv"))
+    ev_spec = config.prune(params, "evaluate", **cell)
+    ev_spec["evaluation"]["lr"] = 1e6
+    capfd.readouterr()
+    result = evaluate.run(ev_spec, cell, str(model), tasks, str(tmp_path / "e.json"), str(tmp_path / "e.csv"))
+    assert result["nrmse"]["n_finite"] < result["nrmse"]["n"]
+    assert re.search(r"WARNING non-finite error from fine-tuning step \d+ on for test task\(s\) \[\d+",
+                     capfd.readouterr().err)

@@ -21,6 +21,8 @@ from typing import Any, Iterable, Mapping
 import jsonschema
 import yaml
 
+from adjoint_meta import paths
+
 DEFAULT_PARAMS = "params.yaml"
 FULL_PRESET = "full"
 
@@ -277,8 +279,15 @@ def _cross_checks(doc: Mapping, *, partial: bool) -> list[str]:
                     if st["shot"] > ds["test_support_points"]:
                         msgs.append(f"settings.{sname}: shot = {st['shot']} exceeds "
                                     f"datasets.{dname}.test_support_points ({ds['test_support_points']})")
+            every = (doc.get("evaluation") or {}).get("record_every")
+            if isinstance(every, int) and every > exp.get("eval_steps", every):
+                msgs.append(f"evaluation.record_every: {every} exceeds experiments.{ename}.eval_steps "
+                            f"({exp.get('eval_steps')}), so its error curves would hold no step in between")
             for est in exp.get("estimators", []):
                 cfg = estimators.get(est) or {}
+                if cfg.get("kind") == "tbptt" and cfg.get("window", 0) > exp.get("steps", 0):
+                    msgs.append(f"estimators.{est}.window: {cfg['window']} exceeds experiments.{ename}.steps "
+                                f"({exp.get('steps')}), the steps it would truncate")
                 if cfg.get("kind") != "amaml" or not alpha:
                     continue
                 h = cfg.get("h") or alpha
@@ -366,7 +375,40 @@ def load(path: str | Path = DEFAULT_PARAMS, overrides: Mapping[str, Any] | None 
     validate(doc, source=str(path))
     for name in doc.get("presets") or {}:
         validate(apply_preset({**doc, "preset": name}), source=f"{path}, presets.{name}")
-    return apply_preset(doc)
+    effective = apply_preset(doc)
+    msgs = check_against_tasks(effective)
+    if msgs:
+        raise ParamsError(f"{path}: invalid parameters:\n  - " + "\n  - ".join(msgs))
+    return effective
+
+
+def check_against_tasks(doc: Mapping, root: str | Path = ".") -> list[str]:
+    """Settings no user of a collaborative dataset can serve, found from the task summaries
+    (data/tasks/<dataset>.json) where they already exist and were made with the same filter.
+    Before the task files exist the training step finds the same problem before its first
+    meta-step (train.run)."""
+    msgs = []
+    for ename, exp in doc["experiments"].items():
+        for dname in exp["datasets"]:
+            ds = doc["datasets"][dname]
+            summary_path = Path(root) / paths.TASKS_SUMMARY.format(dataset=dname)
+            if ds["source"] == "synthetic" or not summary_path.is_file():
+                continue
+            try:
+                summary = json.loads(summary_path.read_text())
+                made_with = summary["filter"]
+                most = int(summary["ratings_per_task"]["max"])
+            except (ValueError, KeyError, TypeError):
+                continue  # an unreadable or older summary: make-tasks rewrites it
+            if (made_with.get("n_items"), made_with.get("min_ratings")) != (ds["n_items"], ds["min_ratings"]):
+                continue
+            for sname in exp["settings"]:
+                st = doc["settings"][sname]
+                if st["shot"] + st["val"] > most:
+                    msgs.append(f"settings.{sname}: shot + val = {st['shot'] + st['val']} exceeds the ratings "
+                                f"of every user of datasets.{dname} (at most {most}, {summary_path}), so no "
+                                f"training task of experiments.{ename} could be drawn")
+    return list(dict.fromkeys(msgs))
 
 
 # ---------------------------------------------------------------------------

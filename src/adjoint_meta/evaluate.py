@@ -106,6 +106,13 @@ def run(spec: dict, cell: dict, model_path: str, tasks_path: str, out_json: str,
     with atomic_path(out_curve) as tmp:
         tmp.write_text(buf.getvalue())
 
+    for s, (nr_s, _) in curve.items():
+        bad = torch.nonzero(~torch.isfinite(nr_s)).flatten().tolist()
+        if bad:  # fine-tuning diverged: said once, at the first recorded step it shows
+            log.warning("non-finite error from fine-tuning step %d on for test task(s) %s of %s (evaluation.lr "
+                        "%g too large?); they are left out of means and counted in n_finite", s, bad,
+                        cell["dataset"], ev["lr"])
+            break
     nr, rm = (v.tolist() for v in curve[K])
     result = {
         "cell": cell,

@@ -5,6 +5,7 @@ A job killed mid-write leaves no file that a later run would take for complete.
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 import math
 import os
@@ -22,6 +23,11 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path in the target's directory; rename it onto ``path`` on success."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    # what a killed earlier writer of this target left (a target has one writer at a time: both
+    # front ends lock their outputs)
+    for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        if "." not in stale.name[len(path.name) + 2:-4]:  # not another target's (.<name>.csv.<random>.tmp)
+            stale.unlink(missing_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)

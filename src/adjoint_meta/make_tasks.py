@@ -30,7 +30,10 @@ def run(spec: dict, dataset: str, out_table: str, out_summary: str, log_file: st
         manifest_path = raw.source_dir(source, raw_dir) / "manifest.json"
         path = raw.locate(source, raw_dir)
         log.info("%s: reading %s", dataset, path)
-        table, summary = collab.preprocess(ratings.read(source, path), cfg, rng, source)
+        try:
+            table, summary = collab.preprocess(ratings.read(source, path), cfg, rng, source)
+        except collab.PreprocessError as exc:  # name the parameters: datasets.<name>.<key>
+            raise collab.PreprocessError(f"datasets.{dataset} ({path}): {exc}") from None
         try:
             summary["raw"] = read_json(manifest_path)
         except FileNotFoundError:

@@ -61,6 +61,12 @@ def run(spec: dict, cell: dict, tasks_path: str, out_model: str, out_log: str,
     gen = torch_generator(master, "tasks", cell["dataset"], cell["setting"], seed)
     shot, val = int(setting["shot"]), int(setting["val"])
     eligible = int(pool.eligible(shot, val).numel())
+    if eligible < int(meta["meta_batch"]):
+        raise config.ParamsError(
+            f"settings.{cell['setting']}: only {eligible} of the {pool.n_train_tasks} training tasks of "
+            f"datasets.{cell['dataset']} have shot + val = {shot + val} examples, meta.meta_batch needs "
+            f"{meta['meta_batch']}; choose a smaller setting (or, for a collaborative dataset, more items or "
+            f"a lower min_ratings)")
     log.info("train %s | %s | %d parameters | K=%d alpha=%g | outer %s lr %g | %d/%d eligible training tasks "
              "| device %s %s", " ".join(f"{k}={v}" for k, v in cell.items()), label, model.n_params, steps, alpha,
              optimizer, lr, eligible, pool.n_train_tasks, runtime.describe_device(device),

@@ -72,11 +72,11 @@ def _draw_test_users(counts: pd.Series, n_test: int, min_test: int, rng: np.rand
                      name: str) -> np.ndarray:
     eligible = np.sort(counts.index[counts.to_numpy() >= min_test].to_numpy())
     if len(eligible) < n_test:
-        raise PreprocessError(f"{name}: {n_test} test users needed but only {len(eligible)} users have "
-                              f">= {min_test} ratings (min_test_ratings)")
+        raise PreprocessError(f"{name}: n_test_tasks = {n_test} test users needed but only {len(eligible)} "
+                              f"users have >= min_test_ratings = {min_test} ratings; lower one of the two")
     if len(counts) <= n_test:
-        raise PreprocessError(f"{name}: all {len(counts)} kept users would be test users; no training "
-                              f"tasks left")
+        raise PreprocessError(f"{name}: all {len(counts)} kept users would be test users (n_test_tasks = "
+                              f"{n_test}); no training tasks left")
     return np.sort(rng.choice(eligible, size=n_test, replace=False))
 
 

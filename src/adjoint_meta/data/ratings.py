@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import csv
 import gzip
+import zlib
 import io
 import math
 from pathlib import Path
@@ -65,7 +66,7 @@ def _read_bytes(path: Path) -> bytes:
     if data[:2] == b"\x1f\x8b":  # gzip magic, whatever the suffix
         try:
             data = gzip.decompress(data)
-        except (OSError, EOFError) as exc:
+        except (OSError, EOFError, zlib.error) as exc:  # zlib.error: damaged compressed blocks
             raise RatingsError(path, f"corrupt gzip data ({exc})") from exc
     return data
 

@@ -196,9 +196,10 @@ def _extract(zpath: Path, archive: Archive, dest: Path) -> Path:
             info = _safe_member(zpath, zf, archive.member)
             with atomic_path(target) as tmp, zf.open(info) as src, open(tmp, "wb") as out:
                 shutil.copyfileobj(src, out, _CHUNK)
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, zlib.error, NotImplementedError) as exc:
-        raise RawDataError(f"{zpath}: corrupt or truncated zip archive ({exc}); delete it and "
-                           f"place or download it again") from exc
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, zlib.error, NotImplementedError,
+            OSError) as exc:  # OSError: e.g. a damaged directory pointing before the file's start
+        raise RawDataError(f"{zpath}: corrupt or truncated zip archive, or not readable "
+                           f"({type(exc).__name__}: {exc}); delete it and place or download it again") from exc
     return target
 
 
