@@ -86,9 +86,11 @@ def generate(cfg: dict, rng: np.random.Generator) -> tuple[pd.DataFrame, dict]:
     Columns: task, split ('train'/'test'), role ('pool' = may be drawn as support
     or query; 'eval' = fresh evaluation points of a test task), order (position
     within the task), x0..x{d-1}, y.  With ``standardize``, inputs and targets are
-    shifted and scaled by the mean and std of the training tasks' points (as the
-    authors' released code does; the paper does not say); the summary records the
-    target's shift and scale so errors are reported in the function's own units.
+    shifted and scaled by the mean and std of the training tasks' points (the paper
+    does not say; the authors' released code standardizes too, but fits its scalers on
+    all tasks, test tasks and test grid included, which lets test data inform training:
+    here test tasks stay unseen); the summary records the target's shift and scale so
+    errors are reported in the function's own units.
     """
     fam = FAMILIES[(cfg["family"], cfg["variant"])]
     frames, params_out = [], {}
