@@ -37,6 +37,17 @@ def check_outputs(root: Path, params: dict) -> dict:
         png = root / paths.FIGURE.format(name=name)
         assert png.stat().st_size > 2000, f"figure {name} missing or empty"
     assert html.count("data:image/png;base64,") == len(paths.figure_names(params))
+    cells = re.findall(r"<td[^>]*>(.*?)</td>", html, flags=re.S)
+    bad = [c for c in cells if re.search(r"\b(nan|inf)\b", c, flags=re.I)]
+    assert cells and not bad, f"non-finite table cells: {bad[:5]}"
+    for section in ("Where we agree with the paper", "Definitions and settings", "Tasks per dataset",
+                    "Provenance", "Wall time of every job", "Software", "Effective parameters"):
+        assert f"{section}</h" in html, f"report section {section!r} missing"
+    seeds = ", ".join(map(str, params["meta"]["seeds"]))
+    assert f"seeds\n{seeds} (master seed {params['seed']})" in html, "the report states the seeds"
+    for ds in params["datasets"]:
+        table_sha = json.loads((root / paths.TASKS_SUMMARY.format(dataset=ds)).read_text())["table_sha256"]
+        assert table_sha in html, f"provenance lacks the checksum of the {ds} task table"
     metrics = json.loads((root / paths.METRICS).read_text())
     for c in config.cells(params):
         entry = metrics[c.experiment][c.dataset][c.setting][c.estimator]

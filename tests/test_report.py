@@ -68,3 +68,18 @@ def test_several_seeds_show_the_spread_across_seeds():
     t = _table()
     t["seeds"], t["nrmse_seed_std"] = 3, 0.004
     assert "± 0.0040 across 3 seeds" in tables.results(t, "table1")
+
+
+def test_memory_figure_marks_where_unrolled_maml_reaches_the_cap():
+    steps = [10, 20, 40]
+    rows = [dict(profile="fig34", variable="steps", estimator=e, kind=k, value=K, ms_median=1.0, plain_ms=0.5,
+                 peak_bytes=b + K * per_step)
+            for e, k, b, per_step in (("maml", "maml", 1e6, 2 ** 30 / 10), ("maml_adjoint", "maml_adjoint", 1e6, 1e3))
+            for K in steps]
+    frame = pd.DataFrame(rows)
+    k_cap = discussion.memory_cap_steps(frame[frame["estimator"] == "maml"], 24 * 2 ** 30)
+    assert k_cap == pytest.approx(240 - 1e6 / (2 ** 30 / 10))  # 24 GB at 0.1 GB per step
+    fig = figures.profile(frame, "fig34", "steps", "memory", {"maml": "MAML"}, 24)
+    marks = [line for line in fig.axes[0].get_lines() if "reaches the cap" in line.get_label()]
+    assert len(marks) == 1 and marks[0].get_xdata()[0] == pytest.approx(k_cap)
+    assert math.isinf(discussion.memory_cap_steps(frame[frame["estimator"] == "maml"].assign(peak_bytes=1e6), 1e9))

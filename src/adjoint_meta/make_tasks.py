@@ -38,9 +38,10 @@ def run(spec: dict, dataset: str, out_table: str, out_summary: str, log_file: st
             summary["raw"] = read_json(manifest_path)
         except FileNotFoundError:
             summary["raw"] = raw.manifest(source, path)
-    summary = {"dataset": dataset, **summary}
     with atomic_path(out_table) as tmp:
         table.to_parquet(tmp, index=False)
+        table_sha256 = raw.digests(tmp)["sha256"]  # the report's provenance names the exact task table
+    summary = {"dataset": dataset, **summary, "table_sha256": table_sha256}
     write_json(out_summary, summary)
     log.info("%s: %d training and %d test tasks, %d rows -> %s", dataset, summary["n_train_tasks"],
              summary["n_test_tasks"], summary["n_rows"], out_table)

@@ -60,5 +60,5 @@ CODE = {
     "accuracy": ["src/adjoint_meta/accuracy.py", "src/adjoint_meta/profile.py", "src/adjoint_meta/memory.py",
                  "src/adjoint_meta/model.py", "src/adjoint_meta/tasks.py", "src/adjoint_meta/estimators"],
     "summarize": ["src/adjoint_meta/summarize.py"],
-    "report": ["src/adjoint_meta/report"],
+    "report": ["src/adjoint_meta/report", "src/adjoint_meta/timings.py"],
 }

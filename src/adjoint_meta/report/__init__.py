@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from adjoint_meta import paths, runtime
+from adjoint_meta import paths, runtime, timings
 from adjoint_meta.io import read_json, write_text
 from adjoint_meta.reference import paper
 from adjoint_meta.report import discussion, figures, tables
@@ -88,6 +88,41 @@ def _dataset_row(name: str, s: dict) -> str:
             f"<td>{s['n_test_tasks']:,}</td><td>{paper_count}</td><td>{s['n_rows']:,}</td><td class=l>{raw}</td></tr>")
 
 
+def _data_row(name: str, s: dict) -> str:
+    """Provenance of one dataset: the raw file and the task table, by full sha256."""
+    r = s.get("raw") or {}
+    raw = (f"<code>{esc(r.get('file', '?'))}</code><br><code>{esc(r.get('sha256', '?'))}</code>" if r
+           else "generated from the seed")
+    return (f"<tr><td class=l>{esc(name)}</td><td class=l>{raw}</td><td class=l><code>"
+            f"{esc(paths.TASKS.format(dataset=name))}</code><br><code>{esc(s.get('table_sha256', '?'))}</code>"
+            f"</td></tr>")
+
+
+def _job_times(params: dict, base: Path) -> str:
+    """Wall time, CPU time and peak memory of every job, from Snakemake's benchmark records."""
+    bench = timings.read_benchmarks(base)
+    if bench.empty:
+        return ("<p>No per-job benchmark records under <code>logs/benchmarks/</code> (they are written by "
+                "Snakemake's <code>benchmark:</code> directives; a DVC run has none). The training jobs' own "
+                "wall times are listed below.</p>")
+    per_step = bench.groupby("step").agg(jobs=("job", "size"), wall=("wall_s", "sum"), cpu=("cpu_s", "sum"),
+                                         rss=("max_rss_mb", "max")).sort_values("wall", ascending=False)
+    steps = "".join(f"<tr><td class=l>{esc(k)}</td><td>{r.jobs}</td><td>{r.wall:,.1f}</td><td>{r.cpu:,.1f}</td>"
+                    f"<td>{r.rss:,.0f}</td></tr>" for k, r in per_step.iterrows())
+    rows = "".join(f"<tr><td class=l>{esc(r.step)}</td><td class=l>{esc(r.job)}</td><td>{r.wall_s:,.1f}</td>"
+                   f"<td>{r.cpu_s:,.1f}</td><td>{r.max_rss_mb:,.0f}</td></tr>"
+                   for r in bench.sort_values("wall_s", ascending=False).itertuples())
+    length, chain = timings.critical_path(params, bench)
+    head = "<tr><th class=l>step</th>{}<th>wall (s)</th><th>CPU (s)</th><th>peak memory (MB)</th></tr>"
+    return (f"<p>From Snakemake's benchmark records (<code>logs/benchmarks/</code>; this report's own job is "
+            f"not yet among them): {len(bench)} jobs, summed wall time {bench['wall_s'].sum() / 3600:.2f} h, "
+            f"summed CPU time {bench['cpu_s'].sum() / 3600:.2f} h; critical path {length / 60:.1f} min "
+            f"({esc(' → '.join(chain))}).</p>"
+            f"<table>{head.format('<th>jobs</th>')}{steps}</table>"
+            f"<details><summary>every job</summary><table>{head.format('<th class=l>job</th>')}{rows}</table>"
+            f"</details>")
+
+
 def _ul(items: list[str]) -> str:
     return "<ul>" + "".join(f"<li>{i}</li>" for i in items) + "</ul>" if items else "<p>–</p>"
 
@@ -141,8 +176,9 @@ def run(params: dict, out_html: str, root: str = ".", log_file: str | None = Non
                              + _figure(fig, f"accuracy {name}", "Mean over meta-batches; bars ± one std.")
                              + tables.accuracy(acc, name, labels))
 
-    datasets = "".join(_dataset_row(ds, read_json(need(base / paths.TASKS_SUMMARY.format(dataset=ds))))
-                       for ds in params["datasets"])
+    summaries = {ds: read_json(need(base / paths.TASKS_SUMMARY.format(dataset=ds))) for ds in params["datasets"]}
+    datasets = "".join(_dataset_row(ds, s) for ds, s in summaries.items())
+    data_rows = "".join(_data_row(ds, s) for ds, s in summaries.items())
     job_rows = "".join(
         f"<tr><td class=l>{esc(paths.cell_name(r))}</td><td>{r['wall_seconds']:.1f}</td>"
         f"<td class=l>{esc(r['device'])}</td><td class=l>{esc(r['dtype'])}</td></tr>" for r in jobs.to_dict("records"))
@@ -198,6 +234,10 @@ applied (on the real <code>u.data</code> the paper's stated rule gives 575 users
 <h2>Provenance</h2>
 <p>Git commit <code>{esc(git_commit())}</code>; parameters hash <code>{h}</code> (sha256 of the effective
 parameters as canonical JSON, first 16 hex digits). Paper values: {esc(paper()['source'])}.</p>
+<h3>Data</h3>
+<table><tr><th class=l>dataset</th><th class=l>raw file, sha256</th><th class=l>task table, sha256</th></tr>
+{data_rows}</table>
+<h3>Wall time of every job</h3>{_job_times(params, base)}
 <h3>Training jobs</h3>
 <table><tr><th class=l>job</th><th>wall time (s)</th><th class=l>device</th><th class=l>dtype</th></tr>{job_rows}</table>
 <p>Total training wall time {jobs['wall_seconds'].sum() / 3600:.2f} h over {len(jobs)} jobs.</p>

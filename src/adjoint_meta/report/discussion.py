@@ -96,6 +96,14 @@ def _slope(g: pd.DataFrame, column: str) -> float:
     return float(np.polyfit(x[ok], y[ok], 1)[0]) if ok.sum() >= 2 else math.nan
 
 
+def memory_cap_steps(g: pd.DataFrame, cap_bytes: float) -> float:
+    """Inner steps K at which one estimator's peak memory would reach ``cap_bytes``, extrapolated
+    linearly from its sweep over K (``g``: its rows, sorted by K); inf if it does not grow."""
+    slope, last = _slope(g, "peak_bytes"), g.iloc[-1]
+    grows = slope * (g["value"].max() - g["value"].min()) >= 1.0  # at least a byte over the sweep
+    return last["value"] + (cap_bytes - last["peak_bytes"]) / slope if grows else math.inf
+
+
 def profiles(frame: pd.DataFrame, params: dict) -> list[str]:
     """Memory slope of unrolled MAML vs the adjoint paths, extrapolated to the cap; relative times."""
     out = []
@@ -112,7 +120,7 @@ def profiles(frame: pd.DataFrame, params: dict) -> list[str]:
             last = g.iloc[-1]
             where = ""
             if kinds[est] == "maml":
-                k_cap = last["value"] + (cap - last["peak_bytes"]) / slope if slope > 0 else math.inf
+                k_cap = memory_cap_steps(g, cap)
                 where = (f"; at that rate it would fill {prof['memory_cap_gb']:g} GB near K ≈ {k_cap:,.0f}"
                          if k_cap < 1e7 else f"; at that rate it would not fill {prof['memory_cap_gb']:g} GB "
                          "within ten million steps")
