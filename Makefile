@@ -14,7 +14,7 @@ CORES ?= all
 # download addresses); `make run` copies what data/raw/ lacks from it when it exists
 RAW_COPIES ?= ../shared/data
 
-.PHONY: setup run test
+.PHONY: setup run test push pull
 setup:
 	@bash scripts/setup.sh "$(PY)"
 
@@ -24,3 +24,15 @@ run: setup
 
 test: setup
 	PATH="$(abspath $(dir $(PY))):$$PATH" $(PY) -m pytest
+
+# DVC with a remote check first: a remote DVC cannot use is named with the setting to change
+# (DVC's own message does not say), and nothing in the local cache is touched
+push:
+	$(PY) scripts/dvc_remote_check.py --for push
+	$(PY) -m dvc push
+
+# after the pull, mark the pulled outputs up to date for Snakemake (their times are the pull's)
+pull:
+	$(PY) scripts/dvc_remote_check.py --for pull
+	$(PY) -m dvc pull
+	PATH="$(abspath $(dir $(PY))):$$PATH" $(PY) -m snakemake --touch --cores 1

@@ -128,6 +128,11 @@ def test_pull_from_a_missing_remote_names_the_setting(pushed, tmp_path):
     check = subprocess.run([sys.executable, str(CHECK), "--for", "pull"], cwd=dst, env=tool_env(),
                            capture_output=True, text=True)
     assert check.returncode == 2 and "does not exist" in check.stderr and "dvc remote modify" in check.stderr
+    # `make pull` (the README's way) runs the check first and stops there, before DVC or Snakemake
+    pull = subprocess.run(["make", "pull", f"PY={sys.executable}"], cwd=dst, env=tool_env(), capture_output=True,
+                          text=True)
+    assert pull.returncode != 0 and "'storage'" in pull.stderr and "does not exist" in pull.stderr, pull.stderr
+    assert "dvc pull" not in pull.stdout.replace("--for pull", "") and not (dst / "results").exists()
 
 
 def test_experiment_reruns_only_affected_stages(pushed):

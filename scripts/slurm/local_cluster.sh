@@ -6,6 +6,11 @@
 #   scripts/slurm/local_cluster.sh status [DIR]   what runs, the node and its partition
 #   scripts/slurm/local_cluster.sh env [DIR]      prints `export SLURM_CONF=...` (eval it before sbatch/snakemake)
 #   scripts/slurm/local_cluster.sh down [DIR]     stop exactly the daemons `up` started (by their recorded PIDs)
+#   scripts/slurm/local_cluster.sh prove          the whole proof, in a few minutes: bring a cluster up in a
+#                                                 temporary DIR, run the test configuration through the SLURM
+#                                                 profile, check the GPU requests (SLURM's records and the jobs'
+#                                                 environments) and that results equal a local run, bring it
+#                                                 down (tests/test_slurm.py; PYTHON picks the interpreter)
 #
 # DIR (or $SLURM_LOCAL_DIR; default: <project>/.slurm) holds everything: the
 # configuration (etc/slurm.conf, etc/gres.conf), the munge key and socket, the
@@ -42,7 +47,7 @@ say() { printf 'local_cluster: %s\n' "$*"; }
 die() { printf 'local_cluster: ERROR: %s\n' "$*" >&2; exit 1; }
 
 usage() {
-    sed -n '2,9p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+    sed -n '2,13p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
     exit "${1:-2}"
 }
 
@@ -363,7 +368,13 @@ cmd_env() {
     echo "export SLURM_CONF=$CONF"
 }
 
+cmd_prove() {
+    cd "$PROJECT"
+    exec "${PYTHON:-python3}" -m pytest -q -p no:cacheprovider tests/test_slurm.py -rs
+}
+
 case "$CMD" in
+    prove) cmd_prove ;;
     up) cmd_up ;;
     down) cmd_down ;;
     status) cmd_status ;;
