@@ -65,6 +65,12 @@ PY
   fi
 fi
 
-pip_install -e ".[workflow,test]"
+# the torch now installed stays: a constraint pins it, so no requirement can swap it for another
+# build (an older one than pyproject.toml accepts stops here with pip's conflict message instead)
+pin="$(mktemp)"
+trap 'rm -f "$pin" "${report:-}"' EXIT
+"$PY" -c 'import torch; print("torch==" + torch.__version__.split("+")[0])' > "$pin"
+pip_install -e ".[workflow,test]" -c "$pin" \
+  || { echo "setup: could not install beside torch $(cat "$pin") (this project needs torch>=2.1)" >&2; exit 1; }
 echo "$key" > "$stamp"
 echo "setup: done ($PY, torch $("$PY" -c 'import torch; print(torch.__version__, "cuda" if torch.cuda.is_available() else "cpu")'))"

@@ -9,15 +9,17 @@ import pytest
 from adjoint_meta.cli import build_parser, main
 from conftest import ROOT
 
-STEPS = ["params", "make-tasks", "train", "evaluate", "summarize", "report"]
+# every pipeline step (the rules and stages call these), and the helpers around them
+STEPS = ["fetch", "make-tasks", "train", "evaluate", "profile", "accuracy", "summarize", "report"]
+HELPERS = ["params", "place-raw", "timings"]
 
 
 def test_every_step_is_a_subcommand():
     sub = next(a for a in build_parser()._actions if a.dest == "command")
-    assert set(STEPS) <= set(sub.choices)
+    assert set(sub.choices) == set(STEPS) | set(HELPERS)
 
 
-@pytest.mark.parametrize("step", STEPS)
+@pytest.mark.parametrize("step", STEPS + HELPERS)
 def test_help(step):
     proc = subprocess.run([sys.executable, "-m", "adjoint_meta", step, "--help"], capture_output=True, text=True)
     assert proc.returncode == 0 and "usage: adjoint-meta" in proc.stdout
