@@ -1,15 +1,17 @@
-"""Does torch.compile pay on this CPU?  Times the batched gradient and Hessian-vector product of
-the model eagerly and compiled (inductor), and the one-time compile cost, side by side.
+"""Does torch.compile pay on this CPU?  The switch ``runtime.compile`` (off by default) runs the
+model's gradient pass and Hessian-vector product through ``MLP.compile_passes``; this times both
+ways side by side, per pass and per meta-update of the estimators that dominate the protocol,
+with the one-time compile cost of a training job and the meta-steps it takes to recover it.
 
-The pipeline does not compile: on the 2-core CPU this project was measured on, compiling each
-primitive took tens of seconds per distinct shape for a speed-up of well under 2x, which a
-training job of a few thousand meta-steps does not recover (see the closing figures printed here).
+Workloads: Figure 2's 100shot-100val (2-32-32-1, K = 500) and Table 1's 10shot-15val
+(100-40-40-1, K = 50), 5 tasks, float32, one thread.
 
     python benchmarks/bench_compile.py
+    python benchmarks/bench_compile.py --updates 20 --estimators amaml fomaml
 """
 from __future__ import annotations
 
-import statistics
+import argparse
 import sys
 import time
 from pathlib import Path
@@ -17,49 +19,83 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import VARIANTS, interleaved_ms  # noqa: E402
+
+from adjoint_meta.estimators import InnerProblem, build  # noqa: E402
 from adjoint_meta.estimators.core import stack  # noqa: E402
 from adjoint_meta.model import MLP, Data  # noqa: E402
 from adjoint_meta.runtime import tune_allocator  # noqa: E402
 
+WORKLOADS = {  # name: (sizes, support, query, K, one-hot inputs)
+    "fig2_100shot": ([2, 32, 32, 1], 100, 100, 500, False),
+    "table1_10shot": ([100, 40, 40, 1], 10, 15, 50, True),
+}
+PROTOCOL_META_STEPS = 5000
 
-def bench(fn, repeats: int = 7, inner: int = 100) -> float:
-    for _ in range(10):
-        fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        for _ in range(inner):
-            fn()
-        times.append((time.perf_counter() - t0) / inner * 1e3)
-    return statistics.median(times)
+
+def data(sizes, n, onehot, g) -> Data:
+    B = 5
+    if onehot:
+        x = torch.nn.functional.one_hot(torch.randint(0, sizes[0], (B, n), generator=g), sizes[0]).float()
+    else:
+        x = torch.rand(B, n, sizes[0], generator=g) * 2 - 1
+    return Data(x, torch.randn(B, n, generator=g), torch.full((B, n), 1.0 / n))
 
 
 def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--estimators", nargs="+", default=["amaml_paper", "maml_adjoint", "fomaml", "imaml"],
+                    choices=list(VARIANTS))
+    ap.add_argument("--updates", type=int, default=7, help="timed meta-updates per estimator (median)")
+    args = ap.parse_args()
     torch.set_num_threads(1)
     tune_allocator()
-    for sizes, n in (([2, 32, 32, 1], 100), ([100, 40, 40, 1], 20)):
-        model, B = MLP(sizes), 5
-        data = Data(torch.randn(B, n, sizes[0]), torch.randn(B, n), torch.full((B, n), 1.0 / n))
-        u = stack(model.init(torch.Generator().manual_seed(0)), B)
+    print(f"# torch {torch.__version__}, one thread; medians of interleaved rounds; compile = the first "
+          f"compiled call(s) of a fresh model, i.e. what a training job pays once")
+    for wname, (sizes, shot, val, K, onehot) in WORKLOADS.items():
+        g = torch.Generator().manual_seed(0)
+        support, query = data(sizes, shot, onehot, g), data(sizes, val, onehot, g)
+        eager, compiled = MLP(sizes), MLP(sizes)
+        u = stack(eager.init(g), 5)
         v = torch.randn_like(u)
-
-        def grad(u, x, y, w):
-            return model.grad(u, Data(x, y, w))
-
-        def hvp(u, v, x, y, w):
-            return model.hvp(u, v, Data(x, y, w))
-
-        for name, fn, args in (("grad", grad, (u, data.x, data.y, data.w)),
-                               ("hvp", hvp, (u, v, data.x, data.y, data.w))):
-            eager = bench(lambda: fn(*args))
+        t0 = time.perf_counter()
+        compiled.compile_passes()
+        lin_c = compiled.linearize(u, support)
+        compiled.hvp_at(lin_c, v, support)
+        compiled.grad(u, support)
+        pass_compile_s = time.perf_counter() - t0
+        lin_e = eager.linearize(u, support)
+        ms = interleaved_ms({
+            "grad eager": lambda: eager.grad(u, support), "grad compiled": lambda: compiled.grad(u, support),
+            "hvp eager": lambda: eager.hvp_at(lin_e, v, support),
+            "hvp compiled": lambda: compiled.hvp_at(lin_c, v, support),
+        }, repeats=7, warmup=3)
+        print(f"\n## {wname}: {sizes}, 5 tasks x {shot} support / {val} query, K = {K}")
+        print(f"passes: grad {ms['grad eager'] * 1e3:.0f} -> {ms['grad compiled'] * 1e3:.0f} us "
+              f"(x{ms['grad eager'] / ms['grad compiled']:.2f}); hvp {ms['hvp eager'] * 1e3:.0f} -> "
+              f"{ms['hvp compiled'] * 1e3:.0f} us (x{ms['hvp eager'] / ms['hvp compiled']:.2f}); "
+              f"first compile {pass_compile_s:.1f} s")
+        print(f"{'estimator':16s} {'eager ms':>9s} {'compiled ms':>12s} {'speed-up':>9s} {'compile s':>10s} "
+              f"{'pays after':>11s} {'saved/job s':>12s}")
+        for name in args.estimators:
+            kind, cfg = VARIANTS[name]
+            est = build(kind, cfg, K if kind != "maml" else max(1, K // 10), 0.01, seed=0)
+            theta = eager.init(torch.Generator().manual_seed(1))
+            fresh = MLP(sizes).compile_passes()  # a new job: its compile cost counted from zero
+            p_e, p_c = InnerProblem(eager, support, query), InnerProblem(fresh, support, query)
             t0 = time.perf_counter()
-            compiled = torch.compile(fn, dynamic=False)
-            compiled(*args)
+            est(theta, p_c)
+            est(theta, p_c)  # the second call meets shapes the first did not (e.g. a block remainder)
             compile_s = time.perf_counter() - t0
-            fast = bench(lambda: compiled(*args))
-            calls = compile_s / max((eager - fast) / 1e3, 1e-9)
-            print(f"{str(sizes):16s} N={n:3d} {name:4s}: eager {eager:.3f} ms, compiled {fast:.3f} ms "
-                  f"(x{eager / fast:.2f}), compile {compile_s:.0f} s, pays back after {calls:,.0f} calls", flush=True)
+            t = interleaved_ms({"e": lambda: est(theta, p_e), "c": lambda: est(theta, p_c)},
+                               repeats=args.updates, warmup=1)
+            gain_s = (t["e"] - t["c"]) / 1e3
+            pays = f"{compile_s / gain_s:,.0f}" if gain_s > 0 else "never"
+            print(f"{name:16s} {t['e']:9.2f} {t['c']:12.2f} {t['e'] / t['c']:8.2f}x {compile_s:10.1f} "
+                  f"{pays:>11s} {gain_s * PROTOCOL_META_STEPS - compile_s:12.0f}", flush=True)
+    print(f"\n'pays after': meta-steps until the compile time is recovered; 'saved/job': over the "
+          f"protocol's {PROTOCOL_META_STEPS} meta-steps, net of compiling (compiled kernels are cached on disk "
+          f"by inductor, so later jobs of the same shapes compile faster than this fresh process did)")
 
 
 if __name__ == "__main__":

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import argparse
 import csv
+import math
+import statistics
 import sys
 from pathlib import Path
 
@@ -94,6 +96,20 @@ def main() -> None:
             print(f"{name:18s} {K:5d} {ms[name]:10.2f} {row['ratio']:8.2f} "
                   f"{mem.get('peak_bytes', float('nan')) / 2**20:9.2f} "
                   f"{(stored / 2**20 if stored else float('nan')):10.2f} {str(st.get('nfe', '')):>6s}", flush=True)
+    if len(args.steps) > 1:
+        vector = problem.n_tasks * m.n_params * theta.element_size()  # one task-stacked parameter vector
+        print(f"\n# memory growth per inner step (least-squares slope over K), in task-stacked parameter "
+              f"vectors ({problem.n_tasks} x {m.n_params} x {theta.element_size()} bytes = {vector / 1024:.1f} KiB)")
+        for name in args.estimators:
+            pts = [r for r in rows if r["estimator"] == name]
+            for column in ("stored_bytes", "peak_bytes"):
+                xy = [(r["K"], float(r[column])) for r in pts if r.get(column) not in ("", None)
+                      and math.isfinite(float(r[column])) and float(r[column]) > 0]
+                if len(xy) >= 2:
+                    ks, bs = zip(*xy)
+                    mk, mb = statistics.fmean(ks), statistics.fmean(bs)
+                    slope = sum((k - mk) * (b - mb) for k, b in xy) / sum((k - mk) ** 2 for k in ks)
+                    print(f"{name:18s} {column:13s} {slope / vector:6.2f} vectors per step")
     if args.out:
         with open(args.out, "w", newline="") as fh:
             w = csv.DictWriter(fh, fieldnames=sorted({k for r in rows for k in r}))

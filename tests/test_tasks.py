@@ -274,3 +274,15 @@ def test_synthetic_pool_uses_first_points_and_eval_rows():
         ke = [rows[(a, b, c)] for (a, b), c in zip(evaluation.x[r].tolist(), evaluation.y[r].tolist())]
         assert ks == [(t, k) for k in range(4)]  # first 4 pool points
         assert ke == [(t, k) for k in range(12, 21)]  # the fresh eval points, never pool points
+
+
+def test_a_test_task_without_evaluation_rows_is_refused():
+    """Evaluation rows are matched to test tasks by id: a task lacking them must not shift the others."""
+    cfg = {"family": "cosmixture", "variant": "paper", "standardize": False, "n_train_tasks": 4,
+           "n_test_tasks": 3, "train_points": 10, "test_support_points": 5, "test_eval_points": 6}
+    table, summary = synthetic.generate(cfg, np.random.default_rng(0))
+    test_ids = sorted(table.loc[table["split"] == "test", "task"].unique())
+    damaged = table[~((table["task"] == test_ids[1]) & (table["role"] == "eval"))]
+    with pytest.raises(TaskError, match=rf"test task\(s\) \[{test_ids[1]}\] have no evaluation rows"):
+        TaskPool(damaged, summary, name="t")
+    TaskPool(table, summary)  # the intact table loads

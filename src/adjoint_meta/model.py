@@ -195,6 +195,7 @@ class MLP:
             off += n_in * n_out + n_out
         self.n_params = off
         self._split = [n for _, _, _, n_in, n_out in self.layers for n in (n_in * n_out, n_out)]
+        self._pass_impl, self._hvp_impl = self._passes, self._hvp  # compile_passes() swaps in compiled ones
 
     # -- parameters -------------------------------------------------------
     def init(self, generator: torch.Generator, dtype: torch.dtype = torch.float32) -> Tensor:
@@ -230,14 +231,36 @@ class MLP:
         r = self.predict(u, data.x) - data.y
         return (data.w * r * r).sum(1)
 
+    # -- compilation --------------------------------------------------------
+    def compile_passes(self) -> "MLP":
+        """Run the gradient pass and the Hessian-vector product through ``torch.compile``
+        (inductor: fused kernels, compiled once per input shape in each process; the
+        results equal the eager ones to rounding).  ``runtime.compile`` switches it on for
+        training; benchmarks/bench_compile.py measures what it gains and costs.  Passes that
+        autograd must differentiate (unrolled MAML) stay eager."""
+        import torch._dynamo
+
+        config = torch._dynamo.config
+        limit = "recompile_limit" if hasattr(config, "recompile_limit") else "cache_size_limit"
+        setattr(config, limit, max(getattr(config, limit), 64))  # a job meets a handful of shapes
+        self._pass_impl = torch.compile(self._passes, dynamic=False)
+        self._hvp_impl = torch.compile(self._hvp, dynamic=False)
+        return self
+
     # -- first order ------------------------------------------------------
     def _pass(self, u: Tensor, data: Data, keep: bool, with_loss: bool = True,
               with_grad: bool = True) -> Linearization:
         """One forward and backward pass; with ``keep`` also what an HVP at u needs."""
+        fn = self._passes if u.requires_grad and torch.is_grad_enabled() else self._pass_impl
+        return Linearization(u, *fn(u, data.x, data.y3, data.w2, keep, with_loss, with_grad))
+
+    def _passes(self, u: Tensor, x: Tensor, y3: Tensor, w2: Tensor, keep: bool, with_loss: bool,
+                with_grad: bool) -> tuple:
+        """The pass itself on plain tensors (what torch.compile traces); Linearization's fields after u."""
         params = self.unflatten(u)
-        acts = self._forward(params, data.x)
-        r = acts[-1] - data.y3
-        d = r * data.w2
+        acts = self._forward(params, x)
+        r = acts[-1] - y3
+        d = r * w2
         loss = (d * r).sum((1, 2)) * 0.5 if with_loss else None
         L = len(params)
         pieces: list[Tensor] = [None] * (2 * L)  # type: ignore[list-item]
@@ -260,7 +283,7 @@ class MLP:
                     slopes[l] = s1
                     curv[l] = None if self._curv is None else self._curv(d, acts[l])
         grad = torch.cat(pieces, dim=1) if with_grad else None
-        return Linearization(u, acts[:-1], slopes, deltas, curv, grad, loss, params, weights_t, acts_t)
+        return acts[:-1], slopes, deltas, curv, grad, loss, params, weights_t, acts_t
 
     def loss_and_grad(self, u: Tensor, data: Data) -> tuple[Tensor, Tensor]:
         """Per-task losses ``[B]`` and gradients ``[B, P]``."""
@@ -277,10 +300,15 @@ class MLP:
     # -- second order -----------------------------------------------------
     def hvp_at(self, lin: Linearization, v: Tensor, data: Data) -> Tensor:
         """Batched Hessian-vector product ``H_b(u_b) v_b`` at a linearization (two R passes)."""
-        params, weights_t, acts_t = lin.params, lin.weights_t, lin.acts_t
+        return self._hvp_impl(lin.acts, lin.slopes, lin.deltas, lin.curv, lin.params, lin.weights_t, lin.acts_t,
+                              v, data.w2)
+
+    def _hvp(self, acts: list[Tensor], slopes: list[Tensor | None], deltas: list[Tensor],
+             curv: list[Tensor | None], params: list[tuple[Tensor, Tensor]], weights_t: list[Tensor],
+             acts_t: list[Tensor], v: Tensor, w2: Tensor) -> Tensor:
+        """The product itself on plain tensors (what torch.compile traces)."""
         vparams = self.unflatten(v)
         L = len(params)
-        acts, slopes, deltas, curv = lin.acts, lin.slopes, lin.deltas, lin.curv
         # R-forward
         Rz: list[Tensor] = [None] * L  # type: ignore[list-item]
         Ra: list[Tensor | None] = [None] * L
@@ -299,7 +327,7 @@ class MLP:
         Rz[-1] = torch.add(rz.sum(-1, keepdim=True), Vb.unsqueeze(1))
         # R-backward
         pieces: list[Tensor] = [None] * (2 * L)  # type: ignore[list-item]
-        Rd = Rz[-1] * data.w2
+        Rd = Rz[-1] * w2
         for l in range(L - 1, -1, -1):
             out = l == L - 1
             if out:

@@ -29,10 +29,12 @@ class TaskError(ValueError):
 
 @dataclass
 class Ragged:
-    """Examples of several tasks, padded: ``x [T, M(, d)]``, ``y [T, M]``, counts ``n [T]``."""
+    """Examples of several tasks, padded: ``x [T, M(, d)]``, ``y [T, M]``, counts ``n [T]``, and the
+    tasks' ids in the table ``ids [T]`` (rows are in increasing id order)."""
     x: Tensor
     y: Tensor
     n: Tensor
+    ids: Tensor
 
     @classmethod
     def from_frame(cls, frame: pd.DataFrame, feature_cols: list[str], onehot: bool) -> "Ragged":
@@ -49,7 +51,8 @@ class Ragged:
             x[row, pos] = frame[feature_cols].to_numpy(dtype=np.float64)
         y = np.zeros((T, M), dtype=np.float64)
         y[row, pos] = frame["y"].to_numpy(dtype=np.float64)
-        return cls(torch.from_numpy(x), torch.from_numpy(y), torch.from_numpy(counts.astype(np.int64)))
+        return cls(torch.from_numpy(x), torch.from_numpy(y), torch.from_numpy(counts.astype(np.int64)),
+                   torch.from_numpy(tasks.astype(np.int64)))
 
     def take(self, rows: Tensor, cols: Tensor) -> tuple[Tensor, Tensor]:
         """Gather examples ``cols [R, K]`` (positions) of tasks ``rows [R]``."""
@@ -75,6 +78,10 @@ class TaskPool:
         self.test_pool = Ragged.from_frame(test[test["role"] == "pool"], feats, self.onehot)
         self.test_eval = (Ragged.from_frame(test[test["role"] == "eval"], feats, self.onehot)
                           if self.test_eval_mode == "eval_rows" else None)
+        if self.test_eval is not None and not torch.equal(self.test_eval.ids, self.test_pool.ids):
+            lacking = sorted(set(self.test_pool.ids.tolist()) - set(self.test_eval.ids.tolist()))
+            raise TaskError(f"{name}: test task(s) {lacking[:10]} have no evaluation rows (role 'eval'), or "
+                            f"evaluation rows belong to no test task; rebuild the task table (make-tasks)")
 
     @classmethod
     def load(cls, table_path: str | Path, summary_path: str | Path | None = None) -> "TaskPool":

@@ -54,6 +54,8 @@ def run(spec: dict, cell: dict, tasks_path: str, out_model: str, out_log: str,
 
     pool = TaskPool.load(tasks_path)
     model = build_model(pool.input_dim, ds_cfg["hidden"], ds_cfg["activation"])
+    if spec["runtime"].get("compile"):
+        model.compile_passes()
     theta = torch.nn.Parameter(model.init(torch_generator(master, "init", cell["dataset"], seed), dtype).to(device))
     estimator = build(kind, est_cfg, steps, alpha, seed=derive_seed(master, "estimator", *cell.values()))
     label = est_cfg.get("label") or estimator.label
@@ -68,9 +70,9 @@ def run(spec: dict, cell: dict, tasks_path: str, out_model: str, out_log: str,
             f"{meta['meta_batch']}; choose a smaller setting (or, for a collaborative dataset, more items or "
             f"a lower min_ratings)")
     log.info("train %s | %s | %d parameters | K=%d alpha=%g | outer %s lr %g | %d/%d eligible training tasks "
-             "| device %s %s", " ".join(f"{k}={v}" for k, v in cell.items()), label, model.n_params, steps, alpha,
+             "| device %s %s%s", " ".join(f"{k}={v}" for k, v in cell.items()), label, model.n_params, steps, alpha,
              optimizer, lr, eligible, pool.n_train_tasks, runtime.describe_device(device),
-             str(dtype).replace("torch.", ""))
+             str(dtype).replace("torch.", ""), " compiled" if spec["runtime"].get("compile") else "")
 
     ckpt_path, owner = checkpoint.path_for(out_model), checkpoint.owner_of(spec, cell)
     rows: list[list] = []
@@ -143,7 +145,7 @@ def run(spec: dict, cell: dict, tasks_path: str, out_model: str, out_log: str,
         "n_params": model.n_params, "sizes": model.sizes, "activation": model.activation,
         "meta_steps": n_steps, "wall_seconds": wall, "skipped_tasks": skipped_total,
         "eligible_tasks": eligible, "device": runtime.describe_device(device),
-        "dtype": str(dtype).replace("torch.", ""),
+        "dtype": str(dtype).replace("torch.", ""), "compiled": bool(spec["runtime"].get("compile")),
         "stats_per_step": {k: v / n_steps for k, v in extra.items()},
     }
     text = io.StringIO()

@@ -1,3 +1,8 @@
+# The data jobs are short and every training job waits for them: they go before any training
+# job (whose priorities, from their cost, lie below this), so the longest jobs start early.
+DATA_PRIORITY = 100
+
+
 rule fetch:
     """A raw collaborative-filtering source, present and verified under data/raw/<source>/.
     Files placed there by hand are used as they are; otherwise the official archive
@@ -12,6 +17,7 @@ rule fetch:
         paths.LOG.format(step="fetch", name="{source}"),
     benchmark:
         paths.BENCHMARK.format(step="fetch", name="{source}")
+    priority: DATA_PRIORITY
     resources:
         mem_mb=1000,
         runtime=30,
@@ -40,6 +46,7 @@ rule make_tasks:
         paths.LOG.format(step="make_tasks", name="{dataset}"),
     benchmark:
         paths.BENCHMARK.format(step="make_tasks", name="{dataset}")
+    priority: DATA_PRIORITY
     resources:
         mem_mb=4000,
         runtime=15,

@@ -20,7 +20,8 @@ rule train:
         paths.BENCHMARK.format(step="train", name=CELL_NAME)
     threads: P["runtime"]["threads"]
     # longest jobs first, so that the last ones to finish are short and no core idles long
-    priority: lambda wc: amc.train_cost(P, wc) / 1e9
+    # (below DATA_PRIORITY, so each dataset's tasks are made as soon as a core is free)
+    priority: lambda wc: min(amc.train_cost(P, wc) / 1e9, DATA_PRIORITY - 1)
     resources:
         mem_mb=8000,
         runtime=240,
