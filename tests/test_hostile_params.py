@@ -139,11 +139,15 @@ def _problems(message: str) -> list[str]:
 
 def _about(problem: str, changed: list[tuple]) -> bool:
     """The problem names a changed key, a key above or below it, or the changed name itself
-    (a cross-reference that no longer resolves, e.g. a deleted dataset an experiment lists)."""
+    (a cross-reference that no longer resolves, e.g. a deleted dataset an experiment lists),
+    or names the changed key in its text (a limit one key sets on another:
+    "meta.meta_batch: 5 exceeds datasets.sinusoid.n_train_tasks (1)")."""
     key = ITEM.match(problem).group(1).split(".")
     for path in changed:
         p = [str(x) for x in path]
         if key[:len(p)] == p[:len(key)] or f"'{p[-1]}'" in problem:
+            return True
+        if re.search(rf"(?<![\w.]){re.escape('.'.join(p))}(?![\w])", problem):
             return True
     return False
 

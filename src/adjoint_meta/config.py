@@ -317,8 +317,10 @@ def _cross_checks(doc: Mapping, *, partial: bool) -> list[str]:
                             f"allowed values: {', '.join(sorted(exps))}")
                 continue
             if pt["estimator"] not in src.get("estimators", []):
+                where = (f"experiments.{src_name}" if "experiment" in pt else
+                         f"experiments.{ename} (experiments.{ename}.paired_test.experiment is not set)")
                 msgs.append(f"experiments.{ename}.paired_test.estimator: {pt['estimator']!r} is not trained in "
-                            f"experiments.{src_name}; allowed values: {', '.join(src.get('estimators', []))}")
+                            f"{where}; allowed values: {', '.join(src.get('estimators', []))}")
             if src_name != ename:
                 for key in ("steps", "maml_steps", "eval_steps"):
                     if src.get(key) != exp.get(key):
