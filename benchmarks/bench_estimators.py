@@ -106,9 +106,7 @@ def main() -> None:
                 xy = [(r["K"], float(r[column])) for r in pts if r.get(column) not in ("", None)
                       and math.isfinite(float(r[column])) and float(r[column]) > 0]
                 if len(xy) >= 2:
-                    ks, bs = zip(*xy)
-                    mk, mb = statistics.fmean(ks), statistics.fmean(bs)
-                    slope = sum((k - mk) * (b - mb) for k, b in xy) / sum((k - mk) ** 2 for k in ks)
+                    slope = statistics.linear_regression(*zip(*xy)).slope
                     print(f"{name:18s} {column:13s} {slope / vector:6.2f} vectors per step")
     if args.out:
         with open(args.out, "w", newline="") as fh:

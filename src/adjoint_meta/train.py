@@ -54,7 +54,8 @@ def run(spec: dict, cell: dict, tasks_path: str, out_model: str, out_log: str,
 
     pool = TaskPool.load(tasks_path)
     model = build_model(pool.input_dim, ds_cfg["hidden"], ds_cfg["activation"])
-    if spec["runtime"].get("compile"):
+    compiled = bool(spec["runtime"].get("compile"))
+    if compiled:
         model.compile_passes()
     theta = torch.nn.Parameter(model.init(torch_generator(master, "init", cell["dataset"], seed), dtype).to(device))
     estimator = build(kind, est_cfg, steps, alpha, seed=derive_seed(master, "estimator", *cell.values()))
@@ -72,7 +73,7 @@ def run(spec: dict, cell: dict, tasks_path: str, out_model: str, out_log: str,
     log.info("train %s | %s | %d parameters | K=%d alpha=%g | outer %s lr %g | %d/%d eligible training tasks "
              "| device %s %s%s", " ".join(f"{k}={v}" for k, v in cell.items()), label, model.n_params, steps, alpha,
              optimizer, lr, eligible, pool.n_train_tasks, runtime.describe_device(device),
-             str(dtype).replace("torch.", ""), " compiled" if spec["runtime"].get("compile") else "")
+             str(dtype).replace("torch.", ""), " compiled" if compiled else "")
 
     ckpt_path, owner = checkpoint.path_for(out_model), checkpoint.owner_of(spec, cell)
     rows: list[list] = []
@@ -145,7 +146,7 @@ def run(spec: dict, cell: dict, tasks_path: str, out_model: str, out_log: str,
         "n_params": model.n_params, "sizes": model.sizes, "activation": model.activation,
         "meta_steps": n_steps, "wall_seconds": wall, "skipped_tasks": skipped_total,
         "eligible_tasks": eligible, "device": runtime.describe_device(device),
-        "dtype": str(dtype).replace("torch.", ""), "compiled": bool(spec["runtime"].get("compile")),
+        "dtype": str(dtype).replace("torch.", ""), "compiled": compiled,
         "stats_per_step": {k: v / n_steps for k, v in extra.items()},
     }
     text = io.StringIO()
