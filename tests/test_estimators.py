@@ -60,6 +60,19 @@ def test_storing_linearizations_changes_nothing_but_speed(setup, name, cfg):
     assert b.stats["stored_bytes"] > a.stats["stored_bytes"]
 
 
+def test_stored_linearizations_drop_the_gradient(setup):
+    """A stored linearization keeps what the backward products read, not the step's gradient
+    (which would be one more parameter vector per state), also in a recomputed segment."""
+    from adjoint_meta.estimators.core import Trajectory, descend, gd_step, stack
+    _, problem, theta = setup
+    for keep_every in (1, 4):
+        traj = Trajectory(problem, "linearizations", keep_every, gd_step(0.05))
+        descend(problem, stack(theta, problem.n_tasks), 12, 0.05, traj)
+        lins = [traj.linearization(j) for j in range(11, -1, -1)]
+        assert all(lin.grad is None for lin in lins)
+        assert all(lin.grad is None for lin in traj.items.values() if not isinstance(lin, torch.Tensor))
+
+
 def test_maml_equals_central_finite_differences(setup):
     m, problem, theta = setup
     K, alpha, eps = 12, 0.05, 1e-5

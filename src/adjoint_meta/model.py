@@ -166,6 +166,12 @@ class Linearization:
         ts = [self.u, *self.acts[1:], *self.deltas] + [t for t in self.slopes + self.curv if t is not None]
         return sum(t.numel() * t.element_size() for t in ts)
 
+    def without_grad(self) -> "Linearization":
+        """The same linearization without its gradient: what a stored trajectory keeps once the
+        step that needed the gradient is taken (one parameter vector less per stored state)."""
+        return Linearization(self.u, self.acts, self.slopes, self.deltas, self.curv, None, self.loss,
+                             self.params, self.weights_t, self.acts_t)
+
     def rows(self, start: int, stop: int) -> "Linearization":
         """The linearization of tasks ``start:stop`` (views, nothing copied)."""
         def cut(t):
@@ -232,19 +238,29 @@ class MLP:
         return (data.w * r * r).sum(1)
 
     # -- compilation --------------------------------------------------------
-    def compile_passes(self) -> "MLP":
-        """Run the gradient pass and the Hessian-vector product through ``torch.compile``
-        (inductor: fused kernels, compiled once per input shape in each process; the
-        results equal the eager ones to rounding).  ``runtime.compile`` switches it on for
-        training; benchmarks/bench_compile.py measures what it gains and costs.  Passes that
-        autograd must differentiate (unrolled MAML) stay eager."""
+    def compile_passes(self, passes: tuple[str, ...] = ("hvp",)) -> "MLP":
+        """Run the named passes (``grad``: the gradient pass behind every gradient and
+        linearization; ``hvp``: the Hessian-vector product) through ``torch.compile``:
+        inductor fuses the elementwise work into generated C++ kernels and, with its C++
+        wrapper, calls them without a Python layer in between.  Each pass is compiled once per
+        input shape in a process (kernels are cached on disk across processes); the results
+        equal the eager ones to rounding.  ``runtime.compile`` switches it on for training with
+        the default, the product only: on the 2-core CPU of benchmarks/bench_compile.py the
+        compiled product is faster at both of the protocol's model sizes and the compiled
+        gradient pass is slower.  Passes that autograd must differentiate (unrolled MAML) stay eager."""
+        unknown = set(passes) - {"grad", "hvp"}
+        if unknown:
+            raise ValueError(f"compile_passes: unknown pass(es) {sorted(unknown)}; allowed: grad, hvp")
         import torch._dynamo
 
         config = torch._dynamo.config
         limit = "recompile_limit" if hasattr(config, "recompile_limit") else "cache_size_limit"
         setattr(config, limit, max(getattr(config, limit), 64))  # a job meets a handful of shapes
-        self._pass_impl = torch.compile(self._passes, dynamic=False)
-        self._hvp_impl = torch.compile(self._hvp, dynamic=False)
+        options = {"cpp_wrapper": True}
+        if "grad" in passes:
+            self._pass_impl = torch.compile(self._passes, dynamic=False, options=options)
+        if "hvp" in passes:
+            self._hvp_impl = torch.compile(self._hvp, dynamic=False, options=options)
         return self
 
     # -- first order ------------------------------------------------------

@@ -131,7 +131,7 @@ class Trajectory:
         self._last = u
         if j % self.keep_every == 0:
             keep_lin = lin is not None and self.store == "linearizations" and self.keep_every == 1
-            self.items[j] = lin if keep_lin else u
+            self.items[j] = lin.without_grad() if keep_lin else u
 
     def _lookup(self, j: int) -> Tensor | Linearization:
         if j in self.items:
@@ -150,9 +150,9 @@ class Trajectory:
         u = self.state(start)
         for i in range(start, end):
             lin = self.problem.linearize(u)
-            self._segment[i] = lin
             if i + 1 < end:
                 u = self.step(u, lin, i)
+            self._segment[i] = lin.without_grad()
         self._segment_peak = max(self._segment_peak, sum(_nbytes(v) for v in self._segment.values()))
 
     def state(self, j: int) -> Tensor:
