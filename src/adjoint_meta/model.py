@@ -201,7 +201,7 @@ class MLP:
             off += n_in * n_out + n_out
         self.n_params = off
         self._split = [n for _, _, _, n_in, n_out in self.layers for n in (n_in * n_out, n_out)]
-        self._pass_impl, self._hvp_impl = self._passes, self._hvp  # compile_passes() swaps in compiled ones
+        self._compiled: dict[str, Callable] = {}  # filled by compile_passes()
 
     # -- parameters -------------------------------------------------------
     def init(self, generator: torch.Generator, dtype: torch.dtype = torch.float32) -> Tensor:
@@ -238,41 +238,37 @@ class MLP:
         return (data.w * r * r).sum(1)
 
     # -- compilation --------------------------------------------------------
-    def compile_passes(self, passes: tuple[str, ...] = ("hvp",)) -> "MLP":
-        """Run the named passes (``grad``: the gradient pass behind every gradient and
-        linearization; ``hvp``: the Hessian-vector product) through ``torch.compile``:
-        inductor fuses the elementwise work into generated C++ kernels and, with its C++
-        wrapper, calls them without a Python layer in between.  Each pass is compiled once per
-        input shape in a process (kernels are cached on disk across processes); the results
-        equal the eager ones to rounding.  ``runtime.compile`` switches it on for training with
-        the default, the product only: on the 2-core CPU of benchmarks/bench_compile.py the
-        compiled product is faster at both of the protocol's model sizes and the compiled
-        gradient pass is slower.  Passes that autograd must differentiate (unrolled MAML) stay eager."""
-        unknown = set(passes) - {"grad", "hvp"}
-        if unknown:
-            raise ValueError(f"compile_passes: unknown pass(es) {sorted(unknown)}; allowed: grad, hvp")
+    def compile_passes(self) -> "MLP":
+        """Run the three passes (gradient and loss; linearization; Hessian-vector product)
+        through ``torch.compile``.  Inductor fuses their elementwise work into generated C++
+        kernels and, with its C++ wrapper, calls them without a Python layer in between; each
+        compiled function returns only tensors it computes (the views a Linearization carries
+        are made outside), which is what lets it pay on small inputs.  Compiled once per input
+        shape in a process (kernels are cached on disk across processes); the results equal
+        the eager ones to rounding.  ``runtime.compile`` switches it on for training;
+        benchmarks/bench_compile.py measures what it gains and costs.  Passes that autograd
+        must differentiate (unrolled MAML) stay eager."""
         import torch._dynamo
 
         config = torch._dynamo.config
         limit = "recompile_limit" if hasattr(config, "recompile_limit") else "cache_size_limit"
         setattr(config, limit, max(getattr(config, limit), 64))  # a job meets a handful of shapes
-        options = {"cpp_wrapper": True}
-        if "grad" in passes:
-            self._pass_impl = torch.compile(self._passes, dynamic=False, options=options)
-        if "hvp" in passes:
-            self._hvp_impl = torch.compile(self._hvp, dynamic=False, options=options)
+        for name, fn in (("first_order", self._first_order), ("linearization", self._linearization),
+                         ("hvp", self._hvp)):
+            self._compiled[name] = torch.compile(fn, dynamic=False, options={"cpp_wrapper": True})
         return self
 
-    # -- first order ------------------------------------------------------
-    def _pass(self, u: Tensor, data: Data, keep: bool, with_loss: bool = True,
-              with_grad: bool = True) -> Linearization:
-        """One forward and backward pass; with ``keep`` also what an HVP at u needs."""
-        fn = self._passes if u.requires_grad and torch.is_grad_enabled() else self._pass_impl
-        return Linearization(u, *fn(u, data.x, data.y3, data.w2, keep, with_loss, with_grad))
+    def _impl(self, name: str, fn: Callable | None, u: Tensor) -> Callable | None:
+        """The compiled ``name`` pass if there is one and autograd is not recording through u."""
+        if u.requires_grad and torch.is_grad_enabled():
+            return fn
+        return self._compiled.get(name, fn)
 
+    # -- first order ------------------------------------------------------
     def _passes(self, u: Tensor, x: Tensor, y3: Tensor, w2: Tensor, keep: bool, with_loss: bool,
                 with_grad: bool) -> tuple:
-        """The pass itself on plain tensors (what torch.compile traces); Linearization's fields after u."""
+        """One forward and backward pass on plain tensors; with ``keep`` also what an HVP at u
+        needs.  Returns Linearization's fields after u."""
         params = self.unflatten(u)
         acts = self._forward(params, x)
         r = acts[-1] - y3
@@ -301,22 +297,41 @@ class MLP:
         grad = torch.cat(pieces, dim=1) if with_grad else None
         return acts[:-1], slopes, deltas, curv, grad, loss, params, weights_t, acts_t
 
+    def _first_order(self, u: Tensor, x: Tensor, y3: Tensor, w2: Tensor, with_loss: bool) -> tuple:
+        """(gradient, loss or None): the pass without what an HVP would need."""
+        fields = self._passes(u, x, y3, w2, False, with_loss, True)
+        return fields[4], fields[5]
+
+    def _linearization(self, u: Tensor, x: Tensor, y3: Tensor, w2: Tensor, with_loss: bool,
+                       with_grad: bool) -> tuple:
+        """The computed fields of a linearization (hidden activations, slopes, deltas, curvatures,
+        gradient, loss), without the input and the views, which ``linearize`` adds."""
+        acts, slopes, deltas, curv, grad, loss = self._passes(u, x, y3, w2, True, with_loss, with_grad)[:6]
+        return acts[1:], slopes, deltas, curv, grad, loss
+
     def loss_and_grad(self, u: Tensor, data: Data) -> tuple[Tensor, Tensor]:
         """Per-task losses ``[B]`` and gradients ``[B, P]``."""
-        lin = self._pass(u, data, keep=False)
-        return lin.loss, lin.grad
+        grad, loss = self._impl("first_order", self._first_order, u)(u, data.x, data.y3, data.w2, True)
+        return loss, grad
 
     def grad(self, u: Tensor, data: Data) -> Tensor:
-        return self._pass(u, data, keep=False, with_loss=False).grad
+        return self._impl("first_order", self._first_order, u)(u, data.x, data.y3, data.w2, False)[0]
 
     def linearize(self, u: Tensor, data: Data, with_loss: bool = False, with_grad: bool = True) -> Linearization:
         """Gradient at u (unless ``with_grad`` is false) plus everything Hessian-vector products at u reuse."""
-        return self._pass(u, data, keep=True, with_loss=with_loss, with_grad=with_grad)
+        compiled = self._impl("linearization", None, u)
+        if compiled is None:  # eager: the pass makes the views anyway
+            return Linearization(u, *self._passes(u, data.x, data.y3, data.w2, True, with_loss, with_grad))
+        hidden, slopes, deltas, curv, grad, loss = compiled(u, data.x, data.y3, data.w2, with_loss, with_grad)
+        params = self.unflatten(u)
+        acts = [data.x, *hidden]
+        return Linearization(u, acts, slopes, deltas, curv, grad, loss, params,
+                             [None, *(W.transpose(1, 2) for W, _ in params[1:])], [a.transpose(1, 2) for a in acts])
 
     # -- second order -----------------------------------------------------
     def hvp_at(self, lin: Linearization, v: Tensor, data: Data) -> Tensor:
         """Batched Hessian-vector product ``H_b(u_b) v_b`` at a linearization (two R passes)."""
-        return self._hvp_impl(lin.acts, lin.slopes, lin.deltas, lin.curv, lin.params, lin.weights_t, lin.acts_t,
+        return self._impl("hvp", self._hvp, v)(lin.acts, lin.slopes, lin.deltas, lin.curv, lin.params, lin.weights_t, lin.acts_t,
                               v, data.w2)
 
     def _hvp(self, acts: list[Tensor], slopes: list[Tensor | None], deltas: list[Tensor],
