@@ -4,7 +4,7 @@
 #   snakemake --cores all                                   # the paper's protocol (params.yaml)
 #   snakemake --cores all --config preset=quick             # every experiment at reduced size
 #   snakemake --cores 2 --config params=tests/params.test.yaml   # the tiny test configuration
-#   snakemake --cores all --config meta.lr=0.01             # any key, dotted, as in `dvc exp run -S`
+#   snakemake --cores all --config 'meta={lr: 0.01}'       # any key (dvc exp run -S meta.lr=0.01)
 #
 # Every rule is a thin wrapper around one `adjoint-meta` command; dvc.yaml calls
 # the same commands, so the two front ends cannot drift (tests/test_frontends.py).

@@ -106,3 +106,19 @@ def test_dvc_code_deps_match(both):
         step = step_of(stage)
         deps = {str(d) for d in stage.deps}
         assert set(paths.CODE[step]) <= deps, f"{stage.name} lacks code deps {set(paths.CODE[step]) - deps}"
+
+
+def test_snakemake_config_overrides_reach_the_jobs_typed(tmp_path):
+    """Snakemake's --config takes identifier keys only and reads nested values as strings;
+    a mapping per top-level key must still reach every job's slice with the schema's types,
+    and a wrong value must be refused naming its key."""
+    project = copy_project(tmp_path / "p", TEST_PARAMS)
+    out = run_tool(["snakemake", "-n", "-p", "--cores", "1", "--config", "meta={lr: 0.5, meta_epochs: 3}",
+                    "runtime={compile: true}"], project).stdout
+    slices = re.findall(r"--slice '([^']*)'", out)
+    train = [s for s in slices if '"meta_epochs"' in s]
+    assert train and all('"lr":0.5' in s and '"meta_epochs":3' in s and '"compile":true' in s for s in train)
+    bad = run_tool(["snakemake", "-n", "--cores", "1", "--config", "meta={lr: fast}"], project, check=False)
+    assert bad.returncode != 0 and "meta.lr" in bad.stdout + bad.stderr
+    assert config.snakemake_overrides({"params": "x.yaml", "seed": 3, "meta": {"seeds": ["0", "1"], "lr": "1e-3"}}) \
+        == {"seed": 3, "meta": {"seeds": [0, 1], "lr": 1e-3}}

@@ -96,8 +96,26 @@ def set_dotted(doc: dict, dotted: str, value: Any) -> None:
     node[parts[-1]] = value
 
 
+def snakemake_overrides(entries: Mapping[str, Any]) -> dict:
+    """Overrides from Snakemake's ``--config`` (all entries but ``params``).
+
+    Snakemake accepts only identifier keys there (no dotted paths) and reads a nested value
+    with YAML's base loader, which leaves every leaf a string: ``--config 'meta={lr: 0.01}'``
+    arrives as ``{"meta": {"lr": "0.01"}}``.  Each leaf string is read again as params.yaml
+    would read it, so the override has the type the schema expects."""
+    def typed(value: Any) -> Any:
+        if isinstance(value, Mapping):
+            return {k: typed(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [typed(v) for v in value]
+        return parse_value(value) if isinstance(value, str) else value
+
+    return {k: (typed(v) if isinstance(v, (Mapping, list)) else v) for k, v in entries.items() if k != "params"}
+
+
 def apply_overrides(doc: dict, overrides: Mapping[str, Any]) -> dict:
-    """Apply ``{"meta.lr": 0.01, "preset": "quick"}``-style overrides (Snakemake ``--config``)."""
+    """Apply ``{"meta.lr": 0.01, "preset": "quick"}``-style overrides (dotted keys, or mappings
+    merged into the node they name, as Snakemake's ``--config 'meta={lr: 0.01}'`` gives them)."""
     out = copy.deepcopy(doc)
     for key, value in overrides.items():
         if isinstance(value, Mapping):

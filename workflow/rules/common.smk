@@ -12,7 +12,7 @@ from snakemake.exceptions import WorkflowError
 # the preset resolved and everything validated before any job is scheduled.
 PARAMS_FILE = config.get("params", amc.DEFAULT_PARAMS)
 try:
-    P = amc.load(PARAMS_FILE, {k: v for k, v in config.items() if k != "params"})
+    P = amc.load(PARAMS_FILE, amc.snakemake_overrides(config))
 except amc.ParamsError as exc:
     raise WorkflowError(str(exc)) from None
 
