@@ -1,6 +1,6 @@
 """Does torch.compile pay on this CPU?  The switch ``runtime.compile`` (off by default) runs the
-model's gradient pass and Hessian-vector product through ``MLP.compile_passes``; this times both
-ways side by side, per pass and per meta-update of the estimators that dominate the protocol,
+model's gradient pass, linearization and Hessian-vector product through ``MLP.compile_passes``;
+this times both ways side by side, per pass and per meta-update of the estimators that dominate the protocol,
 with the one-time compile cost of a training job and the meta-steps it takes to recover it.
 
 Workloads: Figure 2's 100shot-100val (2-32-32-1, K = 500) and Table 1's 10shot-15val
@@ -61,20 +61,23 @@ def main() -> None:
         t0 = time.perf_counter()
         compiled.compile_passes()
         lin_c = compiled.linearize(u, support)
+        compiled.linearize(u, support, with_grad=False)
         compiled.hvp_at(lin_c, v, support)
         compiled.grad(u, support)
         pass_compile_s = time.perf_counter() - t0
         lin_e = eager.linearize(u, support)
         ms = interleaved_ms({
             "grad eager": lambda: eager.grad(u, support), "grad compiled": lambda: compiled.grad(u, support),
+            "linearize eager": lambda: eager.linearize(u, support, with_grad=False),
+            "linearize compiled": lambda: compiled.linearize(u, support, with_grad=False),
             "hvp eager": lambda: eager.hvp_at(lin_e, v, support),
             "hvp compiled": lambda: compiled.hvp_at(lin_c, v, support),
         }, repeats=7, warmup=3)
         print(f"\n## {wname}: {sizes}, 5 tasks x {shot} support / {val} query, K = {K}")
-        print(f"passes: grad {ms['grad eager'] * 1e3:.0f} -> {ms['grad compiled'] * 1e3:.0f} us "
-              f"(x{ms['grad eager'] / ms['grad compiled']:.2f}); hvp {ms['hvp eager'] * 1e3:.0f} -> "
-              f"{ms['hvp compiled'] * 1e3:.0f} us (x{ms['hvp eager'] / ms['hvp compiled']:.2f}); "
-              f"first compile {pass_compile_s:.1f} s")
+        print("passes: " + "; ".join(
+            f"{p} {ms[p + ' eager'] * 1e3:.0f} -> {ms[p + ' compiled'] * 1e3:.0f} us "
+            f"(x{ms[p + ' eager'] / ms[p + ' compiled']:.2f})" for p in ("grad", "linearize", "hvp"))
+            + f"; first compile {pass_compile_s:.1f} s")
         print(f"{'estimator':16s} {'eager ms':>9s} {'compiled ms':>12s} {'speed-up':>9s} {'compile s':>10s} "
               f"{'pays after':>11s} {'saved/job s':>12s}")
         for name in args.estimators:
