@@ -29,7 +29,7 @@ differentiate *through* ``grad`` (unrolled MAML uses that).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
 import torch
@@ -169,8 +169,7 @@ class Linearization:
     def without_grad(self) -> "Linearization":
         """The same linearization without its gradient: what a stored trajectory keeps once the
         step that needed the gradient is taken (one parameter vector less per stored state)."""
-        return Linearization(self.u, self.acts, self.slopes, self.deltas, self.curv, None, self.loss,
-                             self.params, self.weights_t, self.acts_t)
+        return replace(self, grad=None)
 
     def rows(self, start: int, stop: int) -> "Linearization":
         """The linearization of tasks ``start:stop`` (views, nothing copied)."""
@@ -258,11 +257,11 @@ class MLP:
             self._compiled[name] = torch.compile(fn, dynamic=False, options={"cpp_wrapper": True})
         return self
 
-    def _impl(self, name: str, fn: Callable | None, u: Tensor) -> Callable | None:
-        """The compiled ``name`` pass if there is one and autograd is not recording through u."""
+    def _compiled_pass(self, name: str, u: Tensor) -> Callable | None:
+        """The compiled pass ``name``; None when there is none or autograd records through u."""
         if u.requires_grad and torch.is_grad_enabled():
-            return fn
-        return self._compiled.get(name, fn)
+            return None
+        return self._compiled.get(name)
 
     # -- first order ------------------------------------------------------
     def _passes(self, u: Tensor, x: Tensor, y3: Tensor, w2: Tensor, keep: bool, with_loss: bool,
@@ -311,15 +310,17 @@ class MLP:
 
     def loss_and_grad(self, u: Tensor, data: Data) -> tuple[Tensor, Tensor]:
         """Per-task losses ``[B]`` and gradients ``[B, P]``."""
-        grad, loss = self._impl("first_order", self._first_order, u)(u, data.x, data.y3, data.w2, True)
+        first_order = self._compiled_pass("first_order", u) or self._first_order
+        grad, loss = first_order(u, data.x, data.y3, data.w2, True)
         return loss, grad
 
     def grad(self, u: Tensor, data: Data) -> Tensor:
-        return self._impl("first_order", self._first_order, u)(u, data.x, data.y3, data.w2, False)[0]
+        first_order = self._compiled_pass("first_order", u) or self._first_order
+        return first_order(u, data.x, data.y3, data.w2, False)[0]
 
     def linearize(self, u: Tensor, data: Data, with_loss: bool = False, with_grad: bool = True) -> Linearization:
         """Gradient at u (unless ``with_grad`` is false) plus everything Hessian-vector products at u reuse."""
-        compiled = self._impl("linearization", None, u)
+        compiled = self._compiled_pass("linearization", u)
         if compiled is None:  # eager: the pass makes the views anyway
             return Linearization(u, *self._passes(u, data.x, data.y3, data.w2, True, with_loss, with_grad))
         hidden, slopes, deltas, curv, grad, loss = compiled(u, data.x, data.y3, data.w2, with_loss, with_grad)
@@ -331,8 +332,8 @@ class MLP:
     # -- second order -----------------------------------------------------
     def hvp_at(self, lin: Linearization, v: Tensor, data: Data) -> Tensor:
         """Batched Hessian-vector product ``H_b(u_b) v_b`` at a linearization (two R passes)."""
-        return self._impl("hvp", self._hvp, v)(lin.acts, lin.slopes, lin.deltas, lin.curv, lin.params, lin.weights_t, lin.acts_t,
-                              v, data.w2)
+        hvp = self._compiled_pass("hvp", v) or self._hvp
+        return hvp(lin.acts, lin.slopes, lin.deltas, lin.curv, lin.params, lin.weights_t, lin.acts_t, v, data.w2)
 
     def _hvp(self, acts: list[Tensor], slopes: list[Tensor | None], deltas: list[Tensor],
              curv: list[Tensor | None], params: list[tuple[Tensor, Tensor]], weights_t: list[Tensor],
