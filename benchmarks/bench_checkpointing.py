@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import cf_problem, interleaved_ms  # noqa: E402
 
 from adjoint_meta.estimators import build  # noqa: E402
-from adjoint_meta.estimators.core import descend, stack  # noqa: E402
+from adjoint_meta.estimators.core import plain_training  # noqa: E402
 from adjoint_meta.memory import measure_peak  # noqa: E402
 from adjoint_meta.runtime import tune_allocator  # noqa: E402
 
@@ -49,7 +49,7 @@ def main() -> None:
           f"{'rel. diff':>10s}")
     for K in args.steps:
         ests = {name: build(kind, cfg, K, ALPHA) for name, (kind, cfg) in CONFIGS.items()}
-        fns = {"plain inner training": lambda: descend(problem, stack(theta, problem.n_tasks), K, ALPHA)}
+        fns = {"plain inner training": lambda: plain_training(problem, theta, K, ALPHA)}
         fns.update({name: (lambda e=e: e(theta, problem)) for name, e in ests.items()})
         ms = interleaved_ms(fns, repeats=args.repeats)
         base = {}

@@ -58,21 +58,22 @@ def main() -> None:
         eager, compiled = MLP(sizes), MLP(sizes)
         u = stack(eager.init(g), 5)
         v = torch.randn_like(u)
-        t0 = time.perf_counter()
-        compiled.compile_passes()
-        lin_c = compiled.linearize(u, support)
-        compiled.linearize(u, support, with_grad=False)
-        compiled.hvp_at(lin_c, v, support)
-        compiled.grad(u, support)
-        pass_compile_s = time.perf_counter() - t0
-        lin_e = eager.linearize(u, support)
-        ms = interleaved_ms({
-            "grad eager": lambda: eager.grad(u, support), "grad compiled": lambda: compiled.grad(u, support),
-            "linearize eager": lambda: eager.linearize(u, support, with_grad=False),
-            "linearize compiled": lambda: compiled.linearize(u, support, with_grad=False),
-            "hvp eager": lambda: eager.hvp_at(lin_e, v, support),
-            "hvp compiled": lambda: compiled.hvp_at(lin_c, v, support),
-        }, repeats=7, warmup=3)
+        with torch.inference_mode():  # as the estimators run them
+            t0 = time.perf_counter()
+            compiled.compile_passes()
+            lin_c = compiled.linearize(u, support)
+            compiled.linearize(u, support, with_grad=False)
+            compiled.hvp_at(lin_c, v, support)
+            compiled.grad(u, support)
+            pass_compile_s = time.perf_counter() - t0
+            lin_e = eager.linearize(u, support)
+            ms = interleaved_ms({
+                "grad eager": lambda: eager.grad(u, support), "grad compiled": lambda: compiled.grad(u, support),
+                "linearize eager": lambda: eager.linearize(u, support, with_grad=False),
+                "linearize compiled": lambda: compiled.linearize(u, support, with_grad=False),
+                "hvp eager": lambda: eager.hvp_at(lin_e, v, support),
+                "hvp compiled": lambda: compiled.hvp_at(lin_c, v, support),
+            }, repeats=7, warmup=3)
         print(f"\n## {wname}: {sizes}, 5 tasks x {shot} support / {val} query, K = {K}")
         print("passes: " + "; ".join(
             f"{p} {ms[p + ' eager'] * 1e3:.0f} -> {ms[p + ' compiled'] * 1e3:.0f} us "

@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import VARIANTS, cf_problem, interleaved_ms  # noqa: E402
 
 from adjoint_meta.estimators import build  # noqa: E402
-from adjoint_meta.estimators.core import descend, stack  # noqa: E402
+from adjoint_meta.estimators.core import plain_training  # noqa: E402
 from adjoint_meta.memory import measure_peak  # noqa: E402
 from adjoint_meta.runtime import tune_allocator  # noqa: E402
 
@@ -51,7 +51,7 @@ def estimator(name: str, K: int):
 def measure_memory(name: str, K: int, problem, theta, device: str) -> dict:
     """Peak extra memory of one meta-update (or of plain inner training) at K, in-process."""
     if name == "plain":
-        fn = lambda: descend(problem, stack(theta, problem.n_tasks), K, ALPHA)  # noqa: E731
+        fn = lambda: plain_training(problem, theta, K, ALPHA)  # noqa: E731
     else:
         est = estimator(name, K)
         fn = lambda: est(theta, problem)  # noqa: E731
@@ -83,7 +83,7 @@ def main() -> None:
     for K in args.steps:
         ests = {name: estimator(name, K) for name in args.estimators}
         stats = {name: est(theta, problem).stats for name, est in ests.items()}
-        fns = {"plain": lambda: descend(problem, stack(theta, problem.n_tasks), K, ALPHA)}
+        fns = {"plain": lambda: plain_training(problem, theta, K, ALPHA)}
         fns.update({name: (lambda e=est: e(theta, problem)) for name, est in ests.items()})
         ms = interleaved_ms(fns, repeats=args.repeats, sync=sync)
         for name in ["plain", *args.estimators]:

@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import cf_problem, interleaved_ms  # noqa: E402
 
 from adjoint_meta.estimators import build  # noqa: E402
-from adjoint_meta.estimators.core import descend, stack  # noqa: E402
+from adjoint_meta.estimators.core import plain_training  # noqa: E402
 from adjoint_meta.runtime import tune_allocator  # noqa: E402
 
 ALPHA = 0.01
@@ -106,7 +106,7 @@ def main() -> None:
             "ours: unrolled autograd": build("maml", {}, K, ALPHA),
         }
         reference = ours["ours: exact adjoint (lin.)"](theta, problem).grad.mean(0)
-        fns = {"plain inner training": lambda: descend(problem, stack(theta, problem.n_tasks), K, ALPHA)}
+        fns = {"plain inner training": lambda: plain_training(problem, theta, K, ALPHA)}
         diffs = {}
         for name, est in ours.items():
             diffs[name] = float((est(theta, problem).grad.mean(0) - reference).norm() / reference.norm())

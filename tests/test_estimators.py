@@ -294,3 +294,21 @@ def test_checkpointed_dopri5_is_within_its_tolerance(setup):
     full = grad_of("amaml", {**cfg, "keep_every": 1}, 40, 0.01, theta, problem)
     ckpt = grad_of("amaml", {**cfg, "keep_every": "sqrt"}, 40, 0.01, theta, problem)
     assert ref.rel(ckpt.grad, full.grad) < 1e-6
+
+
+# ---------------------------------------------------------------- inference mode
+@pytest.mark.parametrize("name", available())
+def test_inference_mode_changes_nothing_but_speed(name):
+    """Estimators without autograd run in inference mode; their result is the one computed with
+    autograd's bookkeeping on, and the data they used still serves unrolled MAML afterwards."""
+    m = MLP(SIZES, "tanh")
+    support, query = ref.problem_data(SIZES, B=3, n_support=10, n_query=12, seed=3)
+    problem, theta = InnerProblem(m, support, query), m.init(torch.Generator().manual_seed(0), D)
+    cfg = AMAML if name == "amaml" else {}
+    fast = build(name, cfg, 8, 0.05, seed=2)(theta, problem)
+    plain = build(name, cfg, 8, 0.05, seed=2).estimate(theta, problem)
+    uses_autograd = build(name, cfg, 8, 0.05).uses_autograd
+    assert fast.grad.is_inference() is not uses_autograd
+    assert torch.equal(fast.grad, plain.grad) and torch.equal(fast.query_loss, plain.query_loss)
+    after = build("maml", {}, 8, 0.05)(theta, problem).grad  # same Data, autograd through it
+    assert ref.rel(after, ref.maml_grad(m, theta, support, query, 8, 0.05)) < 1e-10

@@ -196,7 +196,9 @@ class _Poisoned:
         if self.calls == self.at:
             if self.drop:
                 return type(mg)(mg.grad[1:], mg.query_loss[1:], mg.stats)
-            mg.grad[0, 3] = float("nan")
+            grad = mg.grad.clone()
+            grad[0, 3] = float("nan")
+            return type(mg)(grad, mg.query_loss, mg.stats)
         return mg
 
     def state_dict(self):

@@ -91,3 +91,31 @@ def test_standardized_tasks_have_zero_mean_unit_std_on_training_points(tasks):
     train = table[table["split"] == "train"]
     for col in ("x0", "x1", "y"):
         assert abs(train[col].mean()) < 1e-5 and abs(train[col].std(ddof=0) - 1) < 1e-5
+
+
+@pytest.mark.parametrize("optimizer", ["gd", "adam"])
+def test_finetuning_equals_a_plain_loop(optimizer):
+    """Fine-tuning at evaluation (in inference mode) takes the steps a plain loop takes."""
+    from adjoint_meta.evaluate import errors, finetune_curve
+    from adjoint_meta.model import MLP
+    import reference as ref
+
+    m = MLP([2, 6, 6, 1], "tanh")
+    support, evaluation = ref.problem_data([2, 6, 6, 1], B=3, n_support=10, n_query=12, seed=4)
+    theta = m.init(torch.Generator().manual_seed(0), torch.float64)
+    curve = finetune_curve(m, theta, support, evaluation, [0, 3, 7], optimizer, 0.05)
+    u = torch.nn.Parameter(theta.unsqueeze(0).repeat(3, 1))
+    opt = torch.optim.Adam([u], lr=0.05, weight_decay=1e-6) if optimizer == "adam" else None
+    expect = {0: errors(m, u.detach(), evaluation)}
+    for step in range(1, 8):
+        g = m.grad(u.detach(), support)
+        if opt is None:
+            u = torch.nn.Parameter(u.detach() - 0.05 * g)
+        else:
+            u.grad = g
+            opt.step()
+        expect[step] = errors(m, u.detach(), evaluation)
+    for step in (0, 3, 7):
+        for got, want in zip(curve[step], expect[step]):
+            assert torch.allclose(got, want, rtol=1e-12, atol=0)
+    assert not torch.allclose(curve[7][0], curve[0][0])  # it did move

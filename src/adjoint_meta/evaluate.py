@@ -55,16 +55,17 @@ def finetune_curve(model: MLP, theta: torch.Tensor, support: Data, evaluation: D
         opt = torch.optim.Adam([u], lr=lr, weight_decay=1e-6)
     scaling = (float(target["shift"]), float(target["scale"])) if target else (0.0, 1.0)
     out, done = {}, 0
-    for stop in steps:
-        for _ in range(stop - done):
-            g = model.grad(u.detach(), support)
-            if opt is None:
-                u = u - lr * g
-            else:
-                u.grad = g
-                opt.step()
-        done = stop
-        out[stop] = errors(model, u.detach(), evaluation, *scaling)
+    with torch.inference_mode():  # no autograd anywhere: skip its bookkeeping
+        for stop in steps:
+            for _ in range(stop - done):
+                g = model.grad(u.detach(), support)
+                if opt is None:
+                    u = u - lr * g
+                else:
+                    u.grad = g
+                    opt.step()
+            done = stop
+            out[stop] = errors(model, u.detach(), evaluation, *scaling)
     return out
 
 

@@ -57,8 +57,9 @@ _CONSTANTS: dict = {}
 
 
 def _constant(value: float, a: Tensor) -> Tensor:
-    """A cached 0-d tensor of a's dtype and device (cheaper than a Python scalar operand)."""
-    key = (value, a.dtype, a.device)
+    """A cached 0-d tensor of a's dtype and device (cheaper than a Python scalar operand); one
+    per mode, since a constant made in inference mode cannot enter an autograd graph."""
+    key = (value, a.dtype, a.device, torch.is_inference_mode_enabled())
     if key not in _CONSTANTS:
         _CONSTANTS[key] = torch.full((), value, dtype=a.dtype, device=a.device)
     return _CONSTANTS[key]
@@ -118,26 +119,18 @@ class Data:
     x: Tensor
     y: Tensor
     w: Tensor
-    _y3: Tensor | None = field(default=None, repr=False, compare=False)
-    _w2: Tensor | None = field(default=None, repr=False, compare=False)
+    y3: Tensor = field(init=False, repr=False, compare=False)  # targets as [B, N, 1], the output's shape
+    w2: Tensor = field(init=False, repr=False, compare=False)  # 2 w as [B, N, 1]: d loss / d prediction = 2 w (f - y)
+
+    def __post_init__(self):
+        # made with the data (not on first use), so that data made outside inference mode never
+        # caches inference tensors that autograd (unrolled MAML) could not save
+        self.y3 = self.y.unsqueeze(-1)
+        self.w2 = (2.0 * self.w).unsqueeze(-1)
 
     @property
     def n_tasks(self) -> int:
         return self.x.shape[0]
-
-    @property
-    def y3(self) -> Tensor:
-        """Targets as ``[B, N, 1]`` (the network's output shape)."""
-        if self._y3 is None:
-            self._y3 = self.y.unsqueeze(-1)
-        return self._y3
-
-    @property
-    def w2(self) -> Tensor:
-        """2 w as ``[B, N, 1]``: d loss / d prediction = 2 w (f - y)."""
-        if self._w2 is None:
-            self._w2 = (2.0 * self.w).unsqueeze(-1)
-        return self._w2
 
     def repeat(self, times: int) -> "Data":
         """The same tasks stacked ``times`` times along the task axis (task-major blocks)."""

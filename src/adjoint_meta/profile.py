@@ -11,7 +11,7 @@ same tasks).  Per point it records:
 * ``ms_median/min/max``: wall time of ``repeats`` meta-updates after one
   warm-up call, timed with ``time.perf_counter`` (CUDA synchronized around each).
   The calls are interleaved with as many calls of *plain inner training* (the K
-  gradient steps of ``estimators.core.descend``, no meta-gradient), so the
+  gradient steps of ``estimators.core.plain_training``, no meta-gradient), so the
   ``plain_ms`` median and ``ratio = ms_median / plain_ms`` compare runs made side
   by side under the same machine conditions.
 * ``peak_bytes``: the growth of memory in use during one more meta-update,
@@ -41,7 +41,7 @@ import torch
 
 from adjoint_meta import config, runtime
 from adjoint_meta.estimators import InnerProblem, build
-from adjoint_meta.estimators.core import descend, stack
+from adjoint_meta.estimators.core import plain_training
 from adjoint_meta.io import atomic_path
 from adjoint_meta.memory import UNAVAILABLE, measure_peak
 from adjoint_meta.model import MLP, Data
@@ -138,7 +138,7 @@ def profile_point(model: MLP, theta: torch.Tensor, problem: InnerProblem, kind: 
     K = config.inner_steps(kind, steps)
     est = build(kind, est_cfg, K, alpha, seed)
     # the reference is plain inner training of the swept K, also for estimators that run fewer steps (MAML-1)
-    plain = lambda: descend(problem, stack(theta, problem.n_tasks), steps, alpha)  # noqa: E731
+    plain = lambda: plain_training(problem, theta, steps, alpha)  # noqa: E731
     times = time_interleaved({"est": lambda: est(theta, problem), "plain": plain}, repeats, device)
     mg, peak, method = measure_peak(lambda: est(theta, problem), device)
     ms, plain_ms = statistics.median(times["est"]), statistics.median(times["plain"])

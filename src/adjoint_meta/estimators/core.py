@@ -214,6 +214,13 @@ def descend(problem: InnerProblem, u: Tensor, steps: int, alpha: float,
     return u
 
 
+def plain_training(problem: InnerProblem, theta: Tensor, steps: int, alpha: float) -> Tensor:
+    """K gradient-descent steps from theta for every task and nothing else: the baseline every
+    estimator's cost is quoted against, run in inference mode as the estimators are."""
+    with torch.inference_mode():
+        return descend(problem, stack(theta, problem.n_tasks), steps, alpha)
+
+
 def discrete_adjoint(problem: InnerProblem, trajectory: Trajectory, lam: Tensor, alpha: float,
                      steps: int | None = None) -> Tensor:
     """Exact reverse sweep of K gradient-descent steps.

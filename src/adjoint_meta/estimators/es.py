@@ -30,7 +30,7 @@ class EvolutionStrategies(Estimator):
     def load_state_dict(self, state: dict) -> None:
         self.generator.set_state(state["generator"])
 
-    def __call__(self, theta: torch.Tensor, problem: InnerProblem) -> MetaGradient:
+    def estimate(self, theta: torch.Tensor, problem: InnerProblem) -> MetaGradient:
         N = int(self.cfg.get("directions", 20))
         sigma = float(self.cfg.get("sigma", 0.01))
         B, P = problem.n_tasks, theta.numel()

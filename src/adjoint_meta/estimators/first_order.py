@@ -17,7 +17,7 @@ class Fomaml(Estimator):
     name = "fomaml"
     label = "FOMAML"
 
-    def __call__(self, theta: torch.Tensor, problem: InnerProblem) -> MetaGradient:
+    def estimate(self, theta: torch.Tensor, problem: InnerProblem) -> MetaGradient:
         phi = descend(problem, stack(theta, problem.n_tasks), self.steps, self.alpha)
         loss, grad = problem.query_loss_and_grad(phi)
         return MetaGradient(grad, loss)
@@ -28,6 +28,6 @@ class Reptile(Estimator):
     name = "reptile"
     label = "Reptile"
 
-    def __call__(self, theta: torch.Tensor, problem: InnerProblem) -> MetaGradient:
+    def estimate(self, theta: torch.Tensor, problem: InnerProblem) -> MetaGradient:
         phi = descend(problem, stack(theta, problem.n_tasks), self.steps, self.alpha)
         return MetaGradient(theta.unsqueeze(0) - phi, problem.query_loss(phi))

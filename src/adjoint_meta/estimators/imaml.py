@@ -18,7 +18,7 @@ class Imaml(Estimator):
     name = "imaml"
     label = "iMAML"
 
-    def __call__(self, theta: torch.Tensor, problem: InnerProblem) -> MetaGradient:
+    def estimate(self, theta: torch.Tensor, problem: InnerProblem) -> MetaGradient:
         lam = float(self.cfg.get("lam", 1.0))
         prox = InnerProblem(problem.model, problem.support, problem.query, lam, theta)
         phi = descend(prox, stack(theta, problem.n_tasks), self.steps, self.alpha)

@@ -16,8 +16,9 @@ from adjoint_meta.estimators.core import InnerProblem, descend, stack
 class Maml(Estimator):
     name = "maml"
     label = "MAML (unrolled autograd)"
+    uses_autograd = True
 
-    def __call__(self, theta: torch.Tensor, problem: InnerProblem) -> MetaGradient:
+    def estimate(self, theta: torch.Tensor, problem: InnerProblem) -> MetaGradient:
         with torch.enable_grad():
             u0 = stack(theta.detach(), problem.n_tasks).requires_grad_(True)
             uK = descend(problem, u0, self.steps, self.alpha)
