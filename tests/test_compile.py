@@ -15,8 +15,14 @@ pytestmark = pytest.mark.skipif(shutil.which("g++") is None and shutil.which("c+
                                 reason="torch.compile's CPU backend needs a C++ compiler")
 
 
-@pytest.mark.parametrize("activation", ["tanh", "relu"])
-def test_compiled_passes_equal_the_eager_ones(activation):
+@pytest.mark.parametrize("activation, inference", [("tanh", False), ("relu", False), ("tanh", True)])
+def test_compiled_passes_equal_the_eager_ones(activation, inference):
+    """Also in inference mode, where the estimators call them."""
+    with torch.inference_mode(inference):
+        _compare_passes(activation)
+
+
+def _compare_passes(activation):
     g = torch.Generator().manual_seed(0)
     sizes = [2, 6, 5, 1]
     eager, compiled = MLP(sizes, activation), MLP(sizes, activation).compile_passes()
@@ -41,10 +47,11 @@ def test_compiled_passes_equal_the_eager_ones(activation):
             assert len(fa) == len(fb) and all((p is None) == (q is None) for p, q in zip(fa, fb))
             assert all(p is None or close(q, p) for p, q in zip(fa, fb))
         assert close(compiled.hvp_at(b, v, data), eager.hvp_at(a, v, data))
-    with torch.enable_grad():  # unrolled MAML differentiates through the pass: it stays eager, exactly
-        w = u.clone().requires_grad_(True)
-        assert torch.equal(compiled.grad(w, data), eager.grad(w, data))
-        assert compiled.grad(w, data).requires_grad
+    if not torch.is_inference_mode_enabled():
+        with torch.enable_grad():  # unrolled MAML differentiates through the pass: it stays eager, exactly
+            w = u.clone().requires_grad_(True)
+            assert torch.equal(compiled.grad(w, data), eager.grad(w, data))
+            assert compiled.grad(w, data).requires_grad
 
 
 def test_the_switch_compiles_the_training_model_only_when_on(tmp_path, monkeypatch):

@@ -334,45 +334,46 @@ class MLP:
         """The product itself on plain tensors (what torch.compile traces)."""
         vparams = self.unflatten(v)
         L = len(params)
-        # R-forward
+        # R-forward (in place wherever a temporary is not kept: fewer fresh buffers per product)
         Rz: list[Tensor] = [None] * L  # type: ignore[list-item]
         Ra: list[Tensor | None] = [None] * L
         for l in range(L - 1):
             V, Vb = vparams[l]
             rz = torch.baddbmm(Vb.unsqueeze(1), acts[l], V)
             if Ra[l] is not None:
-                rz = torch.baddbmm(rz, Ra[l], params[l][0])
+                rz.baddbmm_(Ra[l], params[l][0])
             Rz[l] = rz
             Ra[l + 1] = slopes[l + 1] * rz
         V, Vb = vparams[-1]  # the one-unit output layer (see _row_dot)
         Vt = V.transpose(1, 2)
         rz = acts[-1] * Vt
         if Ra[-1] is not None:
-            rz = torch.addcmul(rz, Ra[-1], weights_t[-1])  # Ra[-1] exists only when L > 1
-        Rz[-1] = torch.add(rz.sum(-1, keepdim=True), Vb.unsqueeze(1))
+            rz.addcmul_(Ra[-1], weights_t[-1])  # Ra[-1] exists only when L > 1
+        Rz[-1] = rz.sum(-1, keepdim=True).add_(Vb.unsqueeze(1))
         # R-backward
         pieces: list[Tensor] = [None] * (2 * L)  # type: ignore[list-item]
         Rd = Rz[-1] * w2
         for l in range(L - 1, -1, -1):
             out = l == L - 1
             if out:
-                gW = acts[l] * Rd if Ra[l] is None else torch.addcmul(acts[l] * Rd, Ra[l], deltas[l])
+                gW = acts[l] * Rd
+                if Ra[l] is not None:
+                    gW.addcmul_(Ra[l], deltas[l])
                 pieces[2 * l] = gW.sum(1)
             else:
-                if Ra[l] is None:
-                    gW = torch.bmm(acts_t[l], Rd)
-                else:
-                    gW = torch.baddbmm(torch.bmm(acts_t[l], Rd), Ra[l].transpose(1, 2), deltas[l])
+                gW = torch.bmm(acts_t[l], Rd)
+                if Ra[l] is not None:
+                    gW.baddbmm_(Ra[l].transpose(1, 2), deltas[l])
                 pieces[2 * l] = gW.flatten(1)
             pieces[2 * l + 1] = Rd.sum(1)
             if l > 0:
                 if out:
-                    Re = torch.addcmul(Rd * weights_t[l], deltas[l], Vt)
+                    Re = (Rd * weights_t[l]).addcmul_(deltas[l], Vt)
                 else:
-                    Re = torch.baddbmm(torch.bmm(Rd, weights_t[l]), deltas[l], vparams[l][0].transpose(1, 2))
-                Rd = Re * slopes[l]
+                    Re = torch.bmm(Rd, weights_t[l]).baddbmm_(deltas[l], vparams[l][0].transpose(1, 2))
+                Rd = Re.mul_(slopes[l])
                 if curv[l] is not None:
-                    Rd = torch.addcmul(Rd, curv[l], Rz[l - 1])
+                    Rd.addcmul_(curv[l], Rz[l - 1])
         return torch.cat(pieces, dim=1)
 
     def hvp(self, u: Tensor, v: Tensor, data: Data) -> Tensor:
