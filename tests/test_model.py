@@ -63,6 +63,18 @@ def test_hvp_matches_double_backward_of_batched_loss():
     assert torch.allclose(m.hvp(u, v, data), hv, rtol=1e-11, atol=1e-11)
 
 
+@pytest.mark.parametrize("activation", ["tanh", "sigmoid", "relu"])
+def test_autograd_through_the_gradient_pass_gives_the_hvp(activation):
+    """Unrolled MAML differentiates the hand-written gradient pass, whose temporaries are partly
+    updated in place: autograd through it must still give the Hessian-vector product."""
+    m, u, data = _problem([3, 7, 6, 1], B=4)
+    m = MLP([3, 7, 6, 1], activation)
+    v = torch.randn_like(u)
+    uu = u.clone().requires_grad_(True)
+    (hv,) = torch.autograd.grad((m.grad(uu, data) * v).sum(), uu)
+    assert torch.allclose(hv, m.hvp(u, v, data), rtol=1e-11, atol=1e-11)
+
+
 def test_hvp_is_symmetric():
     m, u, data = _problem([3, 10, 10, 1])
     a, b = torch.randn_like(u), torch.randn_like(u)
