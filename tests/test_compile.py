@@ -70,3 +70,23 @@ def test_the_switch_compiles_the_training_model_only_when_on(tmp_path, monkeypat
         spec["meta"]["meta_epochs"] = 2
         summary = train.run(spec, cell, str(tasks), str(tmp_path / f"{on}.pt"), str(tmp_path / f"{on}.csv"))
         assert summary["compiled"] is on and len(calls) == int(on)
+
+
+def test_each_compiled_pass_is_one_graph():
+    """A graph break would put Python back between the generated kernels (what makes the switch
+    pay); in inference mode, where the estimators call the passes."""
+    import torch._dynamo
+
+    g = torch.Generator().manual_seed(0)
+    m = MLP([2, 6, 5, 1], "tanh")
+    data = Data(torch.randn(3, 7, 2, generator=g), torch.randn(3, 7, generator=g), torch.full((3, 7), 1 / 7))
+    u, v = torch.randn(3, m.n_params, generator=g), torch.randn(3, m.n_params, generator=g)
+    with torch.inference_mode():
+        lin = m.linearize(u, data)
+        calls = {"first_order": (m._first_order, (u, data.x, data.y3, data.w2, True)),
+                 "linearization": (m._linearization, (u, data.x, data.y3, data.w2, False, False)),
+                 "hvp": (m._hvp, (lin.acts, lin.slopes, lin.deltas, lin.curv, lin.params, lin.weights_t,
+                                  lin.acts_t, v, data.w2))}
+        for name, (fn, args) in calls.items():
+            explained = torch._dynamo.explain(fn)(*args)
+            assert explained.graph_break_count == 0 and explained.graph_count == 1, (name, explained.break_reasons)

@@ -57,11 +57,11 @@ _CONSTANTS: dict = {}
 
 
 def _constant(value: float, a: Tensor) -> Tensor:
-    """A cached 0-d tensor of a's dtype and device (cheaper than a Python scalar operand); one
-    per mode, since a constant made in inference mode cannot enter an autograd graph."""
-    key = (value, a.dtype, a.device, torch.is_inference_mode_enabled())
+    """A cached 0-d tensor of a's dtype and device (cheaper than a Python scalar operand)."""
+    key = (value, a.dtype, a.device)
     if key not in _CONSTANTS:
-        _CONSTANTS[key] = torch.full((), value, dtype=a.dtype, device=a.device)
+        with torch.inference_mode(False):  # a normal tensor: usable in inference mode and by autograd
+            _CONSTANTS[key] = torch.full((), value, dtype=a.dtype, device=a.device)
     return _CONSTANTS[key]
 
 
