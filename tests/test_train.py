@@ -9,8 +9,11 @@ import pandas as pd
 import pytest
 import torch
 
+import reference as ref
 from adjoint_meta import config, make_tasks, train
+from adjoint_meta.evaluate import errors, finetune_curve
 from adjoint_meta.io import read_json
+from adjoint_meta.model import MLP
 from conftest import TEST_PARAMS
 
 
@@ -96,10 +99,6 @@ def test_standardized_tasks_have_zero_mean_unit_std_on_training_points(tasks):
 @pytest.mark.parametrize("optimizer", ["gd", "adam"])
 def test_finetuning_equals_a_plain_loop(optimizer):
     """Fine-tuning at evaluation (in inference mode) takes the steps a plain loop takes."""
-    from adjoint_meta.evaluate import errors, finetune_curve
-    from adjoint_meta.model import MLP
-    import reference as ref
-
     m = MLP([2, 6, 6, 1], "tanh")
     support, evaluation = ref.problem_data([2, 6, 6, 1], B=3, n_support=10, n_query=12, seed=4)
     theta = m.init(torch.Generator().manual_seed(0), torch.float64)

@@ -40,9 +40,7 @@ class Estimator:
         """The meta-gradient.  Estimators that do not use autograd run in inference mode, where
         tensor operations skip autograd's bookkeeping (measured: the gradient and Hessian-vector
         passes 6-7% faster); what they return are then inference tensors, read-only outside it."""
-        if self.uses_autograd:
-            return self.estimate(theta, problem)
-        with torch.inference_mode():
+        with torch.inference_mode(not self.uses_autograd):
             return self.estimate(theta, problem)
 
     def estimate(self, theta: Tensor, problem: InnerProblem) -> MetaGradient:
