@@ -73,6 +73,28 @@ def test_stored_linearizations_drop_the_gradient(setup):
         assert all(lin.grad is None for lin in traj.items.values() if not isinstance(lin, torch.Tensor))
 
 
+def test_stored_linearizations_free_the_states(setup):
+    """A stored linearization keeps its own copy of the weights a product reads and no view into
+    the state, so the states themselves are freed (only the last one is kept)."""
+    from adjoint_meta.estimators.core import Trajectory, descend, gd_step, stack
+    m, problem, theta = setup
+    traj = Trajectory(problem, "linearizations", 1, gd_step(0.05))
+    descend(problem, stack(theta, problem.n_tasks), 12, 0.05, traj)
+    state_bytes = problem.n_tasks * m.n_params * theta.element_size()
+    for lin in traj.items.values():
+        assert lin.u is None and lin.params[0] == (None, None)
+        for W, b in lin.params[1:]:
+            assert b is None and W.untyped_storage().nbytes() == W.numel() * W.element_size() < state_bytes
+    # the stored bytes are the full linearization's less the state, plus the copied weights
+    kept = sum(n_in * n_out for _, _, _, n_in, n_out in m.layers[1:])
+    full = problem.linearize(stack(theta, problem.n_tasks), with_grad=False)
+    assert traj.items[0].nbytes() == full.nbytes() - problem.n_tasks * (m.n_params - kept) * theta.element_size()
+    assert traj.nbytes() == sum(lin.nbytes() for lin in traj.items.values())
+    assert torch.equal(traj.state(11), traj._last)
+    with pytest.raises(LookupError, match="state 3: a trajectory that stores linearizations keeps only the last"):
+        traj.state(3)
+
+
 def test_maml_equals_central_finite_differences(setup):
     m, problem, theta = setup
     K, alpha, eps = 12, 0.05, 1e-5

@@ -146,7 +146,7 @@ class Data:
 class Linearization:
     """What a Hessian-vector product at ``u`` reuses: activations a_l, s'(z), deltas d_l and c_l
     (and, to save a few tensor operations per product, the weight views and transposes)."""
-    u: Tensor
+    u: Tensor | None                   # None once stored (see for_storage)
     acts: list[Tensor]                 # a_0 = x, ..., a_{L-1}  (inputs of each layer)
     slopes: list[Tensor | None]        # slopes[l] = s'(z_{l-1}) as a function of a_l, l >= 1
     deltas: list[Tensor]               # d_l = dL/dz_l
@@ -158,13 +158,25 @@ class Linearization:
     acts_t: list[Tensor] = field(default_factory=list, repr=False)      # a_l^T
 
     def nbytes(self) -> int:
-        ts = [self.u, *self.acts[1:], *self.deltas] + [t for t in self.slopes + self.curv if t is not None]
+        ts = [*self.acts[1:], *self.deltas] + [t for t in self.slopes + self.curv if t is not None]
+        ts += [self.u] if self.u is not None else [W for W, _ in self.params if W is not None]
         return sum(t.numel() * t.element_size() for t in ts)
 
     def without_grad(self) -> "Linearization":
-        """The same linearization without its gradient: what a stored trajectory keeps once the
-        step that needed the gradient is taken (one parameter vector less per stored state)."""
+        """The same linearization without its gradient: what a recomputed segment keeps once the
+        step that needed the gradient is taken (one parameter vector less per state)."""
         return replace(self, grad=None)
+
+    def for_storage(self) -> "Linearization":
+        """What a trajectory keeps of this linearization for a product much later: no gradient,
+        loss or state, and of the parameters only the weights a product reads (those of the layers
+        after the first), copied so that the state itself is freed.  On wide inputs the first layer
+        is most of P (100-40-40-1: 4,000 of 5,721 per task), and everything kept here is memory
+        the backward sweep reads back from far outside the caches."""
+        weights = [W.clone() for W, _ in self.params[1:]]
+        return Linearization(None, self.acts, self.slopes, self.deltas, self.curv, None, None,
+                             [(None, None), *((W, None) for W in weights)],
+                             [None, *(W.transpose(1, 2) for W in weights)], self.acts_t)
 
     def rows(self, start: int, stop: int) -> "Linearization":
         """The linearization of tasks ``start:stop`` (views, nothing copied)."""
@@ -173,7 +185,7 @@ class Linearization:
         return Linearization(
             self.u[start:stop], [a[start:stop] for a in self.acts], [cut(t) for t in self.slopes],
             [d[start:stop] for d in self.deltas], [cut(t) for t in self.curv], cut(self.grad), cut(self.loss),
-            [(W[start:stop], b[start:stop]) for W, b in self.params], [cut(t) for t in self.weights_t],
+            [(cut(W), cut(b)) for W, b in self.params], [cut(t) for t in self.weights_t],
             [a[start:stop] for a in self.acts_t])
 
 

@@ -99,8 +99,9 @@ class Trajectory:
 
     ``store='states'``: one parameter vector per step (memory n x P); the backward sweep
     re-linearizes each state (one extra forward/backward pass per step).
-    ``store='linearizations'``: also the activations and deltas of the forward sweep's own
-    gradient evaluation (memory n x (P + N x widths)); nothing is recomputed.
+    ``store='linearizations'``: instead of the state, the activations and deltas of the forward
+    sweep's own gradient evaluation plus the weights a product reads (all but the first layer's;
+    memory n x (P - P_0 + N x widths)); nothing is recomputed, and only the last state is kept.
     ``keep_every = c > 1`` (checkpointing): only every c-th state is kept; when the backward
     sweep reaches a segment it recomputes the segment's states from its checkpoint with
     ``step(u_i, lin_i, i) -> u_{i+1}``, linearizing each state once (which the sweep needs
@@ -131,7 +132,7 @@ class Trajectory:
         self._last = u
         if j % self.keep_every == 0:
             keep_lin = lin is not None and self.store == "linearizations" and self.keep_every == 1
-            self.items[j] = lin.without_grad() if keep_lin else u
+            self.items[j] = lin.for_storage() if keep_lin else u
 
     def _lookup(self, j: int) -> Tensor | Linearization:
         if j in self.items:
@@ -156,8 +157,14 @@ class Trajectory:
         self._segment_peak = max(self._segment_peak, sum(_nbytes(v) for v in self._segment.values()))
 
     def state(self, j: int) -> Tensor:
+        if j == self._n - 1 and self._last is not None:
+            return self._last
         item = self._lookup(j)
-        return item.u if isinstance(item, Linearization) else item
+        if not isinstance(item, Linearization):
+            return item
+        if item.u is None:
+            raise LookupError(f"state {j}: a trajectory that stores linearizations keeps only the last state")
+        return item.u
 
     def linearization(self, j: int) -> Linearization:
         """The linearization at state j.  Backward sweeps ask for j, j-1, ..., 0: a stored state is
