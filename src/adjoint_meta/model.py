@@ -183,7 +183,7 @@ class Linearization:
         def cut(t):
             return None if t is None else t[start:stop]
         return Linearization(
-            self.u[start:stop], [a[start:stop] for a in self.acts], [cut(t) for t in self.slopes],
+            cut(self.u), [a[start:stop] for a in self.acts], [cut(t) for t in self.slopes],
             [d[start:stop] for d in self.deltas], [cut(t) for t in self.curv], cut(self.grad), cut(self.loss),
             [(cut(W), cut(b)) for W, b in self.params], [cut(t) for t in self.weights_t],
             [a[start:stop] for a in self.acts_t])
