@@ -19,7 +19,7 @@ import torch
 
 from adjoint_meta.io import atomic_path
 
-FORMAT = 1
+FORMAT = 2  # 2: the optimizer state of adjoint_meta.optim
 
 
 class CheckpointError(RuntimeError):

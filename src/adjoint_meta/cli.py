@@ -11,7 +11,7 @@ import argparse
 import sys
 from typing import Callable
 
-from adjoint_meta import config
+from adjoint_meta import config, usage
 
 EXIT_PARAMS = 2
 EXIT_FAILURE = 1
@@ -260,6 +260,8 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(args, f"adjoint-meta {args.command}: {exc}", EXIT_PARAMS)
     except (OSError, ValueError, RuntimeError) as exc:
         return _fail(args, f"adjoint-meta {args.command}: error: {exc}", EXIT_FAILURE)
+    if getattr(args, "log", None):
+        usage.append_to(args.log)
     return 0
 
 

@@ -19,7 +19,7 @@ import math
 
 import torch
 
-from adjoint_meta import runtime
+from adjoint_meta import optim, runtime
 from adjoint_meta.estimators.core import stack
 from adjoint_meta.io import atomic_path, write_json
 from adjoint_meta.model import MLP, Data, build_model
@@ -49,23 +49,20 @@ def finetune_curve(model: MLP, theta: torch.Tensor, support: Data, evaluation: D
                    optimizer: str, lr: float, target: dict | None = None) -> dict[int, tuple[torch.Tensor, torch.Tensor]]:
     """Errors of all test tasks at each step in ``steps`` while fine-tuning from theta."""
     u = stack(theta, support.n_tasks)
-    opt = None
-    if optimizer == "adam":  # Adam is elementwise, so one optimizer on [T, P] = T independent ones
-        u = torch.nn.Parameter(u)
-        opt = torch.optim.Adam([u], lr=lr, weight_decay=1e-6)
+    # Adam is elementwise, so one optimizer on [T, P] = T independent ones
+    opt = optim.Adam(u, lr, weight_decay=1e-6) if optimizer == "adam" else None
     scaling = (float(target["shift"]), float(target["scale"])) if target else (0.0, 1.0)
     out, done = {}, 0
     with torch.inference_mode():  # no autograd anywhere: skip its bookkeeping
         for stop in steps:
             for _ in range(stop - done):
-                g = model.grad(u.detach(), support)
+                g = model.grad(u, support)
                 if opt is None:
                     u = u - lr * g
                 else:
-                    u.grad = g
-                    opt.step()
+                    opt.step(g)
             done = stop
-            out[stop] = errors(model, u.detach(), evaluation, *scaling)
+            out[stop] = errors(model, u, evaluation, *scaling)
     return out
 
 

@@ -1,7 +1,10 @@
 """Where a Snakemake run's time went: every job's `benchmark:` record, totals, and the critical path.
 
 Each rule writes logs/benchmarks/<step>/<job>.tsv (Snakemake's benchmark format:
-wall seconds ``s``, ``cpu_time``, ``max_rss`` in MB, ...).  The critical path is the
+wall seconds ``s``, ``cpu_time``, ``max_rss`` in MB, ...).  Snakemake samples CPU time
+and memory (every 30 s after the first 15 s), so where the job's log ends with its own
+accounting (``usage.py``) that is used instead, and the sampled totals are shown beside
+it.  The critical path is the
 longest chain of dependent jobs (fetch -> make-tasks -> train -> evaluate, or
 make-tasks -> profile / accuracy; then summarize -> report): no number of cores
 finishes the run faster than it.
@@ -12,21 +15,28 @@ from pathlib import Path
 
 import pandas as pd
 
-from adjoint_meta import config, paths
+from adjoint_meta import config, paths, usage
+
+
+COLUMNS = ["step", "job", "wall_s", "cpu_s", "max_rss_mb", "sampled_cpu_s", "sampled_rss_mb", "from_log"]
 
 
 def read_benchmarks(root: str | Path = ".") -> pd.DataFrame:
-    """One row per job: step, job, wall_s, cpu_s, max_rss_mb (empty frame if there are none)."""
+    """One row per job: step, job, wall_s, cpu_s, max_rss_mb (from the job's log where it has
+    them, else Snakemake's samples), Snakemake's sampled figures, and which source was used."""
     rows = []
     for tsv in sorted(Path(root).glob(paths.BENCHMARK.format(step="*", name="*"))):
         frame = pd.read_csv(tsv, sep="\t")
         if frame.empty:
             continue
         last = frame.iloc[-1]
-        rows.append({"step": tsv.parent.name, "job": tsv.stem, "wall_s": float(last["s"]),
-                     "cpu_s": float(last.get("cpu_time", float("nan"))),
-                     "max_rss_mb": float(last.get("max_rss", float("nan")))})
-    return pd.DataFrame(rows, columns=["step", "job", "wall_s", "cpu_s", "max_rss_mb"])
+        step, job = tsv.parent.name, tsv.stem
+        sampled = (float(last.get("cpu_time", float("nan"))), float(last.get("max_rss", float("nan"))))
+        own = usage.read(Path(root) / paths.LOG.format(step=step, name=job))
+        cpu, rss = own if own is not None else sampled
+        rows.append({"step": step, "job": job, "wall_s": float(last["s"]), "cpu_s": cpu, "max_rss_mb": rss,
+                     "sampled_cpu_s": sampled[0], "sampled_rss_mb": sampled[1], "from_log": own is not None})
+    return pd.DataFrame(rows, columns=COLUMNS)
 
 
 def critical_path(params: dict, bench: pd.DataFrame) -> tuple[float, list[str]]:
@@ -64,10 +74,14 @@ def summary(params: dict, root: str | Path = ".", cores: int = 2) -> str:
                                          max_rss_mb=("max_rss_mb", "max")).sort_values("wall_s", ascending=False)
     length, chain = critical_path(params, bench)
     total = bench["wall_s"].sum()
-    lines = ["# slowest jobs", bench.sort_values("wall_s", ascending=False).head(15).to_string(index=False),
+    shown = ["step", "job", "wall_s", "cpu_s", "max_rss_mb"]
+    lines = ["# slowest jobs", bench.sort_values("wall_s", ascending=False)[shown].head(15).to_string(index=False),
              "", "# per step", per_step.to_string(), "",
              f"jobs: {len(bench)}; summed wall time {total / 3600:.2f} h; summed CPU time "
              f"{bench['cpu_s'].sum() / 3600:.2f} h; largest peak memory {bench['max_rss_mb'].max():.0f} MB",
+             f"CPU time and peak memory from the jobs' own logs for {int(bench['from_log'].sum())} of {len(bench)} "
+             f"jobs (Snakemake's samples for the rest); Snakemake's samples alone: {bench['sampled_cpu_s'].sum() / 3600:.2f} h "
+             f"CPU, largest peak {bench['sampled_rss_mb'].max():.0f} MB",
              f"critical path: {length / 60:.1f} min ({' -> '.join(chain)})",
              f"no run on {cores} cores can finish in less than {max(length, total / cores) / 60:.1f} min "
              "(the longer of the critical path and the summed wall time divided by the cores)"]

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from adjoint_meta import checkpoint, config, runtime
+from adjoint_meta import checkpoint, config, optim, runtime
 from adjoint_meta.estimators import InnerProblem, build
 from adjoint_meta.estimators.flow import FlowError
 from adjoint_meta.io import atomic_path
@@ -24,14 +24,6 @@ from adjoint_meta.tasks import TaskPool
 
 class NonFiniteError(RuntimeError):
     """A meta-gradient or query loss that is NaN or infinite."""
-
-
-def make_optimizer(name: str, params: list[torch.Tensor], lr: float) -> torch.optim.Optimizer:
-    if name == "adam":
-        return torch.optim.Adam(params, lr=lr)
-    if name == "sgd":
-        return torch.optim.SGD(params, lr=lr)
-    raise ValueError(f"meta.optimizer {name!r}; allowed values: adam, sgd")
 
 
 def run(spec: dict, cell: dict, tasks_path: str, out_model: str, out_log: str,
@@ -57,10 +49,10 @@ def run(spec: dict, cell: dict, tasks_path: str, out_model: str, out_log: str,
     compiled = bool(spec["runtime"].get("compile"))
     if compiled:
         model.compile_passes()
-    theta = torch.nn.Parameter(model.init(torch_generator(master, "init", cell["dataset"], seed), dtype).to(device))
+    theta = model.init(torch_generator(master, "init", cell["dataset"], seed), dtype).to(device)
     estimator = build(kind, est_cfg, steps, alpha, seed=derive_seed(master, "estimator", *cell.values()))
     label = est_cfg.get("label") or estimator.label
-    opt = make_optimizer(optimizer, [theta], lr)
+    opt = optim.make(optimizer, theta, lr)
     gen = torch_generator(master, "tasks", cell["dataset"], cell["setting"], seed)
     shot, val = int(setting["shot"]), int(setting["val"])
     eligible = int(pool.eligible(shot, val).numel())
@@ -81,8 +73,7 @@ def run(spec: dict, cell: dict, tasks_path: str, out_model: str, out_log: str,
     extra: dict[str, float] = {}
     state = checkpoint.load(ckpt_path, owner)
     if state is not None:
-        with torch.no_grad():
-            theta.copy_(state["theta"].to(device, dtype))
+        theta.copy_(state["theta"].to(device, dtype))
         opt.load_state_dict(state["optimizer"])
         gen.set_state(state["generator"])
         estimator.load_state_dict(state["estimator"])
@@ -98,7 +89,7 @@ def run(spec: dict, cell: dict, tasks_path: str, out_model: str, out_log: str,
         problem = InnerProblem(model, support.to(device, dtype), query.to(device, dtype))
         where = f"at meta-step {step} for training task(s) {task_ids.tolist()} of {cell['dataset']} ({label}, K={steps})"
         try:
-            mg = estimator(theta.detach(), problem)
+            mg = estimator(theta, problem)
         except FlowError as exc:
             raise NonFiniteError(f"forward solve failed {where}: {exc}") from None
         ok = torch.isfinite(mg.grad).all(1) & torch.isfinite(mg.query_loss)
@@ -112,17 +103,14 @@ def run(spec: dict, cell: dict, tasks_path: str, out_model: str, out_log: str,
             log.warning("%s; skipping them (meta.on_nonfinite = skip)", msg)
             skipped_total += len(bad)
         grad = mg.grad[ok].mean(0)
-        previous = theta.detach().clone()
-        opt.zero_grad(set_to_none=True)
-        theta.grad = grad
+        previous = theta.clone()
         try:
-            opt.step()
+            opt.step(grad)
         except RuntimeError as exc:  # e.g. a learning rate that overflows the optimizer's arithmetic
             raise NonFiniteError(f"the outer update failed at meta-step {step} ({optimizer}, lr {lr:g}): {exc}; "
                                  "lower the outer learning rate") from None
         if not bool(torch.isfinite(theta).all()):
-            with torch.no_grad():
-                theta.copy_(previous)
+            theta.copy_(previous)
             raise NonFiniteError(f"theta became non-finite after the outer update at meta-step {step} "
                                  f"({optimizer}, lr {lr:g}); lower the outer learning rate")
         for k, v in mg.stats.items():
@@ -135,7 +123,7 @@ def run(spec: dict, cell: dict, tasks_path: str, out_model: str, out_log: str,
             log.info("meta-step %d/%d  query loss %.5g  elapsed %.1fs  eta %.1fs", step, n_steps, loss, elapsed, eta)
         if ckpt_every and step % ckpt_every == 0 and step < n_steps:
             checkpoint.save(ckpt_path, {
-                "step": step, "seconds": elapsed, "theta": theta.detach().cpu(), "optimizer": opt.state_dict(),
+                "step": step, "seconds": elapsed, "theta": theta.cpu(), "optimizer": opt.state_dict(),
                 "generator": gen.get_state(), "estimator": estimator.state_dict(), "rows": rows,
                 "skipped": skipped_total, "extra": extra}, owner)
 
@@ -154,7 +142,7 @@ def run(spec: dict, cell: dict, tasks_path: str, out_model: str, out_log: str,
     with atomic_path(out_log) as tmp:
         tmp.write_text(text.getvalue())
     with atomic_path(out_model) as tmp:
-        torch.save({"theta": theta.detach().cpu(), "summary": summary, "spec": spec}, tmp)
+        torch.save({"theta": theta.cpu(), "summary": summary, "spec": spec}, tmp)
     ckpt_path.unlink(missing_ok=True)
     log.info("done in %.1fs; wrote %s", wall, out_model)
     return summary
