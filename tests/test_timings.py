@@ -21,6 +21,7 @@ def test_usage_line_round_trip(tmp_path):
     cpu, peak = usage.read(log)
     assert 0 < cpu < 600 and 10 < peak < 100_000
     assert usage.read(tmp_path / "missing.log") is None
+    usage.append_to(tmp_path / "no" / "such" / "dir.log")  # an unwritable log never fails a finished job
 
 
 def test_log_figures_replace_samples_and_totals_show_both(tmp_path):

@@ -30,13 +30,17 @@ def measure() -> tuple[float, float] | None:
 
 
 def append_to(log_file: str | Path) -> None:
-    """Append the usage line to ``log_file`` (nothing when it cannot be measured)."""
+    """Append the usage line to ``log_file`` (nothing when it cannot be measured or written:
+    the job itself has succeeded by then)."""
     used = measure()
     if used is None:
         return
     stamp = time.strftime("%Y-%m-%d %H:%M:%S")
-    with open(log_file, "a") as fh:
-        fh.write(f"{stamp} INFO {PREFIX} {used[0]:.2f} s CPU (user + system), peak memory {used[1]:.1f} MB\n")
+    try:
+        with open(log_file, "a") as fh:
+            fh.write(f"{stamp} INFO {PREFIX} {used[0]:.2f} s CPU (user + system), peak memory {used[1]:.1f} MB\n")
+    except OSError:
+        pass
 
 
 def read(log_file: str | Path) -> tuple[float, float] | None:
