@@ -3,7 +3,7 @@
 Adam takes exactly torch.optim.Adam's steps (without amsgrad; weight decay added to the
 gradient), SGD those of torch.optim.SGD without momentum; ``tests/test_optim.py`` checks
 both bit for bit.  They are written out because torch.optim imports the TorchDynamo
-compiler on first use: about 1.7 s of start-up per process on a 2-core CPU, paid by every
+compiler on first use: 1.3 s of start-up per process on a 2-core CPU, paid by every
 training job for nothing.  Working on a plain tensor also spares the autograd leaf and the
 ``.grad`` bookkeeping: ``step(grad)`` takes the gradient directly.
 """
