@@ -59,7 +59,13 @@ def _dense_weights() -> list[list[float]]:
             [2 * d6[j] - 2 * d0[j] - 8 * _SOL[j] + 16 * _MID[j] for j in range(7)]]
 
 
-_DENSE = torch.tensor(_dense_weights(), dtype=torch.float64)  # [4, 7]
+_DENSE = _dense_weights()  # [4][7]
+
+
+def _dense_row(x: float) -> list[float]:
+    """Stage weights of the dense output at the fraction x of a step: sum_p x^p _DENSE[p-1]."""
+    powers = (x, x * x, x ** 3, x ** 4)
+    return [sum(p * row[j] for p, row in zip(powers, _DENSE)) for j in range(7)]
 
 
 class Dopri5Error(RuntimeError):
@@ -115,32 +121,35 @@ class Dopri5:
         dt = self._first_step(u0, g0)
         stages = torch.empty(7, flat0.shape[1], dtype=u0.dtype, device=u0.device)
         stages[0] = g0.reshape(-1)
+        rows = [self._row(f"a{i}", _A[i - 1], flat0) for i in range(1, 7)]
+        err_row = self._row("err", _ERR, flat0)
+        zero = torch.zeros((), dtype=u0.dtype, device=u0.device)
         t, y, nxt, attempts = float(times[0]), flat0, 1, 0
         while nxt < len(times):
             attempts += 1
             if attempts > self.max_steps:
                 raise Dopri5Error(f"more than {self.max_steps} steps before t = {times[nxt]:g}")
-            if not bool(torch.isfinite(y).all()):
-                raise Dopri5Error(f"non-finite state at t = {t:g}")
             if not t + dt > t:
                 raise Dopri5Error(f"step size underflow at t = {t:g} (dt = {dt:g})")
             for i in range(1, 7):
-                yi = torch.addmm(y, self._row(f"a{i}", _A[i - 1], y), stages[:i], alpha=-dt)
+                yi = torch.addmm(y, rows[i - 1], stages[:i], alpha=-dt)
                 stages[i] = self._g(yi.view(shape)).reshape(-1)
-            err = torch.mm(self._row("err", _ERR, y), stages).mul_(dt)
+            err = torch.mm(err_row, stages).mul_(dt)
             tol = torch.maximum(y.abs(), yi.abs()).mul_(self.rtol).add_(self.atol)
-            ratio = float(self.norm(err.div_(tol).view(shape)))
+            # 0 * tol is NaN where either state is infinite or NaN (maximum propagates NaN): one
+            # operation makes the ratio non-finite for a bad state as well as for a bad gradient,
+            # instead of a separate check of the state (a reduction and a sync per step)
+            ratio = float(self.norm(err.div_(tol).addcmul_(tol, zero).view(shape)))
             if not math.isfinite(ratio):
-                raise Dopri5Error(f"non-finite gradient in the step from t = {t:g} to {t + dt:g}")
+                raise Dopri5Error(f"non-finite state or gradient in the step from t = {t:g} to {t + dt:g}")
             if ratio <= 1.0:  # accepted: emit the grid times this step reached
                 t1 = t + dt
                 last = nxt
                 while last < len(times) and times[last] <= t1:
                     last += 1
                 if last > nxt:
-                    x = torch.tensor([(tj - t) / (t1 - t) for tj in times[nxt:last]], dtype=torch.float64)
-                    powers = torch.stack([x, x * x, x ** 3, x ** 4], dim=1)
-                    w = (powers @ _DENSE).to(y.dtype).to(y.device)
+                    w = torch.tensor([_dense_row((tj - t) / (t1 - t)) for tj in times[nxt:last]],
+                                     dtype=y.dtype, device=y.device)
                     for state in torch.addmm(y, w, stages, alpha=-dt).unbind(0):
                         yield state.view(shape)
                     nxt = last
