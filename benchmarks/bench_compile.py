@@ -35,11 +35,10 @@ PROTOCOL_META_STEPS = 5000
 
 def data(sizes, n, onehot, g) -> Data:
     B = 5
-    if onehot:
-        x = torch.nn.functional.one_hot(torch.randint(0, sizes[0], (B, n), generator=g), sizes[0]).float()
-    else:
-        x = torch.rand(B, n, sizes[0], generator=g) * 2 - 1
-    return Data(x, torch.randn(B, n, generator=g), torch.full((B, n), 1.0 / n))
+    items = torch.randint(0, sizes[0], (B, n), generator=g) if onehot else None
+    x = (torch.nn.functional.one_hot(items, sizes[0]).float() if onehot
+         else torch.rand(B, n, sizes[0], generator=g) * 2 - 1)
+    return Data(x, torch.randn(B, n, generator=g), torch.full((B, n), 1.0 / n), items)
 
 
 def main() -> None:

@@ -35,7 +35,7 @@ def cf_problem(n_items: int = 100, hidden=(40, 40), tasks: int = 5, examples: in
         items = torch.randint(0, n_items, (tasks, examples), generator=g)
         x = torch.nn.functional.one_hot(items, n_items).to(dtype)
         y = (torch.rand(tasks, examples, generator=g) * 4 - 2).to(dtype)
-        return Data(x, y, torch.full((tasks, examples), 1.0 / examples, dtype=dtype)).to(device, dtype)
+        return Data(x, y, torch.full((tasks, examples), 1.0 / examples, dtype=dtype), items).to(device, dtype)
 
     return m, InnerProblem(m, data(), data()), m.init(g, dtype).to(device)
 

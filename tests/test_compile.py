@@ -15,19 +15,23 @@ pytestmark = pytest.mark.skipif(shutil.which("g++") is None and shutil.which("c+
                                 reason="torch.compile's CPU backend needs a C++ compiler")
 
 
-@pytest.mark.parametrize("activation, inference", [("tanh", False), ("relu", False), ("tanh", True)])
-def test_compiled_passes_equal_the_eager_ones(activation, inference):
-    """Also in inference mode, where the estimators call them."""
+@pytest.mark.parametrize("activation, inference, onehot", [("tanh", False, False), ("relu", False, False),
+                                                         ("tanh", True, False), ("tanh", True, True)])
+def test_compiled_passes_equal_the_eager_ones(activation, inference, onehot):
+    """Also in inference mode, where the estimators call them, and on one-hot inputs."""
     with torch.inference_mode(inference):
-        _compare_passes(activation)
+        _compare_passes(activation, onehot)
 
 
-def _compare_passes(activation):
+def _compare_passes(activation, onehot):
     g = torch.Generator().manual_seed(0)
-    sizes = [2, 6, 5, 1]
+    sizes = [4, 6, 5, 1]
     eager, compiled = MLP(sizes, activation), MLP(sizes, activation).compile_passes()
-    x = torch.randn(3, 7, 2, generator=g, dtype=torch.float64)
-    data = Data(x, torch.randn(3, 7, generator=g, dtype=torch.float64), torch.full((3, 7), 1 / 7, dtype=torch.float64))
+    items = torch.randint(0, 4, (3, 7), generator=g) if onehot else None
+    x = (torch.nn.functional.one_hot(items, 4).double() if onehot
+         else torch.randn(3, 7, 4, generator=g, dtype=torch.float64))
+    data = Data(x, torch.randn(3, 7, generator=g, dtype=torch.float64), torch.full((3, 7), 1 / 7, dtype=torch.float64),
+                items)
     u = torch.randn(3, eager.n_params, generator=g, dtype=torch.float64)
     v = torch.randn(3, eager.n_params, generator=g, dtype=torch.float64)
 
@@ -78,15 +82,19 @@ def test_each_compiled_pass_is_one_graph():
     import torch._dynamo
 
     g = torch.Generator().manual_seed(0)
-    m = MLP([2, 6, 5, 1], "tanh")
-    data = Data(torch.randn(3, 7, 2, generator=g), torch.randn(3, 7, generator=g), torch.full((3, 7), 1 / 7))
+    m = MLP([4, 6, 5, 1], "tanh")
+    items = torch.randint(0, 4, (3, 7), generator=g)
+    x = torch.nn.functional.one_hot(items, 4).float()
+    y, w = torch.randn(3, 7, generator=g), torch.full((3, 7), 1 / 7)
     u, v = torch.randn(3, m.n_params, generator=g), torch.randn(3, m.n_params, generator=g)
-    with torch.inference_mode():
-        lin = m.linearize(u, data)
-        calls = {"first_order": (m._first_order, (u, data.x, data.y3, data.w2, True)),
-                 "linearization": (m._linearization, (u, data.x, data.y3, data.w2, False, False)),
-                 "hvp": (m._hvp, (lin.acts, lin.slopes, lin.deltas, lin.curv, lin.params, lin.weights_t,
-                                  lin.acts_t, v, data.w2))}
-        for name, (fn, args) in calls.items():
-            explained = torch._dynamo.explain(fn)(*args)
-            assert explained.graph_break_count == 0 and explained.graph_count == 1, (name, explained.break_reasons)
+    for data in (Data(torch.randn(3, 7, 4, generator=g), y, w), Data(x, y, w, items)):  # dense, one-hot
+        lookup = m._lookup(data)
+        with torch.inference_mode():
+            lin = m.linearize(u, data)
+            calls = {"first_order": (m._first_order, (u, data.x, data.y3, data.w2, True, lookup)),
+                     "linearization": (m._linearization, (u, data.x, data.y3, data.w2, False, False, lookup)),
+                     "hvp": (m._hvp, (lin.acts, lin.slopes, lin.deltas, lin.curv, lin.params, lin.weights_t,
+                                      lin.acts_t, v, data.w2, lookup))}
+            for name, (fn, args) in calls.items():
+                explained = torch._dynamo.explain(fn)(*args)
+                assert explained.graph_break_count == 0 and explained.graph_count == 1, (name, explained.break_reasons)

@@ -98,3 +98,46 @@ def test_init_is_seeded_and_bounded():
     b = m.init(torch.Generator().manual_seed(3))
     assert torch.equal(a, b) and a.dtype == torch.float32
     assert a[:4000].abs().max() <= 0.1 and a[4040:5640].abs().max() <= 40 ** -0.5
+
+
+# -- one-hot inputs: the first layer as row lookups ------------------------------------------
+
+def _onehot_problem(sizes, B=4, N=9, seed=1):
+    m, u, dense = _problem(sizes, B, N, seed)
+    items = torch.randint(0, sizes[0], (B, N), generator=torch.Generator().manual_seed(seed))
+    items[0, :3] = 2  # an item seen several times by one task: its rows must add up
+    x = torch.nn.functional.one_hot(items, sizes[0]).to(D)
+    return m, u, Data(x, dense.y, dense.w), Data(x, dense.y, dense.w, items)
+
+
+@pytest.mark.parametrize("sizes", [[12, 8, 8, 1], [10, 6, 1], [9, 5, 4, 3, 1]])
+@pytest.mark.parametrize("activation", ["tanh", "sigmoid", "relu"])
+def test_one_hot_lookups_match_autograd(sizes, activation):
+    m, u, dense, onehot = _onehot_problem(sizes)
+    m = MLP(sizes, activation)
+    assert m._lookup(onehot) is not None and m._lookup(dense) is None
+    v = torch.randn_like(u)
+    g_ref, hv_ref = _reference(m, u, dense, v)
+    loss, g = m.loss_and_grad(u, onehot)
+    assert torch.allclose(g, g_ref, rtol=1e-12, atol=1e-12)
+    assert torch.allclose(loss, m.loss(u, dense), rtol=1e-13)
+    assert torch.allclose(m.hvp(u, v, onehot), hv_ref, rtol=1e-11, atol=1e-11)
+    with torch.inference_mode():
+        lin = m.linearize(u, onehot)
+        assert torch.allclose(m.hvp_at(lin.for_storage(), v, onehot), hv_ref, rtol=1e-11, atol=1e-11)
+    # unrolled MAML differentiates through the pass with the lookups
+    uu = u.clone().requires_grad_(True)
+    (hv,) = torch.autograd.grad((m.grad(uu, onehot) * v).sum(), uu)
+    assert torch.allclose(hv, hv_ref, rtol=1e-11, atol=1e-11)
+
+
+def test_one_hot_items_travel_with_the_data_and_are_checked():
+    m, u, dense, onehot = _onehot_problem([12, 8, 8, 1], B=3)
+    twice = onehot.repeat(2)
+    assert torch.equal(twice.items, onehot.items.repeat(2, 1))
+    assert torch.allclose(m.grad(torch.cat([u, u]), twice), torch.cat([m.grad(u, dense)] * 2), rtol=1e-12)
+    assert torch.equal(onehot.to("cpu", torch.float32).items, onehot.items)
+    with pytest.raises(ValueError, match="Data.items must be a long tensor of shape \\(3, 9\\)"):
+        Data(dense.x, dense.y, dense.w, onehot.items[:, :4])
+    with pytest.raises(ValueError, match="Data.items must be a long tensor"):
+        Data(dense.x, dense.y, dense.w, onehot.items.float())

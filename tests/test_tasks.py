@@ -234,6 +234,7 @@ def test_collab_pool_samples_a_users_own_ratings(tmp_path):
             assert set(s) <= ratings[t] and set(q) <= ratings[t]
             items_s, items_q = {i for i, _ in s}, {i for i, _ in q}
             assert len(items_s) == 10 and len(items_q) == 15 and not items_s & items_q
+            assert support.items[r].tolist() == [i for i, _ in s] and query.items[r].tolist() == [i for i, _ in q]
     support, evaluation = pool.test_split(20)
     n_test = summary["n_test_tasks"]
     test_ids = sorted(table.loc[table["split"] == "test", "task"].unique())

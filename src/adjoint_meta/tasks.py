@@ -110,7 +110,7 @@ class TaskPool:
         M = y.shape[1]
         valid = torch.arange(M).unsqueeze(0) < n.unsqueeze(1)
         w = valid.to(dtype) / n.clamp(min=1).unsqueeze(1).to(dtype)
-        return Data(self.features(x, dtype), (y * valid).to(dtype), w)
+        return Data(self.features(x, dtype), (y * valid).to(dtype), w, x if self.onehot else None)
 
     # -- training tasks ---------------------------------------------------
     def eligible(self, shot: int, val: int) -> Tensor:
