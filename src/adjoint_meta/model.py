@@ -173,9 +173,10 @@ class Data:
 Lookup = tuple[Tensor, Tensor]
 
 
-def _first_product(W: Tensor, x: Tensor, lookup: Lookup | None) -> Tensor:
-    """``x W`` of the first layer (``[B, N, n_out]``): a row lookup for one-hot inputs."""
-    return torch.bmm(x, W) if lookup is None else torch.gather(W, 1, lookup[0])
+def _gather_rows(W: Tensor, lookup: Lookup) -> Tensor:
+    """``x W`` of the first layer for one-hot x (``[B, N, n_out]``): each example's row of W.
+    (Dense inputs keep the fused ``baddbmm`` with the bias.)"""
+    return torch.gather(W, 1, lookup[0])
 
 
 def _first_weight_grad(x_t: Tensor, d: Tensor, lookup: Lookup | None) -> Tensor:
@@ -276,7 +277,7 @@ class MLP:
         c = self._act_scale
         for l, (W, b) in enumerate(params):
             if l == 0 and lookup is not None:  # never the output layer (see _lookup)
-                z = _first_product(W, x, lookup).add_(b.unsqueeze(1))
+                z = _gather_rows(W, lookup).add_(b.unsqueeze(1))
                 acts.append(self._act(z.mul_(c) if c != 1.0 else z))
             elif l < last:
                 acts.append(self._act(torch.baddbmm(b.unsqueeze(1), acts[-1], W, beta=c, alpha=c)))
@@ -410,7 +411,7 @@ class MLP:
         Ra: list[Tensor | None] = [None] * L
         for l in range(L - 1):
             V, Vb = vparams[l]
-            rz = (_first_product(V, acts[0], lookup).add_(Vb.unsqueeze(1)) if l == 0 and lookup is not None
+            rz = (_gather_rows(V, lookup).add_(Vb.unsqueeze(1)) if l == 0 and lookup is not None
                   else torch.baddbmm(Vb.unsqueeze(1), acts[l], V))
             if Ra[l] is not None:
                 rz.baddbmm_(Ra[l], params[l][0])
