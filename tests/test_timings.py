@@ -55,3 +55,31 @@ def test_a_job_with_a_log_ends_with_its_usage(tmp_path):
     lines = log.read_text().splitlines()
     assert "12 training and 6 test tasks" in lines[-2] and usage.PREFIX in lines[-1]
     assert usage.read(log)[0] > 0
+
+
+def test_jobs_are_summed_per_part_of_the_study(tmp_path):
+    params = config.load(Path(__file__).with_name("params.test.yaml"))
+    cells = config.cells(params)
+    first = cells[0]
+    other = next(c for c in cells if c.experiment != first.experiment)
+    prof = config.profile_jobs(params)[0]
+    _bench(tmp_path, "train", paths.cell_name(first.as_dict()), 40.0, 400.0, 39.0)
+    _bench(tmp_path, "evaluate", paths.cell_name(first.as_dict()), 2.0, 300.0, 1.5)
+    _bench(tmp_path, "train", paths.cell_name(other.as_dict()), 10.0, 350.0, 9.0)
+    _bench(tmp_path, "profile", f"{prof['profile']}__{prof['estimator']}", 6.0, 900.0, 5.0)
+    _bench(tmp_path, "make_tasks", first.dataset, 1.0, 200.0, 1.0)
+    _bench(tmp_path, "train", "gone__from__the__params__seed0", 3.0, 100.0, 3.0)
+
+    bench = timings.read_benchmarks(tmp_path)
+    owner = dict(zip(bench["job"] + "/" + bench["step"], timings.parts(params, bench)))
+    assert owner[f"{paths.cell_name(first.as_dict())}/evaluate"] == first.experiment
+    assert owner[f"{prof['profile']}__{prof['estimator']}/profile"] == f"profile {prof['profile']}"
+    assert owner[f"{first.dataset}/make_tasks"] == "data"
+    assert owner["gone__from__the__params__seed0/train"] == "train"
+
+    text = timings.summary(params, tmp_path, cores=2)
+    table = text.split("# per part of the study")[1].split("\n\n")[0]
+    rows = {line.split()[0]: line.split() for line in table.splitlines()[3:]}
+    assert rows[first.experiment][1:3] == ["2", "42.0"]  # train + evaluate of that cell
+    assert rows[first.experiment][-1] == "0.35"  # 42 s over 2 cores, in minutes
+    assert rows[other.experiment][1:3] == ["1", "10.0"]

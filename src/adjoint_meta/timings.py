@@ -66,17 +66,40 @@ def critical_path(params: dict, bench: pd.DataFrame) -> tuple[float, list[str]]:
     return longest + tail, jobs + ["summarize:summarize", "report:report"]
 
 
+def parts(params: dict, bench: pd.DataFrame) -> pd.Series:
+    """The part of the study each job belongs to: its experiment (training and evaluation),
+    ``profile <name>``, ``accuracy <name>``, ``data`` (fetch, make-tasks) or ``report``
+    (summarize, report); a job the parameters no longer name keeps its step."""
+    owner = {("data", "fetch"): "data", ("data", "make_tasks"): "data"}
+    for c in config.cells(params):
+        for step in ("train", "evaluate"):
+            owner[(step, paths.cell_name(c.as_dict()))] = c.experiment
+    for j in config.profile_jobs(params):
+        owner[("profile", f"{j['profile']}__{j['estimator']}")] = f"profile {j['profile']}"
+    for j in config.accuracy_jobs(params):
+        owner[("accuracy", j["name"])] = f"accuracy {j['name']}"
+    by_step = {"fetch": "data", "make_tasks": "data", "summarize": "report", "report": "report"}
+    return pd.Series([owner.get((r.step, r.job), by_step.get(r.step, r.step)) for r in bench.itertuples()],
+                     index=bench.index, name="part")
+
+
 def summary(params: dict, root: str | Path = ".", cores: int = 2) -> str:
     bench = read_benchmarks(root)
     if bench.empty:
         return f"no benchmark records under {Path(root) / 'logs' / 'benchmarks'}: run the pipeline with Snakemake first"
     per_step = bench.groupby("step").agg(jobs=("job", "size"), wall_s=("wall_s", "sum"), cpu_s=("cpu_s", "sum"),
                                          max_rss_mb=("max_rss_mb", "max")).sort_values("wall_s", ascending=False)
+    per_part = bench.groupby(parts(params, bench)).agg(
+        jobs=("job", "size"), wall_s=("wall_s", "sum"), cpu_s=("cpu_s", "sum"),
+        max_rss_mb=("max_rss_mb", "max")).sort_values("wall_s", ascending=False)
+    per_part[f"min_on_{cores}_cores"] = per_part["wall_s"] / cores / 60  # this part's share of the lower bound
     length, chain = critical_path(params, bench)
     total = bench["wall_s"].sum()
     shown = ["step", "job", "wall_s", "cpu_s", "max_rss_mb"]
     lines = ["# slowest jobs", bench.sort_values("wall_s", ascending=False)[shown].head(15).to_string(index=False),
              "", "# per step", per_step.to_string(), "",
+             "# per part of the study (experiment, profile, accuracy study, data, report)",
+             per_part.round(2).to_string(), "",
              f"jobs: {len(bench)}; summed wall time {total / 3600:.2f} h; summed CPU time "
              f"{bench['cpu_s'].sum() / 3600:.2f} h; largest peak memory {bench['max_rss_mb'].max():.0f} MB",
              f"CPU time and peak memory from the jobs' own logs for {int(bench['from_log'].sum())} of {len(bench)} "
