@@ -55,6 +55,16 @@ def test_discussion_counts_wins_and_significance():
     assert "significantly better in 1 of 1 comparisons" in text
 
 
+def test_discussion_of_curves_and_ablation_names_the_reference_and_the_largest_change():
+    t = _table()
+    [curve] = discussion.curves({"fig2": t, "no_reference": t.drop(columns="reference")}, ["fig2", "no_reference"])
+    assert "lowest nRMSE is AMAML's (0.0500); amaml ranks 1 of 2 (0.0500)" in curve
+    ablation = t.assign(estimator=["amaml", "amaml_sgd"], label=["A-MAML", "outer SGD"])
+    [text] = discussion.ablation({"ablation": ablation}, ["ablation", "missing"])
+    assert "starting from the paper's A-MAML (nRMSE 0.0500)" in text
+    assert "outer SGD: +0.02 (p = 0.002)" in text and "<i>outer SGD</i> and is significant" in text
+
+
 def test_paired_test_is_wilcoxon_on_the_same_tasks():
     rng = np.random.default_rng(0)
     ref = rng.random(50)

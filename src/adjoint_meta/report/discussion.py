@@ -50,13 +50,17 @@ def tables(tables: dict[str, pd.DataFrame]) -> list[str]:
     return out
 
 
-def curves(tables: dict[str, pd.DataFrame], names: list[str]) -> list[str]:
-    out = []
+def _referenced(tables: dict[str, pd.DataFrame], names: list[str]):
+    """(name, table, reference estimator) of each named table that has a reference estimator."""
     for name in names:
         t = tables.get(name)
-        if t is None or "reference" not in t:
-            continue
-        ref = t["reference"].dropna().iloc[0]
+        if t is not None and "reference" in t:
+            yield name, t, t["reference"].dropna().iloc[0]
+
+
+def curves(tables: dict[str, pd.DataFrame], names: list[str]) -> list[str]:
+    out = []
+    for name, t, ref in _referenced(tables, names):
         cells = t[["dataset", "setting"]].drop_duplicates().values.tolist()
         for d, s in cells:
             c = t[(t["dataset"] == d) & (t["setting"] == s)].sort_values("nrmse_mean")
@@ -70,11 +74,7 @@ def curves(tables: dict[str, pd.DataFrame], names: list[str]) -> list[str]:
 def ablation(tables: dict[str, pd.DataFrame], names: list[str]) -> list[str]:
     """Which of the released code's factors moves A-MAML's test error, and by how much."""
     out = []
-    for name in names:
-        t = tables.get(name)
-        if t is None or "reference" not in t:
-            continue
-        ref = t["reference"].dropna().iloc[0]
+    for name, t, ref in _referenced(tables, names):
         for (d, s), c in t.groupby(["dataset", "setting"], sort=False):
             base = c[c["estimator"] == ref]["nrmse_mean"].iloc[0]
             effects = c[c["estimator"] != ref].assign(delta=lambda f: f["nrmse_mean"] - base)
