@@ -70,7 +70,7 @@ def parts(params: dict, bench: pd.DataFrame) -> pd.Series:
     """The part of the study each job belongs to: its experiment (training and evaluation),
     ``profile <name>``, ``accuracy <name>``, ``data`` (fetch, make-tasks) or ``report``
     (summarize, report); a job the parameters no longer name keeps its step."""
-    owner = {("data", "fetch"): "data", ("data", "make_tasks"): "data"}
+    owner = {}
     for c in config.cells(params):
         for step in ("train", "evaluate"):
             owner[(step, paths.cell_name(c.as_dict()))] = c.experiment
@@ -83,15 +83,18 @@ def parts(params: dict, bench: pd.DataFrame) -> pd.Series:
                      index=bench.index, name="part")
 
 
+def _totals(bench: pd.DataFrame, by) -> pd.DataFrame:
+    """Jobs, summed wall and CPU time and the largest peak memory per group, largest first."""
+    return bench.groupby(by).agg(jobs=("job", "size"), wall_s=("wall_s", "sum"), cpu_s=("cpu_s", "sum"),
+                                 max_rss_mb=("max_rss_mb", "max")).sort_values("wall_s", ascending=False)
+
+
 def summary(params: dict, root: str | Path = ".", cores: int = 2) -> str:
     bench = read_benchmarks(root)
     if bench.empty:
         return f"no benchmark records under {Path(root) / 'logs' / 'benchmarks'}: run the pipeline with Snakemake first"
-    per_step = bench.groupby("step").agg(jobs=("job", "size"), wall_s=("wall_s", "sum"), cpu_s=("cpu_s", "sum"),
-                                         max_rss_mb=("max_rss_mb", "max")).sort_values("wall_s", ascending=False)
-    per_part = bench.groupby(parts(params, bench)).agg(
-        jobs=("job", "size"), wall_s=("wall_s", "sum"), cpu_s=("cpu_s", "sum"),
-        max_rss_mb=("max_rss_mb", "max")).sort_values("wall_s", ascending=False)
+    per_step = _totals(bench, "step")
+    per_part = _totals(bench, parts(params, bench))
     per_part[f"min_on_{cores}_cores"] = per_part["wall_s"] / cores / 60  # this part's share of the lower bound
     length, chain = critical_path(params, bench)
     total = bench["wall_s"].sum()
