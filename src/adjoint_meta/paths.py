@@ -31,6 +31,9 @@ REPORT = "reports/report.html"
 
 LOG = "logs/{step}/{name}.log"
 BENCHMARK = "logs/benchmarks/{step}/{name}.tsv"
+# job names in LOG and BENCHMARK (training and evaluation share the cell's name)
+CELL_NAME = "{experiment}__{dataset}__{setting}__{estimator}__seed{seed}"
+PROFILE_NAME = "{profile}__{estimator}"
 
 
 def figure_names(params: dict) -> dict[str, str]:
@@ -44,7 +47,7 @@ def figure_names(params: dict) -> dict[str, str]:
 
 def cell_name(cell: dict) -> str:
     """A file-name-safe id of a cell, for logs and benchmarks."""
-    return "{experiment}__{dataset}__{setting}__{estimator}__seed{seed}".format(**cell)
+    return CELL_NAME.format(**cell)
 
 
 # Source code each step runs: both front ends rerun a step when its code changes

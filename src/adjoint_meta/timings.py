@@ -50,34 +50,30 @@ def critical_path(params: dict, bench: pd.DataFrame) -> tuple[float, list[str]]:
         return sum(get(*c) for c in chain), [f"{s}:{n}" for s, n in reversed(chain)]
 
     chains = []
-    for c in config.cells(params):
-        name = paths.cell_name(c.as_dict())
-        t, jobs = data_chain(c.dataset)
-        chains.append((t + get("train", name) + get("evaluate", name), jobs + [f"train:{name}", f"evaluate:{name}"]))
-    for j in config.profile_jobs(params):
-        t, jobs = data_chain(j["dataset"])
-        name = f"{j['profile']}__{j['estimator']}"
-        chains.append((t + get("profile", name), jobs + [f"profile:{name}"]))
-    for j in config.accuracy_jobs(params):
-        t, jobs = data_chain(j["dataset"])
-        chains.append((t + get("accuracy", j["name"]), jobs + [f"accuracy:{j['name']}"]))
+    for _, dataset, steps in _jobs(params):
+        t, jobs = data_chain(dataset)
+        chains.append((t + sum(get(*s) for s in steps), jobs + [f"{step}:{name}" for step, name in steps]))
     longest, jobs = max(chains, default=(0.0, []))
     tail = get("summarize", "summarize") + get("report", "report")
     return longest + tail, jobs + ["summarize:summarize", "report:report"]
+
+
+def _jobs(params: dict) -> list[tuple[str, str, list[tuple[str, str]]]]:
+    """(part of the study, dataset, its dependent (step, job name) chain) of every job the parameters
+    name after the data: each cell's training then evaluation, each profile job, each accuracy study."""
+    out = [(c.experiment, c.dataset, [("train", n), ("evaluate", n)])
+           for c in config.cells(params) for n in [paths.cell_name(c.as_dict())]]
+    out += [(f"profile {j['profile']}", j["dataset"], [("profile", paths.PROFILE_NAME.format(**j))])
+            for j in config.profile_jobs(params)]
+    out += [(f"accuracy {j['name']}", j["dataset"], [("accuracy", j["name"])]) for j in config.accuracy_jobs(params)]
+    return out
 
 
 def parts(params: dict, bench: pd.DataFrame) -> pd.Series:
     """The part of the study each job belongs to: its experiment (training and evaluation),
     ``profile <name>``, ``accuracy <name>``, ``data`` (fetch, make-tasks) or ``report``
     (summarize, report); a job the parameters no longer name keeps its step."""
-    owner = {}
-    for c in config.cells(params):
-        for step in ("train", "evaluate"):
-            owner[(step, paths.cell_name(c.as_dict()))] = c.experiment
-    for j in config.profile_jobs(params):
-        owner[("profile", f"{j['profile']}__{j['estimator']}")] = f"profile {j['profile']}"
-    for j in config.accuracy_jobs(params):
-        owner[("accuracy", j["name"])] = f"accuracy {j['name']}"
+    owner = {job: part for part, _, steps in _jobs(params) for job in steps}
     by_step = {"fetch": "data", "make_tasks": "data", "summarize": "report", "report": "report"}
     return pd.Series([owner.get((r.step, r.job), by_step.get(r.step, r.step)) for r in bench.itertuples()],
                      index=bench.index, name="part")

@@ -19,7 +19,7 @@ except amc.ParamsError as exc:
 # the interpreter running Snakemake has the package installed
 CLI = f"{shlex.quote(sys.executable)} -m adjoint_meta"
 CELLS = [c.as_dict() for c in amc.cells(P)]
-CELL_NAME = "{experiment}__{dataset}__{setting}__{estimator}__seed{seed}"
+CELL_NAME = paths.CELL_NAME
 
 wildcard_constraints:
     source=r"jester|ml100k|ml1m",

@@ -20,9 +20,9 @@ rule profile:
     params:
         slice=lambda wc: amc.slice_json(P, "profile", **profile_job(wc)),
     log:
-        paths.LOG.format(step="profile", name="{profile}__{estimator}"),
+        paths.LOG.format(step="profile", name=paths.PROFILE_NAME),
     benchmark:
-        paths.BENCHMARK.format(step="profile", name="{profile}__{estimator}")
+        paths.BENCHMARK.format(step="profile", name=paths.PROFILE_NAME)
     threads: P["runtime"]["threads"]
     resources:
         mem_mb=8000,
