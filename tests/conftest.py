@@ -50,16 +50,17 @@ def copy_project(dst: Path, params: Path | None = None) -> Path:
     return dst
 
 
-def tool_env() -> dict:
+def tool_env(**extra: str) -> dict:
     """Environment in which `python` (used by dvc.yaml) is this interpreter."""
-    env = dict(os.environ)
+    env = dict(os.environ, **extra)
     env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
     env.setdefault("PYTHONUNBUFFERED", "1")
     return env
 
 
-def run_tool(args: list[str], cwd: Path, check: bool = True, timeout: int = 900) -> subprocess.CompletedProcess:
-    proc = subprocess.run([sys.executable, "-m", *args], cwd=cwd, env=tool_env(), capture_output=True,
+def run_tool(args: list[str], cwd: Path, check: bool = True, timeout: int = 900,
+             env: dict | None = None) -> subprocess.CompletedProcess:
+    proc = subprocess.run([sys.executable, "-m", *args], cwd=cwd, env=env or tool_env(), capture_output=True,
                           text=True, timeout=timeout)
     if check and proc.returncode != 0:
         raise AssertionError(f"{' '.join(args)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}")
@@ -100,10 +101,21 @@ def place_test_data(root: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def snakemake_run(tmp_path_factory) -> Path:
-    """A scratch project after one full `snakemake --cores 2` of the test configuration."""
-    root = place_test_data(copy_project(tmp_path_factory.mktemp("snakemake_run"), TEST_PARAMS))
-    run_tool(["snakemake", "--cores", "2"], root)
+    """A scratch project after one full `snakemake --cores 2` of the test configuration. Every
+    job records what it imported and opened in ``step_traces(root)`` (tests/trace/)."""
+    base = tmp_path_factory.mktemp("snakemake_run")
+    root = place_test_data(copy_project(base / "project", TEST_PARAMS))
+    traces = step_traces(root)
+    traces.mkdir()
+    pythonpath = os.pathsep.join(filter(None, [str(ROOT / "tests" / "trace"), os.environ.get("PYTHONPATH")]))
+    run_tool(["snakemake", "--cores", "2"], root,
+             env=tool_env(PYTHONPATH=pythonpath, ADJOINT_META_TRACE_DIR=str(traces)))
     return root
+
+
+def step_traces(root: Path) -> Path:
+    """Where the jobs of the shared Snakemake run recorded the package files they used."""
+    return root.parent / "traces"
 
 
 @pytest.fixture(scope="session")

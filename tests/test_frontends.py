@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from adjoint_meta import config, paths
+from adjoint_meta import codedeps, config, dvc_yaml, paths
 from conftest import ROOT, TEST_PARAMS, copy_project, run_tool
 
 STAGE_PREFIXES = (("fetch", "fetch"), ("make_tasks", "make-tasks"), ("train_", "train"),
@@ -100,12 +100,26 @@ def test_dvc_params_are_the_keys_each_step_reads(both):
         assert {"preset", "presets"} <= declared, f"{stage.name} must depend on the preset"
 
 
-def test_dvc_code_deps_match(both):
+def test_dvc_code_deps_are_the_derived_ones(both):
     _, project = both
     for stage in dvc_stages(project):
-        step = step_of(stage)
-        deps = {str(d) for d in stage.deps}
-        assert set(paths.CODE[step]) <= deps, f"{stage.name} lacks code deps {set(paths.CODE[step]) - deps}"
+        package = {str(d) for d in stage.deps if str(d).startswith(codedeps.SOURCE_DIR + "/")}
+        assert package == set(codedeps.step_files(step_of(stage))), stage.name
+
+
+def test_dvc_yaml_is_what_the_generator_writes():
+    """dvc.yaml is written by `adjoint-meta dvc-yaml`; the committed file must be current."""
+    assert (ROOT / "dvc.yaml").read_text() == dvc_yaml.render(config.load(ROOT / "params.yaml")), \
+        "dvc.yaml is stale: run `adjoint-meta dvc-yaml` and commit it"
+    proc = run_tool(["adjoint_meta", "dvc-yaml", "--check"], ROOT, check=False)
+    assert proc.returncode == 0 and "up to date" in proc.stdout, proc.stderr
+
+
+def test_dvc_yaml_check_fails_on_a_stale_file(tmp_path):
+    stale = tmp_path / "dvc.yaml"
+    stale.write_text((ROOT / "dvc.yaml").read_text().replace("src/adjoint_meta/optim.py\n", "", 1))
+    proc = run_tool(["adjoint_meta", "dvc-yaml", "--check", "--out", str(stale)], ROOT, check=False)
+    assert proc.returncode != 0 and "rerun `adjoint-meta dvc-yaml`" in proc.stderr
 
 
 def test_snakemake_config_overrides_reach_the_jobs_typed(tmp_path):

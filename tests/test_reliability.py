@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from adjoint_meta import checkpoint, config, evaluate, make_tasks, train
+from adjoint_meta import checkpoint, config, evaluate, make_tasks, model_file, train
 from conftest import TEST_PARAMS, tool_env
 
 CELL = dict(experiment="fig2_50shot", dataset="cosmixture", setting="5shot-5val", estimator="amaml", seed=0)
@@ -44,7 +44,7 @@ def _spec(params, estimator="amaml", **changes) -> tuple[dict, dict]:
 
 def _train(spec, cell, tasks, d: Path, name: str) -> torch.Tensor:
     train.run(spec, cell, tasks, str(d / f"{name}.pt"), str(d / f"{name}.csv"))
-    return train.load_theta(d / f"{name}.pt")[0]
+    return model_file.load(d / f"{name}.pt")[0]
 
 
 # ---------------------------------------------------------------- interruption and resumption
@@ -75,7 +75,7 @@ def test_sigkill_at_a_random_meta_step_then_resume_is_bit_identical(params, task
     rerun = subprocess.run(cmd, env=tool_env(), capture_output=True, text=True)
     assert rerun.returncode == 0, rerun.stderr
     assert "resuming from" in log.read_text()
-    resumed = train.load_theta(out)[0]
+    resumed = model_file.load(out)[0]
     assert torch.equal(resumed, reference), f"killed near meta-step {kill_at}: resumed theta differs"
     assert not checkpoint.path_for(out).exists(), "a finished run removes its checkpoint"
     # the metrics computed from both are identical too
@@ -166,7 +166,7 @@ def test_outer_update_that_overflows_theta_is_refused(params, tasks, tmp_path, o
 
 def test_same_seed_same_outputs_in_separate_processes(params, tasks, tmp_path):
     """Two training processes from the command line: the same theta, bit for bit, and the same curve."""
-    from adjoint_meta.train import load_theta
+    from adjoint_meta.model_file import load as load_theta
 
     spec, cell = _spec(params, "amaml")
     args = ["train", "--slice", json.dumps(spec)] + [a for k, v in cell.items() for a in (f"--{k}", str(v))]

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import reference as ref
-from adjoint_meta import config, make_tasks, train
+from adjoint_meta import config, make_tasks, model_file, train
 from adjoint_meta.evaluate import errors, finetune_curve
 from adjoint_meta.io import read_json
 from adjoint_meta.model import MLP
@@ -40,7 +40,7 @@ def test_training_logs_progress_and_is_reproducible(tasks, tmp_path):
     for i in range(2):
         train.run(spec, cell, str(d / "t.parquet"), str(tmp_path / f"m{i}.pt"), str(tmp_path / f"c{i}.csv"),
                   str(tmp_path / f"log{i}.txt"))
-        thetas.append(train.load_theta(tmp_path / f"m{i}.pt")[0])
+        thetas.append(model_file.load(tmp_path / f"m{i}.pt")[0])
     assert torch.equal(thetas[0], thetas[1])
     log = (tmp_path / "log0.txt").read_text()
     assert re.search(r"meta-step 20/20 +query loss [\d.e+-]+ +elapsed [\d.]+s", log)
@@ -49,7 +49,7 @@ def test_training_logs_progress_and_is_reproducible(tasks, tmp_path):
     other = copy.deepcopy(spec)
     other["seed"] = 1
     train.run(other, cell, str(d / "t.parquet"), str(tmp_path / "m2.pt"), str(tmp_path / "c2.csv"))
-    assert not torch.equal(train.load_theta(tmp_path / "m2.pt")[0], thetas[0])
+    assert not torch.equal(model_file.load(tmp_path / "m2.pt")[0], thetas[0])
 
 
 def _poisoned(d, tmp_path, task: int):
@@ -74,7 +74,7 @@ def test_diverging_task_is_skipped_and_counted(tasks, tmp_path):
     spec, cell = _spec(params, on_nonfinite="skip")
     summary = train.run(spec, cell, _poisoned(d, tmp_path, 3), str(tmp_path / "m.pt"), str(tmp_path / "c.csv"),
                         str(tmp_path / "log.txt"))
-    theta, _ = train.load_theta(tmp_path / "m.pt")
+    theta, _ = model_file.load(tmp_path / "m.pt")
     assert summary["skipped_tasks"] > 0 and torch.isfinite(theta).all()
     assert "skipping them" in (tmp_path / "log.txt").read_text()
     assert pd.read_csv(tmp_path / "c.csv")["skipped_tasks"].iloc[-1] == summary["skipped_tasks"]

@@ -77,9 +77,9 @@ def cmd_params(args: argparse.Namespace) -> None:
 
 
 def cmd_fetch(args: argparse.Namespace) -> None:
-    from adjoint_meta import make_tasks
+    from adjoint_meta import fetch
 
-    make_tasks.fetch(_spec(args, "fetch"), args.source, args.out, args.log)
+    fetch.run(_spec(args, "fetch"), args.source, args.out, args.log)
 
 
 def cmd_place_raw(args: argparse.Namespace) -> None:
@@ -165,6 +165,25 @@ def cmd_timings(args: argparse.Namespace) -> None:
     print(timings.summary(params, args.root, args.cores))
 
 
+def cmd_dvc_yaml(args: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    from adjoint_meta import dvc_yaml
+
+    text = dvc_yaml.render(config.load(args.params, _overrides(args.overrides)))
+    out = Path(args.out)
+    if args.check:
+        if not out.is_file() or out.read_text() != text:
+            raise config.ParamsError(f"{out} is not what `adjoint-meta dvc-yaml` writes from {args.params} and the "
+                                     f"package; rerun `adjoint-meta dvc-yaml` and commit the result")
+        print(f"{out}: up to date")
+        return
+    from adjoint_meta.io import write_text
+
+    write_text(out, text)
+    print(f"wrote {out}")
+
+
 def cmd_summarize(args: argparse.Namespace) -> None:
     from adjoint_meta import summarize
 
@@ -240,6 +259,11 @@ def build_parser() -> argparse.ArgumentParser:
             "critical path (not a pipeline step)")
     p.add_argument("--root", default=".", help="project root holding logs/benchmarks (default: %(default)s)")
     p.add_argument("--cores", type=int, default=2, help="cores the run had (for the lower bound)")
+
+    p = add("dvc-yaml", cmd_dvc_yaml, "write dvc.yaml (the DVC front end) from the parameters and the package "
+            "(not a pipeline step)")
+    p.add_argument("--out", default="dvc.yaml", help="file to write (default: %(default)s)")
+    p.add_argument("--check", action="store_true", help="only check that the file is what would be written")
 
     p = add("summarize", cmd_summarize, "collect all evaluations into tables, metrics and mean curves")
     p.add_argument("--root", default=".", help="project root holding results/ (default: %(default)s)")

@@ -19,12 +19,11 @@ import math
 
 import torch
 
-from adjoint_meta import optim, runtime
+from adjoint_meta import model_file, optim, runtime
 from adjoint_meta.estimators.core import stack
 from adjoint_meta.io import atomic_path, write_json
 from adjoint_meta.model import MLP, Data, build_model
 from adjoint_meta.tasks import TaskPool
-from adjoint_meta.train import load_theta
 
 
 def errors(model: MLP, u: torch.Tensor, data: Data, shift: float = 0.0,
@@ -80,7 +79,7 @@ def run(spec: dict, cell: dict, model_path: str, tasks_path: str, out_json: str,
     device, dtype = runtime.setup(spec["runtime"])
     exp = spec["experiments"][cell["experiment"]]
     ds_cfg, setting, ev = spec["datasets"][cell["dataset"]], spec["settings"][cell["setting"]], spec["evaluation"]
-    theta, train_summary = load_theta(model_path)
+    theta, train_summary = model_file.load(model_path)
     pool = TaskPool.load(tasks_path)
     model = build_model(pool.input_dim, ds_cfg["hidden"], ds_cfg["activation"])
     if model.n_params != theta.numel():

@@ -1,21 +1,11 @@
-"""The data steps: fetch a raw source, and build the task table of one dataset."""
+"""The make-tasks step: the task table of one dataset, generated (synthetic families) or built
+from a raw collaborative-filtering source."""
 from __future__ import annotations
 
 from adjoint_meta import paths, runtime
 from adjoint_meta.data import collab, ratings, raw, synthetic
 from adjoint_meta.io import atomic_path, read_json, write_json
 from adjoint_meta.seeding import numpy_rng
-
-def fetch(spec: dict, source: str, out_manifest: str, log_file: str | None = None,
-          raw_dir: str = paths.RAW_DIR) -> dict:
-    """Make the ratings file of ``source`` present and verified; record which file and its checksum."""
-    log = runtime.logger("fetch", log_file)
-    path = raw.fetch(source, raw_dir, allow_network=bool(spec["raw"]["download"]), progress=log.info)
-    record = raw.manifest(source, path)
-    write_json(out_manifest, record)
-    log.info("%s: using %s (%d bytes, sha256 %s%s)", source, path, record["bytes"], record["sha256"][:16],
-             "" if record.get("matches_known") in (None, True) else ", differs from the published file")
-    return record
 
 
 def run(spec: dict, dataset: str, out_table: str, out_summary: str, log_file: str | None = None,

@@ -1,8 +1,8 @@
 """Where every artifact lives, relative to the project root.
 
 The patterns use ``{wildcard}`` fields so the Snakefile can use them as rule
-outputs directly and Python code can ``.format(**cell)`` them; dvc.yaml spells
-the same paths with ``${item.*}`` (a test checks the two agree).
+outputs directly and Python code can ``.format(**cell)`` them; ``dvc_yaml`` fills
+them with DVC's ``${item.*}`` fields to write dvc.yaml.
 """
 from __future__ import annotations
 
@@ -49,19 +49,3 @@ def cell_name(cell: dict) -> str:
     """A file-name-safe id of a cell, for logs and benchmarks."""
     return CELL_NAME.format(**cell)
 
-
-# Source code each step runs: both front ends rerun a step when its code changes
-# (Snakemake: the .py files as inputs; DVC: these paths as deps).
-CODE = {
-    "fetch": ["src/adjoint_meta/data/raw.py"],
-    "make-tasks": ["src/adjoint_meta/make_tasks.py", "src/adjoint_meta/data"],
-    "train": ["src/adjoint_meta/train.py", "src/adjoint_meta/model.py", "src/adjoint_meta/tasks.py",
-              "src/adjoint_meta/estimators"],
-    "evaluate": ["src/adjoint_meta/evaluate.py", "src/adjoint_meta/model.py", "src/adjoint_meta/tasks.py"],
-    "profile": ["src/adjoint_meta/profile.py", "src/adjoint_meta/memory.py", "src/adjoint_meta/model.py",
-                "src/adjoint_meta/tasks.py", "src/adjoint_meta/estimators"],
-    "accuracy": ["src/adjoint_meta/accuracy.py", "src/adjoint_meta/profile.py", "src/adjoint_meta/memory.py",
-                 "src/adjoint_meta/model.py", "src/adjoint_meta/tasks.py", "src/adjoint_meta/estimators"],
-    "summarize": ["src/adjoint_meta/summarize.py"],
-    "report": ["src/adjoint_meta/report", "src/adjoint_meta/timings.py"],
-}

@@ -24,10 +24,9 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from adjoint_meta import config, paths, runtime
+from adjoint_meta import config, model_file, paths, runtime
 from adjoint_meta.io import atomic_path, read_json, write_json
 from adjoint_meta.reference import table_value
-from adjoint_meta.train import load_theta
 
 
 class MissingResultError(FileNotFoundError):
@@ -134,7 +133,7 @@ def _curves(params: dict, name: str, root: Path) -> pd.DataFrame:
 def _jobs(params: dict, root: Path) -> pd.DataFrame:
     rows = []
     for c in config.cells(params):
-        _, s = load_theta(need(root / paths.MODEL.format(**c.as_dict())))
+        _, s = model_file.load(need(root / paths.MODEL.format(**c.as_dict())))
         rows.append({**c.as_dict(), "label": s["estimator_label"], "inner_steps": s["inner_steps"],
                      "wall_seconds": s["wall_seconds"], "device": s["device"], "dtype": s["dtype"],
                      "skipped_tasks": s["skipped_tasks"], "eligible_tasks": s["eligible_tasks"],

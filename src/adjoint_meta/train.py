@@ -9,11 +9,10 @@ from __future__ import annotations
 import csv
 import io
 import time
-from pathlib import Path
 
 import torch
 
-from adjoint_meta import checkpoint, config, optim, runtime
+from adjoint_meta import checkpoint, config, model_file, optim, runtime
 from adjoint_meta.estimators import InnerProblem, build
 from adjoint_meta.estimators.flow import FlowError
 from adjoint_meta.io import atomic_path
@@ -141,13 +140,7 @@ def run(spec: dict, cell: dict, tasks_path: str, out_model: str, out_log: str,
     csv.writer(text).writerows([["meta_step", "query_loss", "grad_norm", "seconds", "skipped_tasks"], *rows])
     with atomic_path(out_log) as tmp:
         tmp.write_text(text.getvalue())
-    with atomic_path(out_model) as tmp:
-        torch.save({"theta": theta.cpu(), "summary": summary, "spec": spec}, tmp)
+    model_file.save(out_model, theta, summary, spec)
     ckpt_path.unlink(missing_ok=True)
     log.info("done in %.1fs; wrote %s", wall, out_model)
     return summary
-
-
-def load_theta(path: str | Path) -> tuple[torch.Tensor, dict]:
-    blob = torch.load(path, map_location="cpu", weights_only=False)
-    return blob["theta"], blob["summary"]

@@ -1,9 +1,8 @@
 # Parameters, helpers and constraints shared by every rule.
 import shlex
 import sys
-from glob import glob
-from pathlib import Path
 
+from adjoint_meta import codedeps
 from adjoint_meta import config as amc
 from adjoint_meta import paths
 from snakemake.exceptions import WorkflowError
@@ -20,6 +19,17 @@ except amc.ParamsError as exc:
 CLI = f"{shlex.quote(sys.executable)} -m adjoint_meta"
 CELLS = [c.as_dict() for c in amc.cells(P)]
 CELL_NAME = paths.CELL_NAME
+# what summarize writes and the report reads, named by path rather than through
+# `rules.summarize.output` (a rule reference would make the report job schedule summarize
+# even under --allowed-rules report)
+SUMMARY_OUTPUTS = dict(
+    metrics=paths.METRICS,
+    jobs=paths.JOBS,
+    profiles=paths.PROFILES,
+    accuracy=paths.ACCURACY_TABLE,
+    tables=[paths.TABLE.format(experiment=e) for e in P["experiments"]],
+    curves=[paths.CURVES.format(experiment=e) for e in P["experiments"]],
+)
 
 wildcard_constraints:
     source=r"jester|ml100k|ml1m",
@@ -31,11 +41,8 @@ wildcard_constraints:
 
 
 def code(step):
-    """The .py files a step runs (paths.CODE), so editing them reruns the step."""
-    files = []
-    for p in paths.CODE[step]:
-        files += sorted(glob(f"{p}/**/*.py", recursive=True)) if Path(p).is_dir() else [p]
-    return files
+    """The package files a step runs or reads (derived from its imports), so editing one reruns the step."""
+    return list(codedeps.step_files(step))
 
 
 def slice_of(step, *fields):

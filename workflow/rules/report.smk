@@ -8,12 +8,7 @@ rule summarize:
         profiles=[paths.PROFILE.format(**j) for j in amc.profile_jobs(P)],
         accuracy=[paths.ACCURACY.format(**j) for j in amc.accuracy_jobs(P)],
     output:
-        metrics=paths.METRICS,
-        jobs=paths.JOBS,
-        profiles=paths.PROFILES,
-        accuracy=paths.ACCURACY_TABLE,
-        tables=[paths.TABLE.format(experiment=e) for e in P["experiments"]],
-        curves=[paths.CURVES.format(experiment=e) for e in P["experiments"]],
+        **SUMMARY_OUTPUTS,
     params:
         slice=slice_of("summarize"),
     log:
@@ -31,8 +26,8 @@ rule report:
     """The self-contained HTML report (figures embedded) and its figures as PNG files."""
     input:
         code("report"),
-        rules.summarize.output,
         [paths.TASKS_SUMMARY.format(dataset=d) for d in P["datasets"]],
+        **SUMMARY_OUTPUTS,
     output:
         html=paths.REPORT,
         figures=[
