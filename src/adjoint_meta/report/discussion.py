@@ -106,10 +106,12 @@ def memory_cap_steps(g: pd.DataFrame, cap_bytes: float) -> float:
 
 
 def profiles(frame: pd.DataFrame, params: dict) -> list[Markup]:
-    """Memory slope of unrolled MAML vs the adjoint paths, extrapolated to the cap; relative times."""
+    """Memory slope of unrolled MAML vs the adjoint paths, extrapolated to the cap; relative times; how
+    the times were taken, and which of them the estimators' work rules out (``below_floor``)."""
     out = []
     for name, prof in params["profiles"].items():
-        sub = frame[(frame["profile"] == name) & (frame["variable"] == "steps")]
+        rows = frame[frame["profile"] == name]
+        sub = rows[rows["variable"] == "steps"]
         if sub.empty:
             continue
         cap = prof["memory_cap_gb"] * 2 ** 30
@@ -125,12 +127,37 @@ def profiles(frame: pd.DataFrame, params: dict) -> list[Markup]:
                 where = (f"; at that rate it would fill {prof['memory_cap_gb']:g} GB near K ≈ {k_cap:,.0f}"
                          if k_cap < 1e7 else f"; at that rate it would not fill {prof['memory_cap_gb']:g} GB "
                          "within ten million steps")
-            lines.append(html("{}: {:.2f} MB per 100 inner steps, {:.1f} MB and {:.0f} ms (×{:.1f} plain inner "
-                              "training) at K = {}{}", est, slope / MB * 100, last["peak_bytes"] / MB,
-                              last["ms_median"], last["ratio"], int(last["value"]), where))
-        out.append(html("<b>profile {}</b> (memory measured as {} on {}): {}.", name, sub["memory_method"].iloc[0],
-                        sub["device"].iloc[0], join(lines, "; ")))
+            if last["below_floor"]:
+                lines.append(html("{}: {:.2f} MB per 100 inner steps, {:.1f} MB at K = {}, where its time is not "
+                                  "valid (×{:.1f} plain inner training although it runs at least K steps){}", est,
+                                  slope / MB * 100, last["peak_bytes"] / MB, int(last["value"]), last["ratio"], where))
+            else:
+                lines.append(html("{}: {:.2f} MB per 100 inner steps, {:.1f} MB and {:.0f} ms (×{:.1f} plain inner "
+                                  "training) at K = {}{}", est, slope / MB * 100, last["peak_bytes"] / MB,
+                                  last["ms_median"], last["ratio"], int(last["value"]), where))
+        first = rows.iloc[0]
+        timing = html("Times are medians of {} timed rounds after {} untimed ones; in each round plain inner training "
+                      "runs right before every estimator, so all estimators at a model and K share one floor (the "
+                      "median of its {} calls).", int(first["repeats"]), int(first["warmup_rounds"]),
+                      int(first["plain_repeats"]))
+        out.append(html("<b>profile {}</b> (memory measured as {} on {}): {}. {} {}", name,
+                        sub["memory_method"].iloc[0], sub["device"].iloc[0], join(lines, "; "), timing,
+                        below_floor(rows)))
     return out
+
+
+def below_floor(rows: pd.DataFrame) -> Markup:
+    """Which times of one profile came out below plain training although the estimator's work rules
+    that out (the rows' ``below_floor``, from ``profile.below_floor``)."""
+    bad = rows[rows["below_floor"]]
+    if bad.empty:
+        return Markup("No estimator that runs at least K inner steps timed below plain inner training.")
+    points = bad.drop_duplicates(["estimator", "steps", "layers", "units"])  # the fixed point is in every sweep
+    parts = [html("{} at {} = {}", est, var, ", ".join(str(v) for v in g["value"]))
+             for (est, var), g in bad.groupby(["estimator", "variable"], sort=False)]
+    return html("<b>{} time(s) came out below plain inner training although the estimator runs at least K inner "
+                "steps</b>, which its work rules out: the machine's speed changed while they were taken. They are "
+                "flagged in the tables, not quoted as results: {}.", len(points), join(parts, "; "))
 
 
 def accuracy(frame: pd.DataFrame) -> list[Markup]:

@@ -68,7 +68,8 @@ def accuracy(frame: pd.DataFrame, name: str, labels: dict[str, str]) -> Markup:
 
 
 def profile(frame: pd.DataFrame, name: str, variable: str, labels: dict[str, str]) -> Markup:
-    """Time, ratio to plain inner training and peak memory at each swept value."""
+    """Time, ratio to plain inner training and peak memory at each swept value; a time below plain
+    training that the estimator's work rules out (``below_floor``) is flagged instead."""
     sub = frame[(frame["profile"] == name) & (frame["variable"] == variable)]
     values = sorted(sub["value"].unique())
     head = join(html("<th>{} = {}</th>", variable, v) for v in values)
@@ -82,7 +83,12 @@ def profile(frame: pd.DataFrame, name: str, variable: str, labels: dict[str, str
                 continue
             r = g.loc[v]
             mem = "–" if pd.isna(r["peak_bytes"]) else f"{r['peak_bytes'] / MB:.1f} MB"
-            cells.append(html("<td>{:.1f} ms<br><small>×{:.2f} plain; {}</small></td>", r["ms_median"], r["ratio"],
-                              mem))
+            if r["below_floor"]:  # an impossible time (profile.below_floor): shown as a flag, not a result
+                cells.append(html("<td><b>not a valid time</b><br><small>{:.1f} ms, ×{:.2f} plain: below plain "
+                                  "training although it runs at least K = {} steps; {}</small></td>",
+                                  r["ms_median"], r["ratio"], int(r["steps"]), mem))
+            else:
+                cells.append(html("<td>{:.1f} ms<br><small>×{:.2f} plain; {}</small></td>", r["ms_median"],
+                                  r["ratio"], mem))
         rows.append(html("<tr><td class=l>{}</td>{}</tr>", labels.get(est, est), join(cells)))
     return _table(head, rows)
