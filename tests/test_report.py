@@ -162,12 +162,13 @@ def test_times_below_the_floor_are_flagged_not_quoted():
     assert frame["below_floor"].tolist() == [False, True, False, False]
     html = tables.profile(frame, "fig34", "steps", {})
     assert html.count("not a valid time") == 1
-    assert "×0.50 plain: below plain training although it runs at least K = 8 steps" in html
+    assert "2 ms, below plain training's 4 ms although it runs at least K = 8 steps" in html
     assert "×0.50 plain;" not in html and "×0.25 plain;" in html  # MAML-1's one step is a result
     [text] = discussion.profiles(frame, {"profiles": {"fig34": {"memory_cap_gb": 24}}})
-    assert "tbptt: 190.73 MB per 100 inner steps, 15.3 MB at K = 8, where its time is not valid" in text
+    assert "tbptt: 190.73 MB per 100 inner steps, 15.3 MB at K = 8, where its time is not valid (2 ms, below plain " \
+        "inner training's 4 ms although" in text
     assert "<b>1 time(s) came out below plain inner training" in text and "tbptt at steps = 8." in text
-    assert "medians of 3 timed rounds after 2 untimed ones" in text and "the median of its 6 calls" in text
+    assert "medians over 3 timed round(s) after 2 untimed one(s)" in text and "the median of its 6 calls" in text
     [clean] = discussion.profiles(frame[frame["estimator"] == "maml1"], {"profiles": {"fig34": {"memory_cap_gb": 24}}})
     assert "No estimator that runs at least K inner steps timed below plain inner training." in clean
     fig = figures.profile(frame, "fig34", "steps", "time", {}, 24)

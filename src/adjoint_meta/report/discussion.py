@@ -129,16 +129,17 @@ def profiles(frame: pd.DataFrame, params: dict) -> list[Markup]:
                          "within ten million steps")
             if last["below_floor"]:
                 lines.append(html("{}: {:.2f} MB per 100 inner steps, {:.1f} MB at K = {}, where its time is not "
-                                  "valid (×{:.1f} plain inner training although it runs at least K steps){}", est,
-                                  slope / MB * 100, last["peak_bytes"] / MB, int(last["value"]), last["ratio"], where))
+                                  "valid ({:.4g} ms, below plain inner training's {:.4g} ms although it runs at least K "
+                                  "steps){}", est, slope / MB * 100, last["peak_bytes"] / MB, int(last["value"]),
+                                  last["ms_median"], last["plain_ms"], where))
             else:
                 lines.append(html("{}: {:.2f} MB per 100 inner steps, {:.1f} MB and {:.0f} ms (×{:.1f} plain inner "
                                   "training) at K = {}{}", est, slope / MB * 100, last["peak_bytes"] / MB,
                                   last["ms_median"], last["ratio"], int(last["value"]), where))
         first = rows.iloc[0]
-        timing = html("Times are medians of {} timed rounds after {} untimed ones; in each round plain inner training "
-                      "runs right before every estimator, so all estimators at a model and K share one floor (the "
-                      "median of its {} calls).", int(first["repeats"]), int(first["warmup_rounds"]),
+        timing = html("Times are medians over {} timed round(s) after {} untimed one(s); in each round plain inner "
+                      "training runs right before every estimator, so all estimators at a model and K share one floor "
+                      "(the median of its {} calls).", int(first["repeats"]), int(first["warmup_rounds"]),
                       int(first["plain_repeats"]))
         out.append(html("<b>profile {}</b> (memory measured as {} on {}): {}. {} {}", name,
                         sub["memory_method"].iloc[0], sub["device"].iloc[0], join(lines, "; "), timing,
@@ -156,7 +157,7 @@ def below_floor(rows: pd.DataFrame) -> Markup:
     parts = [html("{} at {} = {}", est, var, ", ".join(str(v) for v in g["value"]))
              for (est, var), g in bad.groupby(["estimator", "variable"], sort=False)]
     return html("<b>{} time(s) came out below plain inner training although the estimator runs at least K inner "
-                "steps</b>, which its work rules out: the machine's speed changed while they were taken. They are "
+                "steps</b>, which its work rules out: the machine's speed varied while they were taken. They are "
                 "flagged in the tables, not quoted as results: {}.", len(points), join(parts, "; "))
 
 

@@ -84,9 +84,9 @@ def profile(frame: pd.DataFrame, name: str, variable: str, labels: dict[str, str
             r = g.loc[v]
             mem = "–" if pd.isna(r["peak_bytes"]) else f"{r['peak_bytes'] / MB:.1f} MB"
             if r["below_floor"]:  # an impossible time (profile.below_floor): shown as a flag, not a result
-                cells.append(html("<td><b>not a valid time</b><br><small>{:.1f} ms, ×{:.2f} plain: below plain "
-                                  "training although it runs at least K = {} steps; {}</small></td>",
-                                  r["ms_median"], r["ratio"], int(r["steps"]), mem))
+                cells.append(html("<td><b>not a valid time</b><br><small>{:.4g} ms, below plain training's {:.4g} ms "
+                                  "although it runs at least K = {} steps; {}</small></td>",
+                                  r["ms_median"], r["plain_ms"], int(r["steps"]), mem))
             else:
                 cells.append(html("<td>{:.1f} ms<br><small>×{:.2f} plain; {}</small></td>", r["ms_median"],
                                   r["ratio"], mem))
