@@ -16,15 +16,15 @@ estimator it records:
   steps of ``estimators.core.plain_training``, no meta-gradient) right before each
   estimator, so the floor and every estimator are measured side by side under the
   same machine conditions.  Warm-up rule: the first ``WARMUP_ROUNDS`` = 2 rounds
-  (``warmup_rounds``) are not timed, so the floor and every estimator have run at least twice at the
-  point's size before their first timed call (the first call pays for allocator
-  growth and lazily built kernels and caches).
+  (``warmup_rounds``) are not timed, so the floor and every estimator have run at
+  least twice at the point's size before their first timed call (the first call
+  pays for allocator growth and lazily built kernels and caches).
 * ``plain_ms``: the floor, the median of its ``plain_repeats`` = (estimators x
   repeats) timed calls, one value per (model, K) shared by every estimator of the
   profile; ``ratio = ms_median / plain_ms``.
 * ``below_floor``: the ratio is below 1 although the estimator does at least the
-  floor's work (``below_floor``): a timing artefact, which the report flags instead
-  of quoting it.
+  floor's work (the function ``below_floor``): a timing artefact, which the report
+  flags instead of quoting it.
 * ``peak_bytes``: the growth of memory in use during one more meta-update,
   measured in-process by ``memory.measure_peak`` (``memory_method`` names how:
   CUDA allocator peak, or the Linux RSS high-water mark on CPU).
@@ -143,10 +143,11 @@ def time_interleaved(floor: Callable[[], Any], fns: dict[str, Callable[[], Any]]
 
 def below_floor(frame: pd.DataFrame) -> pd.Series:
     """Rows whose time cannot be a result: the estimator made at least K inner-gradient evaluations
-    and Hessian-vector products (``nfe + hvp``; each costs at least one step of plain training on
-    the same tasks: an evaluation is one, a product two passes), so it cannot be faster than the
-    K plain steps of its floor, and yet its ratio to the floor is below 1.  MAML-1, which takes
-    one step, is below the floor of K > 1 legitimately."""
+    and Hessian-vector products (``nfe + hvp``), each at least the work of one plain inner step on
+    the same tasks (an evaluation is one such step, on more tasks for ES; a product at a stored
+    linearization is a forward and a backward R-pass), so it cannot be faster than the K plain
+    steps of its floor, and yet its ratio to the floor is below 1.  MAML-1, which takes one step,
+    is below the floor of K > 1 legitimately."""
     return (frame["nfe"] + frame["hvp"] >= frame["steps"]) & (frame["ratio"] < 1.0)
 
 

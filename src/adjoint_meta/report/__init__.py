@@ -50,7 +50,8 @@ def run(params: dict, out_html: str, root: str = ".", log_file: str | None = Non
                                             x["steps"]), base, f"{e}_curves")
         return {"name": e, "steps": x["steps"], "horizon": x["steps"] * params["inner"]["alpha"],
                 "maml_steps": x["maml_steps"], "eval_steps": x["eval_steps"],
-                "reference": (x.get("paired_test") or {}).get("estimator", "–"), "table": tables.results(res.tables[e], e),
+                "reference": (x.get("paired_test") or {}).get("estimator", "–"),
+                "table": tables.results(res.tables[e], e),
                 "figure": _figure(curve, f"curves {e}", "Test nRMSE while fine-tuning from each learned initialization "
                                   f"(mean, band ± one std over test tasks; dotted line: step K = {x['steps']}).")}
 

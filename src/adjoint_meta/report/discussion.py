@@ -129,9 +129,9 @@ def profiles(frame: pd.DataFrame, params: dict) -> list[Markup]:
                          "within ten million steps")
             if last["below_floor"]:
                 lines.append(html("{}: {:.2f} MB per 100 inner steps, {:.1f} MB at K = {}, where its time is not "
-                                  "valid ({:.4g} ms, below plain inner training's {:.4g} ms although it runs at least K "
-                                  "steps){}", est, slope / MB * 100, last["peak_bytes"] / MB, int(last["value"]),
-                                  last["ms_median"], last["plain_ms"], where))
+                                  "valid ({:.4g} ms, below plain inner training's {:.4g} ms although it runs at "
+                                  "least K steps){}", est, slope / MB * 100, last["peak_bytes"] / MB,
+                                  int(last["value"]), last["ms_median"], last["plain_ms"], where))
             else:
                 lines.append(html("{}: {:.2f} MB per 100 inner steps, {:.1f} MB and {:.0f} ms (×{:.1f} plain inner "
                                   "training) at K = {}{}", est, slope / MB * 100, last["peak_bytes"] / MB,
