@@ -231,7 +231,7 @@ def run(spec: dict, profile: str, tasks_path: str, out_csv: str, log_file: str |
     frame["peak_bytes"] = frame["peak_bytes"].astype("Int64")
     frame["below_floor"] = below_floor(frame)
     for r in frame[frame["below_floor"]].itertuples():
-        log.warning("profile %s, %s, %s=%d: x%.2f plain inner training although it runs at least K=%d steps: "
+        log.warning("profile %s, %s, %s=%d: x%.3f plain inner training although it runs at least K=%d steps: "
                     "flagged as a timing artefact", profile, r.estimator, r.variable, r.value, r.ratio, r.steps)
     write_csv(frame, out_csv)
     log.info("wrote %d row(s) to %s", len(frame), out_csv)
