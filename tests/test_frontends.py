@@ -10,7 +10,7 @@ from adjoint_meta import codedeps, config, dvc_yaml, paths
 from conftest import ROOT, TEST_PARAMS, copy_project, run_tool
 
 STAGE_PREFIXES = (("fetch", "fetch"), ("make_tasks", "make-tasks"), ("train_", "train"),
-                  ("evaluate_", "evaluate"), ("profile_", "profile"), ("accuracy", "accuracy"),
+                  ("evaluate_", "evaluate"), ("profile", "profile"), ("accuracy", "accuracy"),
                   ("summarize", "summarize"), ("report", "report"))
 
 
@@ -64,7 +64,7 @@ def test_dvc_stage_groups_match_experiments(both):
     extra = {g for g in groups if re.match(r"(train|evaluate)_", g)} - \
         {f"{k}_{e}" for e in params["experiments"] for k in ("train", "evaluate")}
     assert not extra, f"dvc.yaml has stages for experiments not in params.yaml: {extra}"
-    profiles = {g[len("profile_"):] for g in groups if g.startswith("profile_")}
+    profiles = {s.name.partition("@")[2] for s in dvc_stages(project) if s.name.startswith("profile@")}
     assert profiles == set(params["profiles"]), "dvc.yaml's profile stages must match params.yaml's profiles"
 
 
@@ -73,10 +73,9 @@ def _wildcards(stage, params: dict) -> dict:
     base, _, key = stage.name.partition("@")
     if base == "fetch":
         return {"source": key}
-    if base.startswith("profile_"):
-        prof = base[len("profile_"):]
-        p = params["profiles"][prof]
-        return {"profile": prof, "estimator": key, "dataset": p["dataset"], "setting": p["setting"]}
+    if base == "profile":
+        p = params["profiles"][key]
+        return {"profile": key, "dataset": p["dataset"], "setting": p["setting"]}
     if base == "accuracy":
         a = params["accuracy"][key]
         return {"name": key, "dataset": a["dataset"], "setting": a["setting"]}

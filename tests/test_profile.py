@@ -1,4 +1,5 @@
-"""Profiling step: one complete row per sweep point; memory that grows where it must."""
+"""Profiling step: one complete row per sweep point and estimator, one plain-training floor per point,
+impossible ratios flagged; memory that grows where it must."""
 from __future__ import annotations
 
 import copy
@@ -8,11 +9,12 @@ import sys
 
 import pandas as pd
 import pytest
+import torch
 
 from adjoint_meta import config, make_tasks, profile
 from adjoint_meta.estimators.core import LINEARIZE_BLOCK
 from adjoint_meta.tasks import TaskPool
-from conftest import TEST_PARAMS
+from conftest import ROOT, TEST_PARAMS
 
 PARAMS = config.load(TEST_PARAMS)
 JOBS = config.profile_jobs(PARAMS)
@@ -35,24 +37,24 @@ def n_params(d: int, layers: int, units: int) -> int:
 
 
 def _run(spec, job, task_files, tmp_path, log=None) -> pd.DataFrame:
-    out = tmp_path / f"{job['profile']}_{job['estimator']}.csv"
-    frame = profile.run(spec, job["profile"], job["estimator"], task_files[job["dataset"]], str(out), log)
+    out = tmp_path / f"{job['profile']}.csv"
+    frame = profile.run(spec, job["profile"], task_files[job["dataset"]], str(out), log)
     on_disk = pd.read_csv(out)
     assert list(on_disk.columns) == profile.COLUMNS
     pd.testing.assert_frame_equal(on_disk, frame, check_dtype=False)
     return frame
 
 
-@pytest.mark.parametrize("job", JOBS, ids=[f"{j['profile']}-{j['estimator']}" for j in JOBS])
-def test_one_complete_row_per_sweep_point(job, task_files, tmp_path):
+@pytest.mark.parametrize("job", JOBS, ids=[j["profile"] for j in JOBS])
+def test_one_complete_row_per_sweep_point_and_estimator(job, task_files, tmp_path):
     spec = config.prune(PARAMS, "profile", **job)
     prof = spec["profiles"][job["profile"]]
     frame = _run(spec, job, task_files, tmp_path, str(tmp_path / "log.txt"))
 
-    expected = [(var, v) for var in profile.SWEEP_VARIABLES for v in prof["sweep"].get(var, [])]
-    assert list(zip(frame["variable"], frame["value"])) == expected
+    ests = prof["estimators"]
+    expected = [(var, v, e) for var in profile.SWEEP_VARIABLES for v in prof["sweep"].get(var, []) for e in ests]
+    assert list(zip(frame["variable"], frame["value"], frame["estimator"])) == expected
     d = TaskPool.load(task_files[job["dataset"]]).input_dim
-    kind = spec["estimators"][job["estimator"]]["kind"]
     for _, row in frame.iterrows():
         at = {k: prof["fixed"][k] for k in profile.SWEEP_VARIABLES} | {row["variable"]: row["value"]}
         assert (row["steps"], row["layers"], row["units"]) == (at["steps"], at["layers"], at["units"])
@@ -62,20 +64,66 @@ def test_one_complete_row_per_sweep_point(job, task_files, tmp_path):
         assert row["ms_min"] <= row["ms_median"] <= row["ms_max"]
         assert row["ratio"] == pytest.approx(row["ms_median"] / row["plain_ms"])
         assert row["repeats"] == prof["repeats"] and row["nfe"] >= 1 and row["stored_bytes"] >= 0
-        assert row["kind"] == kind and row["threads"] == spec["runtime"]["threads"] and row["dtype"] == "float32"
+        assert row["kind"] == spec["estimators"][row["estimator"]]["kind"]
+        assert row["threads"] == spec["runtime"]["threads"] and row["dtype"] == "float32"
         if sys.platform.startswith("linux") and row["memory_method"] != "unavailable":
             assert row["memory_method"] == "rss-highwater"
         if row["memory_method"] != "unavailable":
             assert not pd.isna(row["peak_bytes"]) and row["peak_bytes"] >= 0
+    assert frame["below_floor"].tolist() == profile.below_floor(frame).tolist()
+
+    # one floor per (model, K), measured beside every estimator of the profile, and a point shared by
+    # several sweeps (the fixed one) measured once
+    points = frame.groupby(["steps", "layers", "units"])
+    assert (points["plain_ms"].nunique() == 1).all()
+    assert (frame["plain_repeats"] == len(ests) * prof["repeats"]).all()
+    assert (points.apply(lambda g: g.groupby("estimator")["ms_median"].nunique().max()) == 1).all()
     log = (tmp_path / "log.txt").read_text()
-    assert len(re.findall(r"point \d+/\d+ +\w+=\d+ .* ms .* peak [\d.]+ MB", log)) == len(frame)
+    assert len(re.findall(r"plain inner training [\d.]+ ms \(median of \d+ calls\)", log)) == points.ngroups
+    assert len(re.findall(r"^.* INFO +\w+ +[\d.]+ ms \(x[\d.]+ plain\) +peak [\d.]+ MB", log, re.M)) \
+        == points.ngroups * len(ests)
+
+
+def test_every_candidate_is_warmed_up_then_timed_beside_the_floor():
+    calls = []
+    fns = {name: (lambda n=name: calls.append(n)) for name in ("a", "b", "c")}
+    floor, times = profile.time_interleaved(lambda: calls.append("floor"), fns, 3, torch.device("cpu"))
+    rounds = profile.WARMUP_ROUNDS + 3
+    assert profile.WARMUP_ROUNDS >= 2
+    assert calls == ["floor", "a", "floor", "b", "floor", "c"] * rounds  # the floor right before each
+    assert len(floor) == 3 * 3 and all(len(t) == 3 for t in times.values())
+
+
+def test_below_floor_flags_estimators_that_do_the_floors_work_and_time_under_it():
+    rows = pd.DataFrame([  # kind, K, gradient evaluations, Hessian-vector products, ratio -> flagged
+        ("tbptt", 100, 100, 10, 0.5, True),
+        ("imaml", 100, 100, 5, 1.3, False),
+        ("reptile", 50, 50, 0, 0.999, True),
+        ("maml1", 100, 1, 0, 0.02, False),      # one step: legitimately far below K plain steps
+        ("maml1", 1, 1, 0, 0.8, True),          # ... but not below one
+        ("amaml", 200, 44, 400, 0.9, True),     # adaptive forward with few evaluations, 2K products back
+        ("amaml", 200, 44, 100, 0.9, False),    # fewer passes than the floor's K steps: not impossible
+    ], columns=["kind", "steps", "nfe", "hvp", "ratio", "expected"])
+    assert profile.below_floor(rows).tolist() == rows["expected"].tolist()
+
+
+def test_quick_preset_times_profiles_with_at_least_three_repeats():
+    quick = config.load(ROOT / "params.yaml", {"preset": "quick"})
+    assert quick["profiles"] and all(p["repeats"] >= 3 for p in quick["profiles"].values())
+
+
+def _only(estimators: list[str], **prof) -> tuple[dict, dict]:
+    """The fig34 job and its slice with the profile reduced to ``estimators`` (and ``prof`` changes)."""
+    job = next(j for j in JOBS if j["profile"] == "fig34")
+    params = copy.deepcopy(PARAMS)
+    params["profiles"]["fig34"].update(estimators=estimators, **prof)
+    return job, config.prune(params, "profile", **job)
 
 
 def test_adjoint_stores_one_state_per_grid_point(task_files, tmp_path):
     """A-MAML with stored states keeps u_0..u_K: (K + 1) x tasks x P floats, exactly, plus the
     linearizations of one block of states that the backward sweep computes together."""
-    job = next(j for j in JOBS if j["estimator"] == "amaml")
-    spec = config.prune(PARAMS, "profile", **job)
+    job, spec = _only(["amaml"])
     assert spec["estimators"]["amaml"]["store"] == "states"
     frame = _run(spec, job, task_files, tmp_path)
     B = spec["meta"]["meta_batch"]
@@ -90,15 +138,9 @@ def test_adjoint_stores_one_state_per_grid_point(task_files, tmp_path):
 def test_unrolled_maml_memory_grows_with_steps(task_files, tmp_path):
     """Backprop through K unrolled steps keeps K steps of graph; at a size where that is
     megabytes, peak memory at the largest K clearly exceeds that at K = 1."""
-    job = next(j for j in JOBS if j["profile"] == "fig34")
-    figures = {}
-    for est in ("maml", "es"):
-        job = dict(job, estimator=est)
-        params = copy.deepcopy(PARAMS)
-        params["profiles"][job["profile"]].update(estimators=[est], sweep={"steps": [1, 10, 40]},
-                                                  fixed={"steps": 10, "layers": 2, "units": 32})
-        frame = _run(config.prune(params, "profile", **job), job, task_files, tmp_path)
-        figures[est] = list(frame["peak_bytes"].astype(float))
+    job, spec = _only(["maml", "es"], sweep={"steps": [1, 10, 40]}, fixed={"steps": 10, "layers": 2, "units": 32})
+    frame = _run(spec, job, task_files, tmp_path)
+    figures = {e: list(g["peak_bytes"].astype(float)) for e, g in frame.groupby("estimator")}
     print("peak MiB at K = 1, 10, 40:", {k: [round(v / MiB, 3) for v in p] for k, p in figures.items()})
     maml = figures["maml"]
     assert maml[-1] > maml[0] + 1 * MiB, maml

@@ -2,14 +2,20 @@
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
-from adjoint_meta import summarize
+from adjoint_meta import config, paths, profile, report, summarize
 from adjoint_meta.report import discussion, figures, tables
 from adjoint_meta.summarize import MissingResultError
+from conftest import copy_run
+
+HOSTILE = "<script>alert(1)</script>"
+ESCAPED = "&lt;script&gt;alert(1)&lt;/script&gt;"
 
 
 def test_figures_refuse_empty_inputs():
@@ -93,3 +99,78 @@ def test_memory_figure_marks_where_unrolled_maml_reaches_the_cap():
     marks = [line for line in fig.axes[0].get_lines() if "reaches the cap" in line.get_label()]
     assert len(marks) == 1 and marks[0].get_xdata()[0] == pytest.approx(k_cap)
     assert math.isinf(discussion.memory_cap_steps(frame[frame["estimator"] == "maml"].assign(peak_bytes=1e6), 1e9))
+
+
+def test_fragments_escape_labels_from_the_parameters():
+    """Labels reach the tables and the discussion as text: escaped, never a tag."""
+    t = _table().assign(label=HOSTILE)
+    prof = _profile_rows().query("estimator == 'tbptt'").assign(estimator="maml")
+    acc = pd.DataFrame([dict(study="synthetic", estimator="amaml", steps=2, rel_error=0.1, cosine=0.9)])
+    fragments = [tables.results(t, "table1"), *discussion.curves({"fig2": t}, ["fig2"]),
+                 *discussion.ablation({"ab": t.assign(estimator=["amaml", "amaml_sgd"])}, ["ab"]),
+                 tables.profile(prof, "fig34", "steps", {"maml": HOSTILE}),
+                 *discussion.profiles(prof.assign(estimator=HOSTILE), {"profiles": {"fig34": {"memory_cap_gb": 24}}}),
+                 tables.accuracy(acc, "synthetic", {"amaml": HOSTILE})]
+    for fragment in fragments:
+        assert "<script" not in fragment and ESCAPED in fragment, fragment
+
+
+# the only tags the report writes itself
+REPORT_TAGS = {"html", "head", "meta", "title", "style", "body", "h1", "h2", "h3", "p", "code", "ul", "li", "b", "i",
+               "table", "tr", "th", "td", "br", "small", "figure", "img", "figcaption", "details", "summary", "pre"}
+
+
+@pytest.mark.pipeline
+def test_no_tag_from_the_parameters_survives_in_the_report(snakemake_run, tmp_path):
+    """Every estimator labelled with a script (and quotes that would end an attribute): the rebuilt
+    report holds only its own tags, and the labels as escaped text."""
+    run = copy_run(snakemake_run, tmp_path / "run")
+    doc = yaml.safe_load((run / "params.yaml").read_text())
+    for i, cfg in enumerate(doc["estimators"].values()):
+        cfg["label"] = HOSTILE + ("'\"><img src=x onerror=alert(2)>" if i % 2 else "")
+    (run / "params.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
+    params = config.load(run / "params.yaml")
+    summarize.run(params, root=str(run))
+    report.run(params, str(run / paths.REPORT), root=str(run))
+    html = (run / paths.REPORT).read_text()
+    assert set(re.findall(r"<([a-zA-Z][a-zA-Z0-9]*)", html)) <= REPORT_TAGS
+    imgs = re.findall(r"<img[^>]*>", html)
+    assert imgs and all(re.fullmatch(r"<img alt='[^'<>]*' src='data:image/png;base64,[A-Za-z0-9+/=]+'>", i)
+                        for i in imgs)
+    assert "onerror" not in html.replace("onerror=alert(2)&gt;", "")
+    assert f"<td class=l>{ESCAPED}" in html  # tables
+    assert re.search(r"<li><b>fig2_50shot</b>, [^<]*" + re.escape(ESCAPED), html)  # discussion
+    assert html.count(ESCAPED) >= len(params["estimators"])
+
+
+def _profile_rows() -> pd.DataFrame:
+    """A profile's rows as profile.run writes them: tbptt timed below its floor at K = 8 (flagged),
+    MAML-1 legitimately below it (one step against eight)."""
+    rows = []
+    for est, kind, K, ms, plain in (("tbptt", "tbptt", 4, 6.0, 2.0), ("tbptt", "tbptt", 8, 2.0, 4.0),
+                                    ("maml1", "maml1", 4, 1.2, 2.0), ("maml1", "maml1", 8, 1.0, 4.0)):
+        rows.append(dict(profile="fig34", estimator=est, kind=kind, variable="steps", value=K, steps=K, layers=2,
+                         units=8, ms_median=ms, plain_ms=plain, ratio=ms / plain, repeats=3, warmup_rounds=2,
+                         plain_repeats=6, peak_bytes=2e6 * K, memory_method="rss-highwater", device="cpu",
+                         nfe=K if kind == "tbptt" else 1, hvp=2 if kind == "tbptt" else 0))
+    frame = pd.DataFrame(rows)
+    return frame.assign(below_floor=profile.below_floor(frame))
+
+
+def test_times_below_the_floor_are_flagged_not_quoted():
+    frame = _profile_rows()
+    assert frame["below_floor"].tolist() == [False, True, False, False]
+    html = tables.profile(frame, "fig34", "steps", {})
+    assert html.count("not a valid time") == 1
+    assert "2 ms, below plain training's 4 ms although it runs at least K = 8 steps" in html
+    assert "×0.50 plain;" not in html and "×0.25 plain;" in html  # MAML-1's one step is a result
+    [text] = discussion.profiles(frame, {"profiles": {"fig34": {"memory_cap_gb": 24}}})
+    assert "tbptt: 190.73 MB per 100 inner steps, 15.3 MB at K = 8, where its time is not valid (2 ms, below plain " \
+        "inner training's 4 ms although" in text
+    assert "<b>1 time(s) came out below plain inner training" in text and "tbptt at steps = 8." in text
+    assert "medians over 3 timed round(s) after 2 untimed one(s)" in text and "the median of its 6 calls" in text
+    [clean] = discussion.profiles(frame[frame["estimator"] == "maml1"], {"profiles": {"fig34": {"memory_cap_gb": 24}}})
+    assert "No estimator that runs at least K inner steps timed below plain inner training." in clean
+    fig = figures.profile(frame, "fig34", "steps", "time", {}, 24)
+    [marks] = [c for c in fig.axes[0].collections if "not a valid time" in c.get_label()]
+    assert marks.get_offsets().tolist() == [[8.0, 2.0]]

@@ -66,14 +66,14 @@ def test_jobs_are_summed_per_part_of_the_study(tmp_path):
     _bench(tmp_path, "train", paths.cell_name(first.as_dict()), 40.0, 400.0, 39.0)
     _bench(tmp_path, "evaluate", paths.cell_name(first.as_dict()), 2.0, 300.0, 1.5)
     _bench(tmp_path, "train", paths.cell_name(other.as_dict()), 10.0, 350.0, 9.0)
-    _bench(tmp_path, "profile", f"{prof['profile']}__{prof['estimator']}", 6.0, 900.0, 5.0)
+    _bench(tmp_path, "profile", paths.PROFILE_NAME.format(**prof), 6.0, 900.0, 5.0)
     _bench(tmp_path, "make_tasks", first.dataset, 1.0, 200.0, 1.0)
     _bench(tmp_path, "train", "gone__from__the__params__seed0", 3.0, 100.0, 3.0)
 
     bench = timings.read_benchmarks(tmp_path)
     owner = dict(zip(bench["job"] + "/" + bench["step"], timings.parts(params, bench)))
     assert owner[f"{paths.cell_name(first.as_dict())}/evaluate"] == first.experiment
-    assert owner[f"{prof['profile']}__{prof['estimator']}/profile"] == f"profile {prof['profile']}"
+    assert owner[f"{paths.PROFILE_NAME.format(**prof)}/profile"] == f"profile {prof['profile']}"
     assert owner[f"{first.dataset}/make_tasks"] == "data"
     assert owner["gone__from__the__params__seed0/train"] == "train"
 

@@ -120,8 +120,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 def cmd_profile(args: argparse.Namespace) -> None:
     from adjoint_meta import profile
 
-    params_job = _job(args, "profile", profile=args.profile, estimator=args.estimator)
-    profile.run(params_job, args.profile, args.estimator, args.tasks, args.out, args.log)
+    profile.run(_job(args, "profile", profile=args.profile), args.profile, args.tasks, args.out, args.log)
 
 
 def cmd_accuracy(args: argparse.Namespace) -> None:
@@ -140,9 +139,6 @@ def _job(args: argparse.Namespace, step: str, **keys) -> dict:
     if item is None:
         raise config.ParamsError(f"--{'profile' if step == 'profile' else 'name'} {name!r} is not defined under "
                                  f"'{section}'; allowed values: {', '.join(sorted(params.get(section) or {}))}")
-    if step == "profile" and keys["estimator"] not in item["estimators"]:
-        raise config.ParamsError(f"--estimator {keys['estimator']!r} is not in {section}.{name}.estimators; "
-                                 f"allowed values: {', '.join(item['estimators'])}")
     wild = dict(keys, dataset=item["dataset"], setting=item["setting"])
     if args.slice is not None:
         return config.load_slice(args.slice, step, **wild)
@@ -242,11 +238,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out-curve", required=True, help="error of every test task along fine-tuning (.csv)")
     p.add_argument("--log", help="log file")
 
-    p = add("profile", cmd_profile, "time and memory of one estimator's meta-update over a profile's sweeps")
+    p = add("profile", cmd_profile, "time and memory of every estimator's meta-update over a profile's sweeps, "
+            "against one plain-training floor per point")
     p.add_argument("--profile", required=True)
-    p.add_argument("--estimator", required=True)
     p.add_argument("--tasks", required=True, help="task table of the profile's dataset")
-    p.add_argument("--out", required=True, help="one row per sweep point (.csv)")
+    p.add_argument("--out", required=True, help="one row per sweep point and estimator (.csv)")
     p.add_argument("--log", help="log file")
 
     p = add("accuracy", cmd_accuracy, "meta-gradients of several estimators against the exact one")

@@ -483,9 +483,10 @@ def datasets_used(params: Mapping) -> list[str]:
 
 
 def profile_jobs(params: Mapping) -> list[dict]:
-    """One profiling job per (profile, estimator), with the profile's dataset and setting."""
-    return [dict(profile=name, estimator=est, dataset=prof["dataset"], setting=prof["setting"])
-            for name, prof in params["profiles"].items() for est in prof["estimators"]]
+    """One profiling job per profile (all its estimators, timed side by side against one floor),
+    with the profile's dataset and setting."""
+    return [dict(profile=name, dataset=prof["dataset"], setting=prof["setting"])
+            for name, prof in params["profiles"].items()]
 
 
 def accuracy_jobs(params: Mapping) -> list[dict]:
@@ -510,11 +511,11 @@ RELEVANT_KEYS: dict[str, list[str]] = {
         "experiments.{experiment}.steps", "experiments.{experiment}.maml_steps",
         "experiments.{experiment}.eval_steps",
     ],
+    # a profile and an accuracy study each compare many estimator configurations in one job
     "profile": [
         "seed", "runtime", "inner", "meta.meta_batch", "datasets.{dataset}", "settings.{setting}",
-        "estimators.{estimator}", "profiles.{profile}",
+        "estimators", "profiles.{profile}",
     ],
-    # an accuracy study compares many estimator configurations in one job
     "accuracy": [
         "seed", "runtime", "inner", "meta.meta_batch", "datasets.{dataset}", "settings.{setting}",
         "estimators", "accuracy.{name}",

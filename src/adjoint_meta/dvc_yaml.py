@@ -5,9 +5,8 @@ runs (``codedeps``) and the experiments and profiles of params.yaml.
 ``adjoint-meta dvc-yaml`` writes it; ``adjoint-meta dvc-yaml --check`` fails when the
 file on disk differs (CI runs it), so the two front ends cannot drift.  The stages
 loop over params.yaml's lists with DVC's own ``foreach``/``matrix``, so ``dvc exp run
--S ...`` changes the jobs without regenerating the file; a new experiment or profile
-name needs a rerun of the command, which ``adjoint-meta params`` and the pipeline
-tests point out.
+-S ...`` changes the jobs without regenerating the file; a new experiment name
+needs a rerun of the command (``--check`` says so).
 """
 from __future__ import annotations
 
@@ -71,21 +70,6 @@ def _cell_stages(exp: str) -> dict[str, dict]:
     }
 
 
-def _profile_stage(name: str) -> dict:
-    job = {"profile": name, "estimator": "${item.estimator}", "dataset": f"${{profiles.{name}.dataset}}",
-           "setting": f"${{profiles.{name}.setting}}"}
-    tasks, summary = paths.TASKS.format(**job), paths.TASKS_SUMMARY.format(**job)
-    out = paths.PROFILE.format(**job)
-    return {
-        "matrix": {"estimator": f"${{profiles.{name}.estimators}}"},
-        "cmd": _cmd("profile", "--profile", name, "--estimator", job["estimator"], "--tasks", tasks, "--out", out,
-                    "--log", paths.LOG.format(step="profile", name=paths.PROFILE_NAME.format(**job))),
-        "deps": [tasks, summary, *codedeps.step_files("profile")],
-        "params": _params("profile", **job),
-        "outs": [out],
-    }
-
-
 def stages(params: Mapping) -> dict[str, dict]:
     """Every stage of dvc.yaml, in pipeline order."""
     raw = {"source": "${item}"}
@@ -112,8 +96,15 @@ def stages(params: Mapping) -> dict[str, dict]:
     }
     for exp in params["experiments"]:
         out.update(_cell_stages(exp))
-    for name in params["profiles"]:
-        out[f"profile_{name}"] = _profile_stage(name)
+    prof = {"profile": "${key}", "dataset": "${item.dataset}", "setting": "${item.setting}"}
+    out["profile"] = {"foreach": "${profiles}", "do": {
+        "cmd": _cmd("profile", "--profile", prof["profile"], "--tasks", paths.TASKS.format(**prof),
+                    "--out", paths.PROFILE.format(**prof),
+                    "--log", paths.LOG.format(step="profile", name=paths.PROFILE_NAME.format(**prof))),
+        "deps": [paths.TASKS.format(**prof), paths.TASKS_SUMMARY.format(**prof), *codedeps.step_files("profile")],
+        "params": _params("profile", **prof),
+        "outs": [paths.PROFILE.format(**prof)],
+    }}
     out["accuracy"] = {"foreach": "${accuracy}", "do": {
         "cmd": _cmd("accuracy", "--name", acc["name"], "--tasks", paths.TASKS.format(**acc),
                     "--out", paths.ACCURACY.format(**acc), "--log", paths.LOG.format(step="accuracy", name=acc["name"])),

@@ -17,7 +17,7 @@ TRAIN_LOG = "results/train/" + _CELL + ".csv"
 EVAL = "results/eval/" + _CELL + ".json"
 EVAL_CURVE = "results/eval/" + _CELL + ".csv"
 
-PROFILE = "results/profile/{profile}/{estimator}.csv"
+PROFILE = "results/profile/{profile}.csv"  # every estimator of the profile
 ACCURACY = "results/accuracy/{name}.csv"
 
 METRICS = "reports/metrics.json"
@@ -33,7 +33,7 @@ LOG = "logs/{step}/{name}.log"
 BENCHMARK = "logs/benchmarks/{step}/{name}.tsv"
 # job names in LOG and BENCHMARK (training and evaluation share the cell's name)
 CELL_NAME = "{experiment}__{dataset}__{setting}__{estimator}__seed{seed}"
-PROFILE_NAME = "{profile}__{estimator}"
+PROFILE_NAME = "{profile}"
 
 
 def figure_names(params: dict) -> dict[str, str]:

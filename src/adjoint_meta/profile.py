@@ -1,19 +1,30 @@
-"""Profiling: time and peak memory of one estimator's meta-update over a profile's sweeps
-(Figures 3-4 and the scaling study).
+"""Profiling: time and peak memory of every estimator's meta-update over a profile's sweeps
+(Figures 3-4 and the scaling study), each point timed against one plain-training floor.
 
 A profile varies one quantity at a time -- inner steps K, hidden layers, hidden
-units -- from its ``fixed`` point.  For every point the job builds the MLP
-``[input_dim, units x layers, 1]`` of the dataset's activation, initializes it
-from a seeded generator, and runs the estimator on one meta-batch that was
-sampled once per job (every point and every estimator of a profile sees the
-same tasks).  Per point it records:
+units -- from its ``fixed`` point.  One job measures every estimator of a profile.
+For every point the job builds the MLP ``[input_dim, units x layers, 1]`` of the
+dataset's activation, initializes it from a seeded generator, and runs each
+estimator on one meta-batch that was sampled once per job (every point and every
+estimator of a profile sees the same tasks).  A point that appears in several
+sweeps (the fixed point) is measured once and written in each.  Per point and
+estimator it records:
 
-* ``ms_median/min/max``: wall time of ``repeats`` meta-updates after one
-  warm-up call, timed with ``time.perf_counter`` (CUDA synchronized around each).
-  The calls are interleaved with as many calls of *plain inner training* (the K
-  gradient steps of ``estimators.core.plain_training``, no meta-gradient), so the
-  ``plain_ms`` median and ``ratio = ms_median / plain_ms`` compare runs made side
-  by side under the same machine conditions.
+* ``ms_median/min/max``: wall time of ``repeats`` meta-updates, timed with
+  ``time.perf_counter`` (CUDA synchronized around each), in interleaved rounds
+  (``time_interleaved``): a round calls *plain inner training* (the K gradient
+  steps of ``estimators.core.plain_training``, no meta-gradient) right before each
+  estimator, so the floor and every estimator are measured side by side under the
+  same machine conditions.  Warm-up rule: the first ``WARMUP_ROUNDS`` = 2 rounds
+  (``warmup_rounds``) are not timed, so the floor and every estimator have run at
+  least twice at the point's size before their first timed call (the first call
+  pays for allocator growth and lazily built kernels and caches).
+* ``plain_ms``: the floor, the median of its ``plain_repeats`` = (estimators x
+  repeats) timed calls, one value per (model, K) shared by every estimator of the
+  profile; ``ratio = ms_median / plain_ms``.
+* ``below_floor``: the ratio is below 1 although the estimator does at least the
+  floor's work (the function ``below_floor``): a timing artefact, which the report
+  flags instead of quoting it.
 * ``peak_bytes``: the growth of memory in use during one more meta-update,
   measured in-process by ``memory.measure_peak`` (``memory_method`` names how:
   CUDA allocator peak, or the Linux RSS high-water mark on CPU).
@@ -24,7 +35,8 @@ same tasks).  Per point it records:
   unrolled MAML's autograd graph is not a stored trajectory and shows in
   ``peak_bytes`` only.
 * ``nfe``: batched inner-gradient evaluations of the forward pass: what the
-  estimator reports (A-MAML's ODE solvers), otherwise the K steps of its inner loop.
+  estimator reports (A-MAML's ODE solvers), otherwise the K steps of its inner loop;
+  ``hvp``: the Hessian-vector products of its backward sweep or linear solve.
 
 The helpers ``sample_batch``, ``timed`` and ``write_csv`` are shared with
 ``adjoint_meta.accuracy``.
@@ -52,8 +64,10 @@ T = TypeVar("T")
 
 SWEEP_VARIABLES = ("steps", "layers", "units")  # the order rows are written in
 COLUMNS = ["profile", "estimator", "kind", "label", "variable", "value", "steps", "layers", "units", "n_params",
-           "ms_median", "ms_min", "ms_max", "repeats", "plain_ms", "ratio", "peak_bytes", "memory_method",
-           "stored_bytes", "nfe", "device", "dtype", "threads"]
+           "ms_median", "ms_min", "ms_max", "repeats", "warmup_rounds", "plain_ms", "plain_repeats", "ratio",
+           "below_floor",
+           "peak_bytes", "memory_method", "stored_bytes", "nfe", "hvp", "device", "dtype", "threads"]
+WARMUP_ROUNDS = 2  # untimed interleaved rounds before the timed ones (see the module docstring)
 
 
 class ProfileError(RuntimeError):
@@ -110,17 +124,31 @@ def sweep_points(prof: dict) -> list[tuple[str, int, dict[str, int]]]:
     return points
 
 
-def time_interleaved(fns: dict[str, Callable[[], Any]], repeats: int,
-                     device: torch.device) -> dict[str, list[float]]:
-    """Milliseconds of ``repeats`` calls of each function after one warm-up call each, in
-    interleaved rounds, so that drifts of the machine's speed hit every candidate alike."""
-    for fn in fns.values():
-        timed(fn, device)
+def time_interleaved(floor: Callable[[], Any], fns: dict[str, Callable[[], Any]], repeats: int,
+                     device: torch.device) -> tuple[list[float], dict[str, list[float]]]:
+    """Milliseconds of ``floor`` and of ``repeats`` calls of each function, in interleaved rounds
+    that call the floor right before each function, so that a drift of the machine's speed hits
+    the floor and every candidate alike; the floor is timed ``len(fns)`` times a round.  The
+    first ``WARMUP_ROUNDS`` rounds are the same calls, untimed."""
+    floor_ms: list[float] = []
     times: dict[str, list[float]] = {k: [] for k in fns}
-    for _ in range(repeats):
+    for r in range(WARMUP_ROUNDS + repeats):
         for k, fn in fns.items():
-            times[k].append(timed(fn, device)[1])
-    return times
+            plain, est = timed(floor, device)[1], timed(fn, device)[1]
+            if r >= WARMUP_ROUNDS:
+                floor_ms.append(plain)
+                times[k].append(est)
+    return floor_ms, times
+
+
+def below_floor(frame: pd.DataFrame) -> pd.Series:
+    """Rows whose time cannot be a result: the estimator made at least K inner-gradient evaluations
+    and Hessian-vector products (``nfe + hvp``), each at least the work of one plain inner step on
+    the same tasks (an evaluation is one such step, on more tasks for ES; a product at a stored
+    linearization is a forward and a backward R-pass), so it cannot be faster than the K plain
+    steps of its floor, and yet its ratio to the floor is below 1.  MAML-1, which takes one step,
+    is below the floor of K > 1 legitimately."""
+    return (frame["nfe"] + frame["hvp"] >= frame["steps"]) & (frame["ratio"] < 1.0)
 
 
 def _check_finite(row: dict, keys: list[str], where: str, positive: bool = False) -> None:
@@ -132,72 +160,94 @@ def _check_finite(row: dict, keys: list[str], where: str, positive: bool = False
         raise ProfileError(f"{where}: unusable measurement(s) {', '.join(f'{k}={row[k]!r}' for k in bad)}")
 
 
-def profile_point(model: MLP, theta: torch.Tensor, problem: InnerProblem, kind: str, est_cfg: dict,
-                  steps: int, alpha: float, seed: int, repeats: int, device: torch.device) -> dict:
-    """Time and memory of one estimator at one model size and K (see the module docstring)."""
-    K = config.inner_steps(kind, steps)
-    est = build(kind, est_cfg, K, alpha, seed)
-    # the reference is plain inner training of the swept K, also for estimators that run fewer steps (MAML-1)
-    plain = lambda: plain_training(problem, theta, steps, alpha)  # noqa: E731
-    times = time_interleaved({"est": lambda: est(theta, problem), "plain": plain}, repeats, device)
-    mg, peak, method = measure_peak(lambda: est(theta, problem), device)
-    ms, plain_ms = statistics.median(times["est"]), statistics.median(times["plain"])
-    return {
-        "n_params": model.n_params, "ms_median": ms, "ms_min": min(times["est"]), "ms_max": max(times["est"]),
-        "repeats": repeats, "plain_ms": plain_ms, "ratio": ms / plain_ms if plain_ms > 0 else math.nan,
-        "peak_bytes": peak, "memory_method": method,
-        "stored_bytes": int(mg.stats.get("stored_bytes", 0)), "nfe": int(mg.stats.get("nfe", K)),
-        "label": est_cfg.get("label") or est.label,
-    }
+def profile_point(problem: InnerProblem, theta: torch.Tensor, configs: dict[str, dict], seeds: dict[str, int],
+                  steps: int, alpha: float, repeats: int, device: torch.device) -> tuple[dict, list[dict]]:
+    """Time and memory of every estimator of ``configs`` at one model size and K, against one floor
+    (see the module docstring): the floor's figures and one dict per estimator."""
+    ests = {name: build(cfg["kind"], cfg, config.inner_steps(cfg["kind"], steps), alpha, seeds[name])
+            for name, cfg in configs.items()}
+    # the floor is plain inner training of the swept K, also for estimators that run fewer steps (MAML-1)
+    plain, times = time_interleaved(lambda: plain_training(problem, theta, steps, alpha),
+                                    {name: (lambda e=est: e(theta, problem)) for name, est in ests.items()},
+                                    repeats, device)
+    floor = {"plain_ms": statistics.median(plain), "plain_repeats": len(plain)}
+    out = []
+    for name, est in ests.items():
+        mg, peak, method = measure_peak(lambda: est(theta, problem), device)
+        ms = statistics.median(times[name])
+        out.append({"estimator": name, "kind": configs[name]["kind"], "label": configs[name].get("label") or est.label,
+                    "ms_median": ms, "ms_min": min(times[name]), "ms_max": max(times[name]), "repeats": repeats,
+                    "warmup_rounds": WARMUP_ROUNDS,
+                    **floor, "ratio": ms / floor["plain_ms"] if floor["plain_ms"] > 0 else math.nan,
+                    "peak_bytes": peak, "memory_method": method,
+                    "stored_bytes": int(mg.stats.get("stored_bytes", 0)), "nfe": int(mg.stats.get("nfe", est.steps)),
+                    "hvp": int(mg.stats.get("hvp", 0))})
+        del mg  # before the next estimator's memory is measured
+    return floor, out
 
 
-def run(spec: dict, profile: str, estimator: str, tasks_path: str, out_csv: str,
-        log_file: str | None = None) -> pd.DataFrame:
-    """Profile ``estimator`` over every sweep point of ``profiles.<profile>``; write and return the rows."""
+def run(spec: dict, profile: str, tasks_path: str, out_csv: str, log_file: str | None = None) -> pd.DataFrame:
+    """Profile every estimator of ``profiles.<profile>`` over every sweep point; write and return the rows."""
     log = runtime.logger("profile", log_file)
     device, dtype = runtime.setup(spec["runtime"])
     prof = spec["profiles"][profile]
     ds_cfg = spec["datasets"][prof["dataset"]]
-    est_cfg = spec["estimators"][estimator]
-    kind, alpha, master = est_cfg["kind"], float(spec["inner"]["alpha"]), int(spec["seed"])
+    configs = {name: spec["estimators"][name] for name in prof["estimators"]}
+    alpha, master = float(spec["inner"]["alpha"]), int(spec["seed"])
     repeats = int(prof["repeats"])
-    cap = float(prof["memory_cap_gb"]) * 2**30
 
     pool = TaskPool.load(tasks_path)
     support, query = sample_batch(pool, torch_generator(master, "profile", profile), spec, prof["setting"], dtype)
     support, query = support.to(device, dtype), query.to(device, dtype)
-    seed = derive_seed(master, "estimator", "profile", profile, estimator)
+    seeds = {name: derive_seed(master, "estimator", "profile", profile, name) for name in configs}
     points = sweep_points(prof)
-    log.info("profile %s | %s (%s) on %s %s | %d point(s) | %d repeat(s) | device %s %s", profile, estimator, kind,
-             prof["dataset"], prof["setting"], len(points), repeats, runtime.describe_device(device),
-             dtype_name(dtype))
+    log.info("profile %s | %s on %s %s | %d point(s) | %d repeat(s), %d warm-up round(s) | device %s %s", profile,
+             ", ".join(configs), prof["dataset"], prof["setting"], len(points), repeats, WARMUP_ROUNDS,
+             runtime.describe_device(device), dtype_name(dtype))
 
+    measured: dict[tuple[int, int, int], tuple[int, list[dict]]] = {}  # (K, layers, units) -> (point, rows)
     rows = []
     for i, (var, value, at) in enumerate(points, 1):
-        model = MLP([pool.input_dim, *[at["units"]] * at["layers"], 1], ds_cfg["activation"])
-        gen = torch_generator(master, "profile", profile, "init", at["layers"], at["units"])
-        theta = model.init(gen, dtype).to(device)
-        problem = InnerProblem(model, support, query)
-        row = {"profile": profile, "estimator": estimator, "kind": kind, "variable": var, "value": value, **at}
-        row.update(profile_point(model, theta, problem, kind, est_cfg, at["steps"], alpha, seed, repeats, device))
-        row.update(device=runtime.describe_device(device), dtype=dtype_name(dtype), threads=torch.get_num_threads())
-        where = f"profile {profile}, {estimator}, {var}={value}"
-        _check_finite(row, ["ms_median", "ms_min", "ms_max", "plain_ms", "ratio"], where, positive=True)
-        _check_finite(row, ["stored_bytes", "nfe"], where)
-        if row["memory_method"] != UNAVAILABLE:
-            _check_finite(row, ["peak_bytes"], where)
-        peak = row["peak_bytes"]
-        log.info("point %d/%d  %s=%d  (K=%d layers=%d units=%d, P=%d)  %.3f ms (x%.2f plain)  peak %s MB  "
-                 "stored %.3f MB", i, len(points), var, value, at["steps"], at["layers"], at["units"],
-                 row["n_params"], row["ms_median"], row["ratio"], "n/a" if peak is None else f"{peak / 2**20:.3f}",
-                 row["stored_bytes"] / 2**20)
-        if peak is not None and peak > cap:
-            log.warning("%s: peak %.2f GB exceeds profiles.%s.memory_cap_gb (%g)", where, peak / 2**30, profile,
-                        prof["memory_cap_gb"])
-        rows.append(row)
+        key = (at["steps"], at["layers"], at["units"])
+        head = f"point {i}/{len(points)}  {var}={value}  (K={key[0]} layers={key[1]} units={key[2]}"
+        if key in measured:
+            log.info("%s): the model and K of point %d, measured there", head, measured[key][0])
+        else:
+            model = MLP([pool.input_dim, *[at["units"]] * at["layers"], 1], ds_cfg["activation"])
+            gen = torch_generator(master, "profile", profile, "init", at["layers"], at["units"])
+            theta = model.init(gen, dtype).to(device)
+            floor, ests = profile_point(InnerProblem(model, support, query), theta, configs, seeds, at["steps"],
+                                        alpha, repeats, device)
+            log.info("%s, P=%d)  plain inner training %.3f ms (median of %d calls)", head, model.n_params,
+                     floor["plain_ms"], floor["plain_repeats"])
+            for r in ests:
+                r.update(n_params=model.n_params, device=runtime.describe_device(device), dtype=dtype_name(dtype),
+                         threads=torch.get_num_threads())
+                _check_point(r, f"profile {profile}, {r['estimator']}, {var}={value}", profile, prof, log)
+            measured[key] = (i, ests)
+        rows += [{"profile": profile, "variable": var, "value": value, **at, **r} for r in measured[key][1]]
 
     frame = pd.DataFrame(rows, columns=COLUMNS)
     frame["peak_bytes"] = frame["peak_bytes"].astype("Int64")
+    frame["below_floor"] = below_floor(frame)
+    for r in frame[frame["below_floor"]].itertuples():
+        log.warning("profile %s, %s, %s=%d: x%.3f plain inner training although it runs at least K=%d steps: "
+                    "flagged as a timing artefact", profile, r.estimator, r.variable, r.value, r.ratio, r.steps)
     write_csv(frame, out_csv)
     log.info("wrote %d row(s) to %s", len(frame), out_csv)
     return frame
+
+
+def _check_point(row: dict, where: str, profile: str, prof: dict, log) -> None:
+    """Refuse an unusable measurement, log the row, warn past the memory cap."""
+    _check_finite(row, ["ms_median", "ms_min", "ms_max", "plain_ms", "ratio"], where, positive=True)
+    _check_finite(row, ["stored_bytes", "nfe", "hvp"], where)
+    if row["memory_method"] != UNAVAILABLE:
+        _check_finite(row, ["peak_bytes"], where)
+    peak = row["peak_bytes"]
+    log.info("  %-20s %.3f ms (x%.2f plain)  peak %s MB  stored %.3f MB  nfe %d  hvp %d", row["estimator"],
+             row["ms_median"], row["ratio"], "n/a" if peak is None else f"{peak / 2**20:.3f}",
+             row["stored_bytes"] / 2**20, row["nfe"], row["hvp"])
+    if peak is not None and peak > float(prof["memory_cap_gb"]) * 2**30:
+        log.warning("%s: peak %.2f GB exceeds profiles.%s.memory_cap_gb (%g)", where, peak / 2**30, profile,
+                    prof["memory_cap_gb"])

@@ -1,16 +1,16 @@
 # Profiling (Figures 3-4, the scaling study) and the gradient-accuracy study.
 
-PROFILES = {j["profile"] + "/" + j["estimator"]: j for j in amc.profile_jobs(P)}
+PROFILES = {j["profile"]: j for j in amc.profile_jobs(P)}
 ACCURACY = {j["name"]: j for j in amc.accuracy_jobs(P)}
 
 
 def profile_job(wc):
-    return PROFILES[f"{wc.profile}/{wc.estimator}"]
+    return PROFILES[wc.profile]
 
 
 rule profile:
-    """Time (median of repeats, beside plain inner training) and peak memory of one
-    estimator's meta-update at every point of a profile's sweeps."""
+    """Time (medians of interleaved repeats, every estimator beside one plain-training floor
+    per point) and peak memory of each estimator's meta-update at every point of a profile's sweeps."""
     input:
         code("profile"),
         tasks=lambda wc: paths.TASKS.format(dataset=profile_job(wc)["dataset"]),
@@ -29,8 +29,8 @@ rule profile:
         runtime=60,
         gpu=1,
     shell:
-        "{CLI} profile --slice {params.slice:q} --profile {wildcards.profile} --estimator {wildcards.estimator}"
-        " --tasks {input.tasks} --out {output.csv} --log {log}"
+        "{CLI} profile --slice {params.slice:q} --profile {wildcards.profile} --tasks {input.tasks}"
+        " --out {output.csv} --log {log}"
 
 
 rule accuracy:

@@ -2,13 +2,13 @@
 except the description of how the authors' released code differs, which comes from reading it)."""
 from __future__ import annotations
 
-import html
 import math
 
 import numpy as np
 import pandas as pd
 
 from adjoint_meta.reference import paper
+from adjoint_meta.report.markup import Markup, html, join
 
 MB = 2 ** 20
 ALPHA_TEST = 0.05
@@ -18,7 +18,7 @@ def _share(k: int, n: int) -> str:
     return f"{k} of {n}"
 
 
-def tables(tables: dict[str, pd.DataFrame]) -> list[str]:
+def tables(tables: dict[str, pd.DataFrame]) -> list[Markup]:
     """How our Tables 1-2 compare with the paper's: winners, significance, scale, ordering."""
     out = []
     for name, t in tables.items():
@@ -40,13 +40,13 @@ def tables(tables: dict[str, pd.DataFrame]) -> list[str]:
                                   list(known.sort_values("paper_mean")["estimator"]))
         ratio = (t["nrmse_mean"] / t["paper_mean"]).replace([np.inf, -np.inf], np.nan).dropna()
         out.append(
-            f"<b>{name}</b>: {ref} has the lowest test nRMSE in {_share(wins, len(cells))} cells (the paper: all). "
-            f"Against each other estimator over the same test tasks (Wilcoxon, p &lt; {ALPHA_TEST}) it is "
-            f"significantly better in {_share(sig_better, comparisons)} comparisons and significantly worse in "
-            f"{sig_worse}. Our nRMSE values are a median {ratio.median():.2g}× the paper's (range "
-            f"{ratio.min():.2g}–{ratio.max():.2g}), and the paper's ranking of the estimators is reproduced "
-            f"exactly in {_share(same_order, len(cells))} cells."
-            if len(ratio) else f"<b>{name}</b>: no cell has a published value to compare with.")
+            html("<b>{}</b>: {} has the lowest test nRMSE in {} cells (the paper: all). Against each other "
+                 "estimator over the same test tasks (Wilcoxon, p &lt; {}) it is significantly better in {} "
+                 "comparisons and significantly worse in {}. Our nRMSE values are a median {:.2g}× the paper's "
+                 "(range {:.2g}–{:.2g}), and the paper's ranking of the estimators is reproduced exactly in {} "
+                 "cells.", name, ref, _share(wins, len(cells)), ALPHA_TEST, _share(sig_better, comparisons),
+                 sig_worse, ratio.median(), ratio.min(), ratio.max(), _share(same_order, len(cells)))
+            if len(ratio) else html("<b>{}</b>: no cell has a published value to compare with.", name))
     return out
 
 
@@ -58,20 +58,21 @@ def _referenced(tables: dict[str, pd.DataFrame], names: list[str]):
             yield name, t, t["reference"].dropna().iloc[0]
 
 
-def curves(tables: dict[str, pd.DataFrame], names: list[str]) -> list[str]:
+def curves(tables: dict[str, pd.DataFrame], names: list[str]) -> list[Markup]:
     out = []
     for name, t, ref in _referenced(tables, names):
         cells = t[["dataset", "setting"]].drop_duplicates().values.tolist()
         for d, s in cells:
             c = t[(t["dataset"] == d) & (t["setting"] == s)].sort_values("nrmse_mean")
             rank = list(c["estimator"]).index(ref) + 1
-            out.append(f"<b>{name}</b>, {d} {s}: after {int(c['report_step'].iloc[0])} fine-tuning steps the "
-                       f"lowest nRMSE is {c['label'].iloc[0]}'s ({c['nrmse_mean'].iloc[0]:.4f}); {ref} ranks "
-                       f"{rank} of {len(c)} ({c.loc[c['estimator'] == ref, 'nrmse_mean'].iloc[0]:.4f}).")
+            out.append(html("<b>{}</b>, {} {}: after {} fine-tuning steps the lowest nRMSE is {}'s ({:.4f}); {} "
+                            "ranks {} of {} ({:.4f}).", name, d, s, int(c["report_step"].iloc[0]), c["label"].iloc[0],
+                            c["nrmse_mean"].iloc[0], ref, rank, len(c),
+                            c.loc[c["estimator"] == ref, "nrmse_mean"].iloc[0]))
     return out
 
 
-def ablation(tables: dict[str, pd.DataFrame], names: list[str]) -> list[str]:
+def ablation(tables: dict[str, pd.DataFrame], names: list[str]) -> list[Markup]:
     """Which of the released code's factors moves A-MAML's test error, and by how much."""
     out = []
     for name, t, ref in _referenced(tables, names):
@@ -80,13 +81,13 @@ def ablation(tables: dict[str, pd.DataFrame], names: list[str]) -> list[str]:
             effects = c[c["estimator"] != ref].assign(delta=lambda f: f["nrmse_mean"] - base)
             if effects.empty:
                 continue
-            parts = [f"{r.label}: {r.delta:+.2g} ({'p &lt; 0.001' if r.p_value < 1e-3 else f'p = {r.p_value:.3f}'})"
-                     for r in effects.itertuples()]
+            parts = [html("{}: {:+.2g} ({})", r.label, r.delta,
+                          "p < 0.001" if r.p_value < 1e-3 else f"p = {r.p_value:.3f}") for r in effects.itertuples()]
             big = effects.loc[effects["delta"].abs().idxmax()]
-            out.append(f"<b>{name}</b>, {d} {s}: starting from the paper's A-MAML (nRMSE {base:.4f}), switching "
-                       f"one factor at a time changes the test nRMSE by " + "; ".join(parts) +
-                       f". The largest change comes from <i>{big['label']}</i>"
-                       f"{' and is significant' if big['p_value'] < ALPHA_TEST else ', but it is not significant'}.")
+            out.append(html("<b>{}</b>, {} {}: starting from the paper's A-MAML (nRMSE {:.4f}), switching one factor "
+                            "at a time changes the test nRMSE by {}. The largest change comes from <i>{}</i>{}.",
+                            name, d, s, base, join(parts, "; "), big["label"],
+                            " and is significant" if big["p_value"] < ALPHA_TEST else ", but it is not significant"))
     return out
 
 
@@ -104,11 +105,13 @@ def memory_cap_steps(g: pd.DataFrame, cap_bytes: float) -> float:
     return last["value"] + (cap_bytes - last["peak_bytes"]) / slope if grows else math.inf
 
 
-def profiles(frame: pd.DataFrame, params: dict) -> list[str]:
-    """Memory slope of unrolled MAML vs the adjoint paths, extrapolated to the cap; relative times."""
+def profiles(frame: pd.DataFrame, params: dict) -> list[Markup]:
+    """Memory slope of unrolled MAML vs the adjoint paths, extrapolated to the cap; relative times; how
+    the times were taken, and which of them the estimators' work rules out (``below_floor``)."""
     out = []
     for name, prof in params["profiles"].items():
-        sub = frame[(frame["profile"] == name) & (frame["variable"] == "steps")]
+        rows = frame[frame["profile"] == name]
+        sub = rows[rows["variable"] == "steps"]
         if sub.empty:
             continue
         cap = prof["memory_cap_gb"] * 2 ** 30
@@ -124,21 +127,48 @@ def profiles(frame: pd.DataFrame, params: dict) -> list[str]:
                 where = (f"; at that rate it would fill {prof['memory_cap_gb']:g} GB near K ≈ {k_cap:,.0f}"
                          if k_cap < 1e7 else f"; at that rate it would not fill {prof['memory_cap_gb']:g} GB "
                          "within ten million steps")
-            lines.append(f"{est}: {slope / MB * 100:.2f} MB per 100 inner steps, {last['peak_bytes'] / MB:.1f} MB "
-                         f"and {last['ms_median']:.0f} ms (×{last['ratio']:.1f} plain inner training) at "
-                         f"K = {int(last['value'])}{where}")
-        out.append(f"<b>profile {name}</b> (memory measured as {sub['memory_method'].iloc[0]} on "
-                   f"{sub['device'].iloc[0]}): " + "; ".join(lines) + ".")
+            if last["below_floor"]:
+                lines.append(html("{}: {:.2f} MB per 100 inner steps, {:.1f} MB at K = {}, where its time is not "
+                                  "valid ({:.4g} ms, below plain inner training's {:.4g} ms although it runs at "
+                                  "least K steps){}", est, slope / MB * 100, last["peak_bytes"] / MB,
+                                  int(last["value"]), last["ms_median"], last["plain_ms"], where))
+            else:
+                lines.append(html("{}: {:.2f} MB per 100 inner steps, {:.1f} MB and {:.0f} ms (×{:.1f} plain inner "
+                                  "training) at K = {}{}", est, slope / MB * 100, last["peak_bytes"] / MB,
+                                  last["ms_median"], last["ratio"], int(last["value"]), where))
+        first = rows.iloc[0]
+        timing = html("Times are medians over {} timed round(s) after {} untimed one(s); in each round plain inner "
+                      "training runs right before every estimator, so all estimators at a model and K share one floor "
+                      "(the median of its {} calls).", int(first["repeats"]), int(first["warmup_rounds"]),
+                      int(first["plain_repeats"]))
+        out.append(html("<b>profile {}</b> (memory measured as {} on {}): {}. {} {}", name,
+                        sub["memory_method"].iloc[0], sub["device"].iloc[0], join(lines, "; "), timing,
+                        below_floor(rows)))
     return out
 
 
-def accuracy(frame: pd.DataFrame) -> list[str]:
+def below_floor(rows: pd.DataFrame) -> Markup:
+    """Which times of one profile came out below plain training although the estimator's work rules
+    that out (the rows' ``below_floor``, from ``profile.below_floor``)."""
+    bad = rows[rows["below_floor"]]
+    if bad.empty:
+        return Markup("No estimator that runs at least K inner steps timed below plain inner training.")
+    points = bad.drop_duplicates(["estimator", "steps", "layers", "units"])  # the fixed point is in every sweep
+    parts = [html("{} at {} = {}", est, var, ", ".join(str(v) for v in g["value"]))
+             for (est, var), g in bad.groupby(["estimator", "variable"], sort=False)]
+    return html("<b>{} time(s) came out below plain inner training although the estimator runs at least K inner "
+                "steps</b>, which its work rules out: the machine's speed varied while they were taken. They are "
+                "flagged in the tables, not quoted as results: {}.", len(points), join(parts, "; "))
+
+
+def accuracy(frame: pd.DataFrame) -> list[Markup]:
     out = []
     for name, sub in frame.groupby("study", sort=False):
         k = sub["steps"].max()
         at = sub[sub["steps"] == k].groupby("estimator").agg(err=("rel_error", "mean"), cos=("cosine", "mean"))
-        parts = [f"{e}: relative error {r.err:.1e}, cosine {r.cos:.3f}" for e, r in at.sort_values("err").iterrows()]
-        out.append(f"<b>accuracy {name}</b>, K = {k}: " + "; ".join(parts) + ".")
+        parts = [html("{}: relative error {:.1e}, cosine {:.3f}", e, r.err, r.cos)
+                 for e, r in at.sort_values("err").iterrows()]
+        out.append(html("<b>accuracy {}</b>, K = {}: {}.", name, k, join(parts, "; ")))
     return out
 
 
@@ -152,5 +182,5 @@ RELEASED_CODE = (
     "second-order terms. Any of these may contribute to the gap between the paper's numbers and ours.")
 
 
-def claims() -> list[str]:
-    return [f"{html.escape(k)}: “{html.escape(v)}”" for k, v in paper().get("claims", {}).items()]
+def claims() -> list[Markup]:
+    return [html("{}: “{}”", k, v) for k, v in paper().get("claims", {}).items()]

@@ -91,8 +91,12 @@ def profile(frame: pd.DataFrame, name: str, variable: str, metric: str, labels: 
         y = g[column] / (1 if metric == "time" else MB)
         ax.plot(g["value"], y, marker="o", ms=3, label=labels.get(est, est), color=palette[est])
     if metric == "time":
-        plain = sub.groupby("value")["plain_ms"].median()
+        plain = sub.groupby("value")["plain_ms"].first()  # one floor per point, shared by every estimator
         ax.plot(plain.index, plain.values, color="black", ls="--", lw=1, label="plain inner training")
+        bad = sub[sub["below_floor"]]
+        if not bad.empty:
+            ax.scatter(bad["value"], bad["ms_median"], marker="x", s=60, color="red", zorder=3,
+                       label="below plain training although it runs ≥ K steps (not a valid time)")
         ax.set_ylabel("time per meta-update (ms, median)")
     else:
         ax.axhline(cap_gb * 1024, color="red", ls="--", lw=1, label=f"memory cap {cap_gb:g} GB")

@@ -1,20 +1,13 @@
-"""HTML tables of the report."""
+"""HTML tables of the report, built with ``markup.html`` (every value escaped)."""
 from __future__ import annotations
 
-import html
 import math
 
 import pandas as pd
 
+from adjoint_meta.report.markup import Markup, html, join
+
 MB = 2 ** 20
-
-
-def esc(x: object) -> str:
-    return html.escape(str(x))
-
-
-def _num(x: float, digits: int = 3) -> str:
-    return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
 
 
 def _p(p: float) -> str:
@@ -23,11 +16,15 @@ def _p(p: float) -> str:
     return "p < 0.001" if p < 1e-3 else f"p = {p:.3f}"
 
 
-def results(table: pd.DataFrame, experiment: str) -> str:
+def _table(head: Markup, rows: list[Markup]) -> Markup:
+    return html("<table><tr><th class=l>estimator</th>{}</tr>{}</table>", head, join(rows))
+
+
+def results(table: pd.DataFrame, experiment: str) -> Markup:
     """Estimators as rows, (dataset, setting) as columns: ours (mean ± std, RMSE), the paper's value and
     the difference, and the paired test against the reference; the lowest mean per column in bold."""
     cols = table[["dataset", "setting"]].drop_duplicates().values.tolist()
-    head = "".join(f"<th>{esc(d)}<br>{esc(s)}</th>" for d, s in cols)
+    head = join(html("<th>{}<br>{}</th>", d, s) for d, s in cols)
     best = {(d, s): table[(table["dataset"] == d) & (table["setting"] == s)]["nrmse_mean"].min() for d, s in cols}
     rows = []
     for est in dict.fromkeys(table["estimator"]):
@@ -36,57 +33,62 @@ def results(table: pd.DataFrame, experiment: str) -> str:
         for d, s in cols:
             hit = sub[(sub["dataset"] == d) & (sub["setting"] == s)]
             if hit.empty:
-                cells.append("<td>–</td>")
+                cells.append(Markup("<td>–</td>"))
                 continue
             r = hit.iloc[0]
-            ours = f"{r['nrmse_mean']:.4f} ± {r['nrmse_std']:.4f}"
-            if r["nrmse_mean"] == best[(d, s)]:
-                ours = f"<b>{ours}</b>"
-            lines = [ours]
+            ours = html("{:.4f} ± {:.4f}", r["nrmse_mean"], r["nrmse_std"])
+            lines = [html("<b>{}</b>", ours) if r["nrmse_mean"] == best[(d, s)] else ours]
             if r.get("seeds", 1) > 1:
-                lines.append(f"<small>± {r['nrmse_seed_std']:.4f} across {int(r['seeds'])} seeds</small>")
-            lines.append(f"<small>RMSE {r['rmse_mean']:.3f} ({esc(r.get('units', ''))})</small>")
+                lines.append(html("<small>± {:.4f} across {} seeds</small>", r["nrmse_seed_std"], int(r["seeds"])))
+            lines.append(html("<small>RMSE {:.3f} ({})</small>", r["rmse_mean"], r.get("units", "")))
             if not math.isnan(r.get("paper_mean", math.nan)):
-                lines.append(f"<small>paper {r['paper_mean']:.3f} ± {r['paper_std']:.3f}; "
-                             f"ours − paper {r['diff_vs_paper']:+.3f}</small>")
+                lines.append(html("<small>paper {:.3f} ± {:.3f}; ours − paper {:+.3f}</small>",
+                                  r["paper_mean"], r["paper_std"], r["diff_vs_paper"]))
             if "p_value" in r and isinstance(r.get("reference"), str) and est != r["reference"]:
-                lines.append(f"<small>vs {esc(r['reference'])}: {_p(r['p_value'])}</small>")
-            cells.append(f"<td>{'<br>'.join(lines)}</td>")
+                lines.append(html("<small>vs {}: {}</small>", r["reference"], _p(r["p_value"])))
+            cells.append(html("<td>{}</td>", join(lines, "<br>")))
         src = sub.iloc[0]
-        origin = f" <small>(trained in {esc(src['from'])})</small>" if src["from"] != experiment else ""
-        rows.append(f"<tr><td class=l>{esc(src['label'])}{origin}</td>{''.join(cells)}</tr>")
-    return f"<table><tr><th class=l>estimator</th>{head}</tr>{''.join(rows)}</table>"
+        origin = html(" <small>(trained in {})</small>", src["from"]) if src["from"] != experiment else ""
+        rows.append(html("<tr><td class=l>{}{}</td>{}</tr>", src["label"], origin, join(cells)))
+    return _table(head, rows)
 
 
-def accuracy(frame: pd.DataFrame, name: str, labels: dict[str, str]) -> str:
+def accuracy(frame: pd.DataFrame, name: str, labels: dict[str, str]) -> Markup:
     """Mean relative error and cosine at each K, estimators as rows."""
     sub = frame[frame["study"] == name]
     ks = sorted(sub["steps"].unique())
-    head = "".join(f"<th>K = {k}</th>" for k in ks)
+    head = join(html("<th>K = {}</th>", k) for k in ks)
     rows = []
     for est, g in sub.groupby("estimator", sort=False):
         agg = g.groupby("steps")[["rel_error", "cosine"]].mean()
-        cells = "".join(f"<td>{agg.loc[k, 'rel_error']:.2e}<br><small>cos {agg.loc[k, 'cosine']:.4f}</small></td>"
-                        if k in agg.index else "<td>–</td>" for k in ks)
-        rows.append(f"<tr><td class=l>{esc(labels.get(est, est))}</td>{cells}</tr>")
-    return f"<table><tr><th class=l>estimator</th>{head}</tr>{''.join(rows)}</table>"
+        cells = join(html("<td>{:.2e}<br><small>cos {:.4f}</small></td>", agg.loc[k, "rel_error"],
+                          agg.loc[k, "cosine"]) if k in agg.index else Markup("<td>–</td>") for k in ks)
+        rows.append(html("<tr><td class=l>{}</td>{}</tr>", labels.get(est, est), cells))
+    return _table(head, rows)
 
 
-def profile(frame: pd.DataFrame, name: str, variable: str, labels: dict[str, str]) -> str:
-    """Time, ratio to plain inner training and peak memory at each swept value."""
+def profile(frame: pd.DataFrame, name: str, variable: str, labels: dict[str, str]) -> Markup:
+    """Time, ratio to plain inner training and peak memory at each swept value; a time below plain
+    training that the estimator's work rules out (``below_floor``) is flagged instead."""
     sub = frame[(frame["profile"] == name) & (frame["variable"] == variable)]
     values = sorted(sub["value"].unique())
-    head = "".join(f"<th>{esc(variable)} = {v}</th>" for v in values)
+    head = join(html("<th>{} = {}</th>", variable, v) for v in values)
     rows = []
     for est, g in sub.groupby("estimator", sort=False):
         g = g.set_index("value")
         cells = []
         for v in values:
             if v not in g.index:
-                cells.append("<td>–</td>")
+                cells.append(Markup("<td>–</td>"))
                 continue
             r = g.loc[v]
             mem = "–" if pd.isna(r["peak_bytes"]) else f"{r['peak_bytes'] / MB:.1f} MB"
-            cells.append(f"<td>{r['ms_median']:.1f} ms<br><small>×{r['ratio']:.2f} plain; {mem}</small></td>")
-        rows.append(f"<tr><td class=l>{esc(labels.get(est, est))}</td>{''.join(cells)}</tr>")
-    return f"<table><tr><th class=l>estimator</th>{head}</tr>{''.join(rows)}</table>"
+            if r["below_floor"]:  # an impossible time (profile.below_floor): shown as a flag, not a result
+                cells.append(html("<td><b>not a valid time</b><br><small>{:.4g} ms, below plain training's {:.4g} ms "
+                                  "although it runs at least K = {} steps; {}</small></td>",
+                                  r["ms_median"], r["plain_ms"], int(r["steps"]), mem))
+            else:
+                cells.append(html("<td>{:.1f} ms<br><small>×{:.2f} plain; {}</small></td>", r["ms_median"],
+                                  r["ratio"], mem))
+        rows.append(html("<tr><td class=l>{}</td>{}</tr>", labels.get(est, est), join(cells)))
+    return _table(head, rows)
