@@ -8,12 +8,14 @@ import sys
 from pathlib import Path
 
 import pytest
-from hypothesis import settings
+from hypothesis import HealthCheck, settings
 
 # Property tests draw the same examples on every run (a CI run cannot fail on a case the
-# previous one never met); `pytest --hypothesis-profile=explore` draws fresh ones.
-settings.register_profile("repro", derandomize=True)
-settings.register_profile("explore", derandomize=False)
+# previous one never met); `pytest --hypothesis-profile=explore` draws fresh ones. Neither
+# times anything: no deadline per example, no health check on how slow generation is.
+_untimed = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("repro", derandomize=True, **_untimed)
+settings.register_profile("explore", derandomize=False, **_untimed)
 settings.load_profile("repro")
 
 ROOT = Path(__file__).resolve().parents[1]

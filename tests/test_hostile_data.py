@@ -97,7 +97,8 @@ def test_each_corruption_of_each_format(kind, how, tmp_path):
         check(kind, path)
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=150, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(kind=st.sampled_from(list(FORMATS)), hows=st.lists(st.sampled_from(CORRUPTIONS), min_size=1, max_size=4),
        seed=st.integers(0, 10**6))
 def test_random_combinations_of_corruptions(kind, hows, seed, tmp_path):
