@@ -7,11 +7,12 @@ import sys
 import pytest
 
 from adjoint_meta.cli import build_parser, main
+from adjoint_meta.config import RELEVANT_KEYS
 from conftest import ROOT
 
 # every pipeline step (the rules and stages call these), and the helpers around them
-STEPS = ["fetch", "make-tasks", "train", "evaluate", "profile", "accuracy", "summarize", "report"]
-HELPERS = ["params", "place-raw", "timings"]
+STEPS = list(RELEVANT_KEYS)
+HELPERS = ["params", "place-raw", "timings", "dvc-yaml"]
 
 
 def test_every_step_is_a_subcommand():
