@@ -16,6 +16,8 @@ rule summarize:
         curves=[paths.CURVES.format(experiment=e) for e in P["experiments"]],
     params:
         slice=slice_of("summarize"),
+    conda:
+        CONDA_ENV
     log:
         paths.LOG.format(step="summarize", name="summarize"),
     benchmark:
@@ -24,7 +26,7 @@ rule summarize:
         mem_mb=2000,
         runtime=15,
     shell:
-        "{CLI} summarize --slice {params.slice:q} --log {log}"
+        "python -m adjoint_meta summarize --slice {params.slice:q} --log {log}"
 
 
 rule report:
@@ -41,6 +43,8 @@ rule report:
         ],
     params:
         slice=slice_of("report"),
+    conda:
+        CONDA_ENV
     log:
         paths.LOG.format(step="report", name="report"),
     benchmark:
@@ -49,4 +53,4 @@ rule report:
         mem_mb=2000,
         runtime=15,
     shell:
-        "{CLI} report --slice {params.slice:q} --out {output.html} --log {log}"
+        "python -m adjoint_meta report --slice {params.slice:q} --out {output.html} --log {log}"
