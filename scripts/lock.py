@@ -57,7 +57,7 @@ def torch_builds(lock_text: str) -> list[str]:
 def env_file(lock_text: str, torch: str) -> str:
     """The conda environment file of the rules, from main.lock's text."""
     lines = [
-        "# The conda environment of every rule (snakemake --sdm conda): Python " + ENV_PYTHON + ",",
+        f"# The conda environment of every rule (snakemake --sdm conda): Python {ENV_PYTHON},",
         f"# the exact versions of {MAIN} and the CPU build of torch {torch}; the package itself",
         "# is installed by adjoint-meta.post-deploy.sh. For GPU jobs run without --sdm conda, in",
         "# the environment scripts/setup.sh makes (it keeps a CUDA build of torch).",
@@ -78,12 +78,13 @@ def env_file(lock_text: str, torch: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def compile_lock(*args: str) -> None:
+    subprocess.run([sys.executable, "-m", "uv", *COMPILE, *args], cwd=ROOT, check=True)
+
+
 def main() -> None:
-    uv = [sys.executable, "-m", "uv"]
-    run = lambda *args: subprocess.run([*uv, *args], cwd=ROOT, check=True)  # noqa: E731
-    (ROOT / MAIN).parent.mkdir(exist_ok=True)
-    run(*COMPILE, "--extra", "workflow", "--extra", "test", "-o", MAIN)
-    run(*COMPILE, "--extra", "bench", "--constraints", MAIN, "-o", BENCH)
+    compile_lock("--extra", "workflow", "--extra", "test", "-o", MAIN)
+    compile_lock("--extra", "bench", "--constraints", MAIN, "-o", BENCH)
     for lock in (MAIN, BENCH):
         if leaked := torch_builds((ROOT / lock).read_text()):
             raise SystemExit(f"lock: {lock} holds {leaked}; torch must stay out (pyproject.toml [tool.uv])")
