@@ -1,7 +1,8 @@
 # The README's two commands:
 #   make run    set everything up, then run the main job (snakemake --cores all on params.yaml)
 #   make test   set everything up, then run the whole test suite
-# The environment is the active virtualenv/conda env if there is one, else ./.venv.
+# The environment is the active virtualenv/conda env if there is one, else ./.venv; its exact
+# versions come from requirements/main.lock (make lock refreshes it).
 ifdef VIRTUAL_ENV
 PY ?= $(VIRTUAL_ENV)/bin/python
 else ifdef CONDA_PREFIX
@@ -13,8 +14,10 @@ CORES ?= all
 # a directory holding copies of the raw datasets (for machines that cannot reach the official
 # download addresses); `make run` copies what data/raw/ lacks from it when it exists
 RAW_COPIES ?= ../shared/data
+# the uv that `make lock` installs into the environment to compile the locks
+UV_VERSION ?= 0.13.9
 
-.PHONY: setup run test push pull
+.PHONY: setup run test lock push pull
 setup:
 	@bash scripts/setup.sh "$(PY)"
 
@@ -24,6 +27,13 @@ run: setup
 
 test: setup
 	PATH="$(abspath $(dir $(PY))):$$PATH" $(PY) -m pytest
+
+# after a change to the dependencies in pyproject.toml: requirements/*.lock and the rules' conda
+# environment, from PyPI (scripts/lock.py); then `make setup` installs the new versions
+lock:
+	@test -x "$(PY)" || { echo "lock: no environment at $(PY); run make setup first" >&2; exit 1; }
+	$(PY) -m pip install --disable-pip-version-check -q "uv==$(UV_VERSION)"
+	$(PY) scripts/lock.py
 
 # DVC with a remote check first: a remote DVC cannot use is named with the setting to change
 # (DVC's own message does not say), and nothing in the local cache is touched

@@ -5,6 +5,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,29 @@ _untimed = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.register_profile("repro", derandomize=True, **_untimed)
 settings.register_profile("explore", derandomize=False, **_untimed)
 settings.load_profile("repro")
+
+# Where the tools the tests run would write outside the project (caches, settings, usage data),
+# they write into one temporary directory per session instead: Snakemake's source cache,
+# matplotlib's font cache, DVC's site cache (otherwise /var/tmp/dvc) and global settings, and the
+# telemetry id of DVC's analytics, which are off. The processes the tests start inherit this.
+SANDBOX_VARS = {
+    "XDG_CACHE_HOME": "cache",
+    "XDG_CONFIG_HOME": "config",
+    "XDG_DATA_HOME": "data",
+    "XDG_STATE_HOME": "state",
+    "DVC_SITE_CACHE_DIR": "dvc-site-cache",
+    "TRITON_CACHE_DIR": "triton",
+}
+
+
+def pytest_configure(config):
+    sandbox = Path(tempfile.mkdtemp(prefix="adjoint-meta-tests-"))
+    config.add_cleanup(lambda: shutil.rmtree(sandbox, ignore_errors=True))
+    for var, sub in SANDBOX_VARS.items():
+        os.environ[var] = str(sandbox / sub)
+    os.environ["DVC_NO_ANALYTICS"] = "1"
+    os.environ.pop("MPLCONFIGDIR", None)  # matplotlib then uses the XDG directories above
+
 
 ROOT = Path(__file__).resolve().parents[1]
 TEST_PARAMS = ROOT / "tests" / "params.test.yaml"

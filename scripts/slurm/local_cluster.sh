@@ -370,7 +370,7 @@ cmd_env() {
 
 cmd_prove() {
     cd "$PROJECT"
-    exec "${PYTHON:-python3}" -m pytest -q -p no:cacheprovider tests/test_slurm.py -rs
+    ADJOINT_META_SLURM_PROOF=1 exec "${PYTHON:-python3}" -m pytest -q -p no:cacheprovider tests/test_slurm.py -rs
 }
 
 case "$CMD" in

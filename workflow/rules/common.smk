@@ -1,6 +1,7 @@
 # Parameters, helpers and constraints shared by every rule.
-import shlex
-import sys
+import shutil
+import subprocess
+from pathlib import Path
 
 from adjoint_meta import codedeps
 from adjoint_meta import config as amc
@@ -15,8 +16,13 @@ try:
 except amc.ParamsError as exc:
     raise WorkflowError(str(exc)) from None
 
-# the interpreter running Snakemake has the package installed
-CLI = f"{shlex.quote(sys.executable)} -m adjoint_meta"
+# The rules run `python -m adjoint_meta ...`, as dvc.yaml does, where `python` is the first
+# on PATH (make run, make test and an activated environment put the project's first; check_python
+# below stops a run whose `python` would run other code), or with --sdm conda the rules' own
+# environment (CONDA_ENV; the path is relative to the rule files). The interpreter's path is not
+# passed through params: params are a rerun trigger, so the same environment at another path (a
+# fresh clone after `make pull`, another machine) would rerun every job.
+CONDA_ENV = "../envs/adjoint-meta.yaml"
 CELLS = [c.as_dict() for c in amc.cells(P)]
 CELL_NAME = paths.CELL_NAME
 # what summarize writes and the report reads, named by path rather than through
@@ -30,6 +36,11 @@ SUMMARY_OUTPUTS = dict(
     tables=[paths.TABLE.format(experiment=e) for e in P["experiments"]],
     curves=[paths.CURVES.format(experiment=e) for e in P["experiments"]],
 )
+PROFILE_JOBS = {j["profile"]: j for j in amc.profile_jobs(P)}
+ACCURACY_JOBS = {j["name"]: j for j in amc.accuracy_jobs(P)}
+# The data jobs are short and every training job waits for them: they go before any training
+# job (whose priorities, from their cost, lie below this), so the longest jobs start early.
+DATA_PRIORITY = 100
 
 wildcard_constraints:
     source=r"jester|ml100k|ml1m",
@@ -48,6 +59,16 @@ def code(step):
 def slice_of(step, *fields):
     """params: the JSON slice of the parameters this step reads for the job's wildcards."""
     return lambda wc: amc.slice_json(P, step, **{f: (int(wc[f]) if f == "seed" else wc[f]) for f in fields})
+
+
+def raw_input(wildcards):
+    """The raw manifest a dataset's tasks are built from (none for synthetic families)."""
+    src = P["datasets"][wildcards.dataset]["source"]
+    return [] if src == "synthetic" else [paths.RAW_MANIFEST.format(source=src)]
+
+
+def profile_job(wildcards):
+    return PROFILE_JOBS[wildcards.profile]
 
 
 def all_targets():
@@ -109,5 +130,30 @@ def slurm_preflight():
                             f"Partitions on this cluster (sinfo): {listed}.\n{how}")
 
 
+def check_python():
+    """The jobs' `python` (the first on PATH) imports the adjoint_meta this Snakemake runs with;
+    otherwise the run stops before any job, saying which `python` that is. Not with --sdm conda,
+    where the rules' environment provides both."""
+    from snakemake.settings.types import DeploymentMethod
+
+    if DeploymentMethod.CONDA in workflow.deployment_settings.deployment_method:
+        return
+    here = Path(amc.__file__).resolve().parent
+    python = shutil.which("python")
+    found = None
+    if python:
+        out = subprocess.run([python, "-c", "import adjoint_meta; print(adjoint_meta.__file__)"],
+                             capture_output=True, text=True, timeout=120)
+        found = Path(out.stdout.strip()).resolve().parent if out.returncode == 0 else None
+    if found != here:
+        what = ("there is no `python` on PATH" if python is None else
+                f"`python` on PATH ({python}) " + (f"imports adjoint_meta from {found}" if found else
+                                                    "cannot import adjoint_meta"))
+        raise WorkflowError(f"The jobs run `python -m adjoint_meta`, but {what}; this Snakemake runs "
+                            f"with {here}. Activate the project's environment (make setup creates "
+                            "it: source .venv/bin/activate) or run through `make run`.")
+
+
 onstart:
+    check_python()
     slurm_preflight()

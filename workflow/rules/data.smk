@@ -1,8 +1,3 @@
-# The data jobs are short and every training job waits for them: they go before any training
-# job (whose priorities, from their cost, lie below this), so the longest jobs start early.
-DATA_PRIORITY = 100
-
-
 rule fetch:
     """A raw collaborative-filtering source, present and verified under data/raw/<source>/.
     Files placed there by hand are used as they are; otherwise the official archive
@@ -13,6 +8,8 @@ rule fetch:
         manifest=paths.RAW_MANIFEST,
     params:
         slice=slice_of("fetch"),
+    conda:
+        CONDA_ENV
     log:
         paths.LOG.format(step="fetch", name="{source}"),
     benchmark:
@@ -22,13 +19,7 @@ rule fetch:
         mem_mb=1000,
         runtime=30,
     shell:
-        "{CLI} fetch --slice {params.slice:q} --source {wildcards.source} --out {output.manifest} --log {log}"
-
-
-def raw_input(wildcards):
-    """The raw manifest a dataset's tasks are built from (none for synthetic families)."""
-    src = P["datasets"][wildcards.dataset]["source"]
-    return [] if src == "synthetic" else [paths.RAW_MANIFEST.format(source=src)]
+        "python -m adjoint_meta fetch --slice {params.slice:q} --source {wildcards.source} --out {output.manifest} --log {log}"
 
 
 rule make_tasks:
@@ -42,6 +33,8 @@ rule make_tasks:
         summary=paths.TASKS_SUMMARY,
     params:
         slice=slice_of("make-tasks", "dataset"),
+    conda:
+        CONDA_ENV
     log:
         paths.LOG.format(step="make_tasks", name="{dataset}"),
     benchmark:
@@ -51,5 +44,5 @@ rule make_tasks:
         mem_mb=4000,
         runtime=15,
     shell:
-        "{CLI} make-tasks --slice {params.slice:q} --dataset {wildcards.dataset}"
+        "python -m adjoint_meta make-tasks --slice {params.slice:q} --dataset {wildcards.dataset}"
         " --out {output.table} --summary {output.summary} --log {log}"

@@ -9,6 +9,8 @@ rule evaluate:
         curve=paths.EVAL_CURVE,
     params:
         slice=slice_of("evaluate", "experiment", "dataset", "setting", "estimator", "seed"),
+    conda:
+        CONDA_ENV
     log:
         paths.LOG.format(step="evaluate", name=CELL_NAME),
     benchmark:
@@ -18,5 +20,7 @@ rule evaluate:
         mem_mb=4000,
         runtime=60,
     shell:
-        "{CLI} evaluate --slice {params.slice:q} " + CELL_ARGS +
-        " --model {input.model} --tasks {input.tasks} --out {output.metrics} --out-curve {output.curve} --log {log}"
+        "python -m adjoint_meta evaluate --slice {params.slice:q} --experiment {wildcards.experiment}"
+        " --dataset {wildcards.dataset} --setting {wildcards.setting} --estimator {wildcards.estimator}"
+        " --seed {wildcards.seed} --model {input.model} --tasks {input.tasks} --out {output.metrics}"
+        " --out-curve {output.curve} --log {log}"

@@ -11,6 +11,8 @@ rule summarize:
         **SUMMARY_OUTPUTS,
     params:
         slice=slice_of("summarize"),
+    conda:
+        CONDA_ENV
     log:
         paths.LOG.format(step="summarize", name="summarize"),
     benchmark:
@@ -19,7 +21,7 @@ rule summarize:
         mem_mb=2000,
         runtime=15,
     shell:
-        "{CLI} summarize --slice {params.slice:q} --log {log}"
+        "python -m adjoint_meta summarize --slice {params.slice:q} --log {log}"
 
 
 rule report:
@@ -36,6 +38,8 @@ rule report:
         ],
     params:
         slice=slice_of("report"),
+    conda:
+        CONDA_ENV
     log:
         paths.LOG.format(step="report", name="report"),
     benchmark:
@@ -44,4 +48,4 @@ rule report:
         mem_mb=2000,
         runtime=15,
     shell:
-        "{CLI} report --slice {params.slice:q} --out {output.html} --log {log}"
+        "python -m adjoint_meta report --slice {params.slice:q} --out {output.html} --log {log}"

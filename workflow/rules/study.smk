@@ -1,12 +1,5 @@
 # Profiling (Figures 3-4, the scaling study) and the gradient-accuracy study.
 
-PROFILES = {j["profile"]: j for j in amc.profile_jobs(P)}
-ACCURACY = {j["name"]: j for j in amc.accuracy_jobs(P)}
-
-
-def profile_job(wc):
-    return PROFILES[wc.profile]
-
 
 rule profile:
     """Time (medians of interleaved repeats, every estimator beside one plain-training floor
@@ -19,6 +12,8 @@ rule profile:
         csv=paths.PROFILE,
     params:
         slice=lambda wc: amc.slice_json(P, "profile", **profile_job(wc)),
+    conda:
+        CONDA_ENV
     log:
         paths.LOG.format(step="profile", name=paths.PROFILE_NAME),
     benchmark:
@@ -29,20 +24,22 @@ rule profile:
         runtime=60,
         gpu=1,
     shell:
-        "{CLI} profile --slice {params.slice:q} --profile {wildcards.profile} --tasks {input.tasks}"
-        " --out {output.csv} --log {log}"
+        "python -m adjoint_meta profile --slice {params.slice:q} --profile {wildcards.profile}"
+        " --tasks {input.tasks} --out {output.csv} --log {log}"
 
 
 rule accuracy:
     """Meta-gradient of each estimator against the exact one (float64 discrete adjoint)."""
     input:
         code("accuracy"),
-        tasks=lambda wc: paths.TASKS.format(dataset=ACCURACY[wc.name]["dataset"]),
-        summary=lambda wc: paths.TASKS_SUMMARY.format(dataset=ACCURACY[wc.name]["dataset"]),
+        tasks=lambda wc: paths.TASKS.format(dataset=ACCURACY_JOBS[wc.name]["dataset"]),
+        summary=lambda wc: paths.TASKS_SUMMARY.format(dataset=ACCURACY_JOBS[wc.name]["dataset"]),
     output:
         csv=paths.ACCURACY,
     params:
-        slice=lambda wc: amc.slice_json(P, "accuracy", **ACCURACY[wc.name]),
+        slice=lambda wc: amc.slice_json(P, "accuracy", **ACCURACY_JOBS[wc.name]),
+    conda:
+        CONDA_ENV
     log:
         paths.LOG.format(step="accuracy", name="{name}"),
     benchmark:
@@ -53,5 +50,5 @@ rule accuracy:
         runtime=60,
         gpu=1,
     shell:
-        "{CLI} accuracy --slice {params.slice:q} --name {wildcards.name} --tasks {input.tasks}"
+        "python -m adjoint_meta accuracy --slice {params.slice:q} --name {wildcards.name} --tasks {input.tasks}"
         " --out {output.csv} --log {log}"

@@ -1,9 +1,3 @@
-CELL_ARGS = (
-    "--experiment {wildcards.experiment} --dataset {wildcards.dataset} --setting {wildcards.setting}"
-    " --estimator {wildcards.estimator} --seed {wildcards.seed}"
-)
-
-
 rule train:
     """Meta-train one initialization: one experiment, dataset, setting, estimator and seed."""
     input:
@@ -14,6 +8,8 @@ rule train:
         curve=paths.TRAIN_LOG,
     params:
         slice=slice_of("train", "experiment", "dataset", "setting", "estimator", "seed"),
+    conda:
+        CONDA_ENV
     log:
         paths.LOG.format(step="train", name=CELL_NAME),
     benchmark:
@@ -27,5 +23,7 @@ rule train:
         runtime=240,
         gpu=1,
     shell:
-        "{CLI} train --slice {params.slice:q} " + CELL_ARGS +
-        " --tasks {input.tasks} --out-model {output.model} --out-log {output.curve} --log {log}"
+        "python -m adjoint_meta train --slice {params.slice:q} --experiment {wildcards.experiment}"
+        " --dataset {wildcards.dataset} --setting {wildcards.setting} --estimator {wildcards.estimator}"
+        " --seed {wildcards.seed} --tasks {input.tasks} --out-model {output.model} --out-log {output.curve}"
+        " --log {log}"
