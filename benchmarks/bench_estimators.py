@@ -1,6 +1,6 @@
 """Speed and memory of every estimator per meta-update, against plain inner training.
 
-Workload (PROTOCOL §2): the 100-40-40-1 tanh MLP, 5 tasks of 20 support and 20
+Workload (docs/protocol.md §3): the 100-40-40-1 tanh MLP, 5 tasks of 20 support and 20
 query examples (one-hot item inputs), float32, one thread.  For each K it times
 plain inner training (K gradient steps, no meta-gradient) and every estimator in
 the same process, so the printed ratios compare like with like.

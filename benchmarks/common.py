@@ -1,4 +1,4 @@
-"""Shared set-up of the benchmarks: the 100-40-40-1 problem of PROTOCOL §2 and careful timing."""
+"""Shared set-up of the benchmarks: the 100-40-40-1 problem (docs/protocol.md §2-3) and careful timing."""
 from __future__ import annotations
 
 import statistics

@@ -93,7 +93,7 @@ def test_proximal_flow_reference_agrees_with_a_second_order_solve(setup, proxima
 
 
 def test_released_variant_converges_to_the_proximal_flow_gradient_at_first_order(setup, proximal_flow_reference):
-    """rk4 forward, explicit-Euler backward, reg = 1 (PROTOCOL section 5) as a whole, T fixed."""
+    """rk4 forward, explicit-Euler backward, reg = 1 (docs/protocol.md §5) as a whole, T fixed."""
     _, problem, theta = setup
     errors = []
     for h in STEPS:

@@ -1,6 +1,6 @@
 """The real loaders on the shared copies of the datasets (skipped where they are absent).
 
-Expected figures are those stated in shared/data/README.md and docs/PROTOCOL.md.
+Expected figures are the published datasets' (docs/protocol.md §3) and those the copies' own README states.
 """
 from __future__ import annotations
 
@@ -68,7 +68,7 @@ def test_ml100k_counts(ml100k):
 
 def test_ml100k_task_count_under_paper_rule(ml100k):
     _, summary = collab.preprocess(ml100k, PAPER_RULE, np.random.default_rng(0), "ml100k")
-    assert summary["n_users"] == 575  # the paper reports 489 (PROTOCOL §3: its exact filter is unknown)
+    assert summary["n_users"] == 575  # the paper reports 489 (docs/protocol.md §3: its exact filter is unknown)
     assert summary["paper_task_count"] == 489
     assert (summary["n_train_tasks"], summary["n_test_tasks"]) == (475, 100)
     _, stricter = collab.preprocess(ml100k, {**PAPER_RULE, "min_ratings": 25}, np.random.default_rng(0), "ml100k")

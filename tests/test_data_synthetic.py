@@ -1,4 +1,4 @@
-"""Synthetic task families (data/synthetic.py) against the formulas of PROTOCOL §3 and §5.
+"""Synthetic task families (data/synthetic.py) against the formulas of docs/protocol.md §3 and §5.
 
 Every expected target is recomputed here, independently of the module, from the task
 parameters the module reports in ``summary['task_params']`` and the inputs it stored.

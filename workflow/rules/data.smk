@@ -24,7 +24,7 @@ rule fetch:
 
 rule make_tasks:
     """Task table of one dataset: synthetic families are generated from the seed,
-    collaborative-filtering users become tasks (PROTOCOL §3 rules, parameters in params.yaml)."""
+    collaborative-filtering users become tasks (docs/protocol.md §3, parameters in params.yaml)."""
     input:
         code("make-tasks"),
         raw_input,

@@ -8,7 +8,7 @@ ratings file is extracted beside it; only when nothing usable is present does
 
 Every checksum the project knows is in :data:`SOURCES` and nowhere else:
 
-* Jester-1 ``jester_dataset_1_1.zip``: sha256 from docs/PROTOCOL.md.
+* Jester-1 ``jester_dataset_1_1.zip``: its published sha256 (docs/protocol.md names the file).
 * MovieLens ``ml-100k.zip`` / ``ml-1m.zip``: sha256 (and size) from TensorFlow
   Datasets' recorded download checksums
   (tensorflow/datasets, ``tensorflow_datasets/url_checksums/movielens.txt``),

@@ -2,7 +2,7 @@
 
 CosMixture and Alpine (2-D inputs) are the paper's synthetic benchmarks; the
 1-D sinusoid is the workload of the scaling study.  ``variant='paper'`` follows
-the paper's text (with PROTOCOL's correction of Alpine's domain to [-10, 10]^2);
+the paper's text (with Alpine's domain read as [-10, 10]^2, docs/protocol.md §3);
 ``variant='released'`` follows the functions in the authors' released code:
 
 * CosMixture: paper  f = -0.1 sum_i A cos(w x_i + p) - |x|^2,  A in [0.1, 1],
