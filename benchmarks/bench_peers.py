@@ -7,7 +7,7 @@ inner steps are differentiated by autograd); ours are the exact discrete adjoint
 (`maml_adjoint`, both storage modes) and unrolled autograd on task-stacked
 parameters (`maml`).  Every gradient is checked against ours before timing.
 
-    pip install -e ".[bench]"          # higher, torchopt: benchmark-only extras
+    pip install -r requirements/bench.lock   # higher, torchopt (pinned): benchmark-only extras
     python benchmarks/bench_peers.py --steps 50 200
 """
 from __future__ import annotations
@@ -95,7 +95,7 @@ def main() -> None:
             __import__(name)
             peers[name] = fn
         except ImportError:
-            print(f"# {name} is not installed (pip install -e '.[bench]'): skipped")
+            print(f"# {name} is not installed (pip install -r requirements/bench.lock): skipped")
     print(f"# {model.sizes} tanh, {problem.n_tasks} tasks x {problem.support.x.shape[1]} examples, float32, "
           f"1 thread; medians of {args.repeats} interleaved rounds; gradients checked against ours first")
     print(f"{'K':>5s} {'method':28s} {'ms':>9s} {'rel. diff to ours':>18s}")
