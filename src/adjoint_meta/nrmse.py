@@ -10,17 +10,23 @@ records).  Norms run over one task's examples:
 
     ‖a‖ = sqrt(Σ_i a_i²),   RMSE_t = sqrt(mean_i (ŷ_ti − y_ti)²).
 
-1. ``ours``          (``relative``) ‖ŷ − y‖ / ‖y‖ on the held-out examples, per task (the workflow's primary figure);
-2. ``standardized``  the same on standardized targets: ‖ŷ_s − y_s‖ / ‖y_s‖ with a_s = (a − shift) / scale;
-3. ``range``         RMSE_t / (the targets' range): the rating scale (Jester −10..10 → 20, MovieLens
-                     1..5 → 4); for synthetic data, which has no scale, max − min of the held-out
-                     targets of all test tasks (one constant per dataset, like a rating scale);
-4. ``std``           RMSE_t / std_t, the (population) std of task t's held-out targets;
-5. ``pooled``        sqrt(Σ_t ‖ŷ_t − y_t‖²) / sqrt(Σ_t ‖y_t‖²): one number over all test tasks;
-6. ``support``       definition 1 on the support set (the fine-tuning examples) instead of the held-out ones;
-7. ``released``      definition 1 under the released code's test protocol: Adam (lr 1e-3, weight decay
-                     1e-6) for up to 5,000 steps, taking the recorded step whose mean over tasks is lowest
-                     instead of step K (``best_of_curve``).
+Each definition: its name (the key in results and tables), the function, the formula.
+
+1. ``ours``, ``relative``: ‖ŷ − y‖ / ‖y‖ per task on the held-out examples (the workflow's primary
+   figure), averaged over test tasks.
+2. ``standardized``, ``standardized``: the same on standardized targets, ‖ŷ_s − y_s‖ / ‖y_s‖ with
+   a_s = (a − shift) / scale.
+3. ``range``, ``over_range``: RMSE_t / range, the range of the rating scale (Jester −10..10 → 20,
+   MovieLens 1..5 → 4); synthetic data has no scale, so there it is max − min of the held-out
+   targets of all test tasks (one constant per dataset, as a rating scale is).
+4. ``std``, ``over_std``: RMSE_t / std_t, the population std of task t's own held-out targets.
+5. ``pooled``, ``pooled``: sqrt(Σ_t ‖ŷ_t − y_t‖²) / sqrt(Σ_t ‖y_t‖²), one number over all test tasks.
+6. ``support``, ``support``: definition 1 on the support set (the fine-tuning examples) instead of
+   the held-out ones.
+7. ``released``, ``best_of_curve`` (run by ``evaluate.released_protocol``): definition 1 under the
+   released code's test protocol, Adam (lr 1e-3, weight decay 1e-6) for up to 5,000 steps
+   (``evaluation.released_protocol``), at the recorded step whose mean over tasks is lowest instead
+   of step K.
 
 Definitions 1-4, 6 and 7 give one value per task, averaged over tasks; 5 gives one value per
 seed.  A task whose value is not finite (fine-tuning diverged, or a task whose held-out targets
@@ -142,9 +148,13 @@ def finite_mean(values: Tensor) -> float:
 
 def best_of_curve(curve: dict[int, Tensor]) -> tuple[int, Tensor]:
     """Definition 7's selection: of the recorded steps (``curve``: step -> per-task values), the one
-    whose mean over tasks (finite ones) is lowest, the earliest on a tie, and its per-task values.
-    A step where no task is finite is never chosen unless every step is so."""
-    means = {s: finite_mean(v) for s, v in sorted(curve.items())}
-    finite = [s for s, m in means.items() if math.isfinite(m)]
-    best = min(finite, key=lambda s: (means[s], s)) if finite else min(means)
+    whose mean over tasks is lowest, the earliest on a tie, and its per-task values.  Steps where
+    every task is finite come first (a step where some task diverged does not win by leaving that
+    task out of its mean); only if there is none, the mean over the finite tasks decides, and only if
+    no step has a finite task, the first step is taken."""
+    steps = sorted(curve)
+    complete = [s for s in steps if bool(torch.isfinite(curve[s]).all())]
+    means = {s: finite_mean(curve[s]) for s in steps}
+    pool = complete or [s for s in steps if math.isfinite(means[s])]
+    best = min(pool, key=lambda s: (means[s], s)) if pool else steps[0]
     return best, curve[best]
