@@ -120,6 +120,13 @@ def experiment_table(params: dict, name: str, ev: Evaluations) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _number(record: dict, path: str | Path, key: str) -> float:
+    value = record.get(key) if isinstance(record, dict) else None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise MissingResultError(f"{path}: {key} is missing or not a finite number; rerun the evaluate step")
+    return float(value)
+
+
 def definition_value(record: dict, path: str | Path, name: str, field: str = "value") -> float:
     """A candidate definition's number for one evaluation (``definitions.<name>.<field>`` of its file);
     a missing or non-finite one stops the summary, naming the file."""
@@ -137,7 +144,7 @@ def definition_value(record: dict, path: str | Path, name: str, field: str = "va
 
 def definitions_table(params: dict, ev: Evaluations) -> pd.DataFrame:
     """One row per (experiment, dataset, setting, estimator, definition) of the cells each experiment
-    trains (a reference borrowed from another experiment is listed there): ``ours`` is the mean over
+    trains (an ablation's reference appears only under the experiment that trains it): ``ours`` is the mean over
     seeds of the definition's value (the mean over test tasks, or the pooled number), ``step`` the
     fine-tuning step it was read at (K; for the released protocol the median over seeds of the best
     step), ``paper`` the paper's nRMSE where it prints one and ``ratio`` = ours / paper."""
@@ -151,8 +158,8 @@ def definitions_table(params: dict, ev: Evaluations) -> pd.DataFrame:
                     paper = table_value(*key)
                     for d in nrmse.DEFINITIONS:
                         ours = float(np.mean([definition_value(r, f, d) for r, f in zip(records, files)]))
-                        step = (np.median([definition_value(r, f, d, "step") for r, f in zip(records, files)])
-                                if d == "released" else records[0]["report_step"])
+                        step = np.median([definition_value(r, f, d, "step") if d == "released" else
+                                          _number(r, f, "report_step") for r, f in zip(records, files)])
                         rows.append({"experiment": name, "dataset": ds, "setting": st, "estimator": est,
                                      "label": params["estimators"][est].get("label", est), "definition": d,
                                      "step": float(step), "seeds": len(records), "ours": ours,
@@ -202,6 +209,7 @@ def run(params: dict, root: str = ".", log_file: str | None = None) -> dict:
     log = runtime.logger("summarize", log_file)
     base = Path(root)
     ev = Evaluations(params, base)
+    definitions = definitions_table(params, ev)  # first: a bad evaluation file stops before anything is written
     metrics: dict = {}
     for name in params["experiments"]:
         table = experiment_table(params, name, ev)
@@ -213,7 +221,7 @@ def run(params: dict, root: str = ".", log_file: str | None = None) -> dict:
         _write_csv(table, base / paths.TABLE.format(experiment=name))
         _write_csv(_curves(params, name, base), base / paths.CURVES.format(experiment=name))
     write_json(base / paths.METRICS, metrics)
-    _write_csv(definitions_table(params, ev), base / paths.NRMSE_DEFINITIONS)
+    _write_csv(definitions, base / paths.NRMSE_DEFINITIONS)
     _write_csv(_jobs(params, base), base / paths.JOBS)
     _write_csv(_concat([str(base / paths.PROFILE.format(**j)) for j in config.profile_jobs(params)]),
                base / paths.PROFILES)
