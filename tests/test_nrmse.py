@@ -277,6 +277,11 @@ def test_the_quick_preset_and_the_test_configuration_shorten_the_protocol(params
 
 # -- summarize --------------------------------------------------------------------
 
+def unique_cells(params) -> list[tuple[str, str, str, str]]:
+    """(experiment, dataset, setting, estimator) of every trained cell, seeds merged."""
+    return list(dict.fromkeys((c.experiment, c.dataset, c.setting, c.estimator) for c in config.cells(params)))
+
+
 def fake_evaluations(params, root, value=lambda cell, d: 0.1):
     """An evaluation file for every cell, with every definition's value from ``value``."""
     for c in config.cells(params):
@@ -294,11 +299,11 @@ def test_summary_table_has_every_definition_of_every_cell_with_the_paper_beside(
     monkeypatch.setattr(summarize, "table_value", lambda *key: published.get(key))
     root = fake_evaluations(params, tmp_path, lambda cell, d: 0.1 + 0.01 * list(nrmse.DEFINITIONS).index(d))
     table = summarize.definitions_table(params, summarize.Evaluations(params, root))
-    cells = [c for c in config.cells(params)]
+    cells = unique_cells(params)
     assert len(table) == len(cells) * len(nrmse.DEFINITIONS)
-    for c in cells:
-        rows = table[(table["experiment"] == c.experiment) & (table["dataset"] == c.dataset)
-                     & (table["setting"] == c.setting) & (table["estimator"] == c.estimator)]
+    for e, d, s, est in cells:
+        rows = table[(table["experiment"] == e) & (table["dataset"] == d) & (table["setting"] == s)
+                     & (table["estimator"] == est)]
         assert list(rows["definition"]) == list(nrmse.DEFINITIONS)
     amaml = table[(table["experiment"] == "table1") & (table["estimator"] == "amaml")].set_index("definition")
     assert amaml.loc["std", "ours"] == pytest.approx(0.13) and amaml.loc["std", "paper"] == 0.05
@@ -390,10 +395,9 @@ def test_section_table_has_a_row_per_definition_and_escapes_labels():
 
 
 def test_report_stops_on_an_incomplete_or_non_finite_definitions_table(params, tmp_path):
-    good = pd.DataFrame([{"experiment": c.experiment, "dataset": c.dataset, "setting": c.setting,
-                          "estimator": c.estimator, "label": c.estimator, "definition": d, "step": 1.0,
-                          "seeds": 1, "ours": 0.1, "paper": math.nan, "ratio": math.nan}
-                         for c in config.cells(params) for d in nrmse.DEFINITIONS])
+    good = pd.DataFrame([{"experiment": e, "dataset": ds, "setting": s, "estimator": est, "label": est,
+                          "definition": d, "step": 1.0, "seeds": 1, "ours": 0.1, "paper": math.nan,
+                          "ratio": math.nan} for e, ds, s, est in unique_cells(params) for d in nrmse.DEFINITIONS])
     path = tmp_path / paths.NRMSE_DEFINITIONS
     path.parent.mkdir(parents=True)
     with pytest.raises(MissingResultError, match=re.escape(str(path)) + ": expected result is missing"):
@@ -416,15 +420,18 @@ def test_report_stops_on_an_incomplete_or_non_finite_definitions_table(params, t
 @pytest.mark.pipeline
 def test_the_run_writes_and_reports_every_definition(snakemake_run, params):
     table = pd.read_csv(snakemake_run / paths.NRMSE_DEFINITIONS)
-    assert len(table) == len(config.cells(params)) * len(nrmse.DEFINITIONS)
+    assert len(table) == len(unique_cells(params)) * len(nrmse.DEFINITIONS)
     assert np.isfinite(table["ours"]).all() and (table["ours"] > 0).all()
-    for c in config.cells(params):
-        ev = json.loads((snakemake_run / paths.EVAL.format(**c.as_dict())).read_text())
-        assert set(ev["definitions"]) == set(nrmse.DEFINITIONS)
-        sub = table[(table["experiment"] == c.experiment) & (table["dataset"] == c.dataset)
-                    & (table["estimator"] == c.estimator)].set_index("definition")
+    for e, ds, s, est in unique_cells(params):
+        evs = [json.loads((snakemake_run / paths.EVAL.format(experiment=e, dataset=ds, setting=s, estimator=est,
+                                                             seed=seed)).read_text())
+               for seed in params["meta"]["seeds"]]
+        assert all(set(ev["definitions"]) == set(nrmse.DEFINITIONS) for ev in evs)
+        sub = table[(table["experiment"] == e) & (table["dataset"] == ds) & (table["setting"] == s)
+                    & (table["estimator"] == est)].set_index("definition")
         for d in nrmse.DEFINITIONS:
-            assert sub.loc[d, "ours"] == pytest.approx(ev["definitions"][d]["value"], rel=1e-5)
+            want = np.mean([ev["definitions"][d]["value"] for ev in evs])
+            assert sub.loc[d, "ours"] == pytest.approx(want, rel=1e-5)  # the CSV keeps 6 digits
     html = (snakemake_run / paths.REPORT).read_text()
     section = html.split("<h2>What the paper's nRMSE could have been</h2>")[1].split("<h2>")[0]
     assert all(f"<tr><td class=l>{i}. " in section for i in range(1, len(nrmse.DEFINITIONS) + 1))
