@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from adjoint_meta import config, paths
+from adjoint_meta import config, nrmse, paths
 from conftest import TEST_PARAMS, run_tool
 
 pytestmark = pytest.mark.pipeline
@@ -40,7 +40,8 @@ def check_outputs(root: Path, params: dict) -> dict:
     cells = re.findall(r"<td[^>]*>(.*?)</td>", html, flags=re.S)
     bad = [c for c in cells if re.search(r"\b(nan|inf)\b", c, flags=re.I)]
     assert cells and not bad, f"non-finite table cells: {bad[:5]}"
-    for section in ("Where we agree with the paper", "Definitions and settings", "Tasks per dataset",
+    for section in ("Where we agree with the paper", "Definitions and settings",
+                    "What the paper's nRMSE could have been", "Tasks per dataset",
                     "Provenance", "Wall time of every job", "Software", "Effective parameters"):
         assert re.search(rf"<h[23]>{re.escape(section)}", html), f"report section {section!r} missing"
     seeds = ", ".join(map(str, params["meta"]["seeds"]))
@@ -63,6 +64,10 @@ def check_outputs(root: Path, params: dict) -> dict:
         if pt:
             others = table[table["estimator"] != pt["estimator"]]
             assert others["p_value"].between(0, 1).all(), f"{exp}: paired tests missing"
+    definitions = pd.read_csv(root / paths.NRMSE_DEFINITIONS)  # every candidate nRMSE of every cell, finite
+    cells = {(c.experiment, c.dataset, c.setting, c.estimator) for c in config.cells(params)}
+    assert len(definitions) == len(cells) * len(nrmse.DEFINITIONS)
+    assert definitions["ours"].notna().all() and (definitions["ours"] > 0).all()
     profiles = pd.read_csv(root / paths.PROFILES)
     for name, prof in params["profiles"].items():
         for var, values in prof["sweep"].items():

@@ -313,6 +313,15 @@ def _cross_checks(doc: Mapping, *, partial: bool) -> list[str]:
                 if abs(n - round(n)) > 1e-6 or round(n) < 1:
                     msgs.append(f"estimators.{est}.h: T = experiments.{ename}.steps * inner.alpha = "
                                 f"{exp['steps'] * alpha:g} is not a whole number of steps h = {h:g}")
+        protocol = (doc.get("evaluation") or {}).get("released_protocol") or {}
+        if isinstance(protocol.get("record_every"), int) and protocol["record_every"] > protocol.get("steps", 0):
+            msgs.append(f"evaluation.released_protocol.record_every: {protocol['record_every']} exceeds "
+                        f"evaluation.released_protocol.steps ({protocol.get('steps')}), so its curve would hold "
+                        "only the start and the end")
+        reserved = paths.NRMSE_DEFINITIONS.rsplit("/", 1)[-1].removesuffix(".csv")
+        if reserved in (doc.get("experiments") or {}):
+            msgs.append(f"experiments.{reserved}: the name is taken: its table would overwrite "
+                        f"{paths.NRMSE_DEFINITIONS}; rename the experiment")
         for section in ("profiles", "accuracy"):
             for name, item in (doc.get(section) or {}).items():
                 for field, pool in (("dataset", datasets), ("setting", settings)):

@@ -112,23 +112,39 @@ def stages(params: Mapping) -> dict[str, dict]:
         "params": _params("accuracy", **acc),
         "outs": [paths.ACCURACY.format(**acc)],
     }}
+    summary = _summary_outs(params)
     out["summarize"] = {
         "cmd": _cmd("summarize", "--log", paths.LOG.format(step="summarize", name="summarize")),
         "deps": ["results/eval", "results/train", "results/profile", "results/accuracy",
                  *codedeps.step_files("summarize")],
         "params": _params("summarize"),
-        "outs": [paths.JOBS, paths.PROFILES, paths.ACCURACY_TABLE, _dir(paths.TABLE), _dir(paths.CURVES)],
+        "outs": summary,
         "metrics": [{paths.METRICS: {"cache": False}}],
     }
     out["report"] = {
         "cmd": _cmd("report", "--out", paths.REPORT, "--log", paths.LOG.format(step="report", name="report")),
-        "deps": [paths.METRICS, paths.JOBS, paths.PROFILES, paths.ACCURACY_TABLE, _dir(paths.TABLE),
-                 _dir(paths.CURVES), _dir(paths.TASKS), *codedeps.step_files("report")],
+        "deps": [paths.METRICS, *summary, _dir(paths.TASKS), *codedeps.step_files("report")],
         "params": _params("report"),
         "outs": [paths.REPORT],
         "plots": [{_dir(paths.FIGURE): {"cache": False}}],
     }
     return out
+
+
+def _summary_outs(params: Mapping) -> list[str]:
+    """The summarize stage's outs, from ``paths.summary_outputs`` (the Snakemake rule's outputs): a
+    list of per-experiment files becomes its directory, a single file is listed unless it lies in
+    such a directory, and the metrics file is declared under ``metrics:`` instead."""
+    outs = paths.summary_outputs(params["experiments"])
+    dirs = {_dir(f) for v in outs.values() if isinstance(v, list) for f in v}
+    listed: list[str] = []
+    for name, v in outs.items():
+        if name == "metrics":
+            continue
+        for item in ([_dir(f) for f in v] if isinstance(v, list) else [] if _dir(v) in dirs else [v]):
+            if item not in listed:
+                listed.append(item)
+    return listed
 
 
 def _dir(pattern: str) -> str:

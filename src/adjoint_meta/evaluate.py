@@ -10,32 +10,44 @@ Metrics per task, over its evaluation examples, in the data's original units
 rating = y * scale + shift; definitions also in the report):
     nRMSE = ||y_hat - y||_2 / ||y||_2     (primary; the paper does not define it)
     RMSE  = sqrt(mean (y_hat - y)^2)      (in the data's own units, e.g. rating points)
+
+Beside them, ``definitions`` holds every candidate definition of the paper's nRMSE
+(``adjoint_meta.nrmse``) at step K, and under the released code's test protocol
+(``evaluation.released_protocol``: Adam from theta for its own number of steps, the best
+recorded step of the mean curve), so the summary can say which one, if any, gives the
+paper's numbers.  Errors are computed in float64 whatever the training dtype.
 """
 from __future__ import annotations
 
 import csv
 import io
 import math
+from typing import Iterator
 
 import torch
 
-from adjoint_meta import model_file, optim, runtime
+from adjoint_meta import model_file, nrmse, optim, runtime
 from adjoint_meta.estimators.core import stack
 from adjoint_meta.io import atomic_path, write_json
 from adjoint_meta.model import MLP, Data, build_model
 from adjoint_meta.tasks import TaskPool
 
+ADAM_WEIGHT_DECAY = 1e-6  # the released code's fine-tuning optimizer
+
+
+def in_units(model: MLP, u: torch.Tensor, data: Data, shift: float = 0.0,
+             scale: float = 1.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Predictions, targets and the mask of existing examples, in the data's original units (float64)."""
+    mask = (data.w > 0).to(torch.float64)
+    pred = model.predict(u, data.x).to(torch.float64) * scale + shift
+    return pred, data.y.to(torch.float64) * scale + shift, mask
+
 
 def errors(model: MLP, u: torch.Tensor, data: Data, shift: float = 0.0,
            scale: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-task (nRMSE, RMSE) over the examples with positive weight, in original units."""
-    mask = (data.w > 0).to(u.dtype)
-    r = (model.predict(u, data.x) - data.y) * (mask * scale)  # y_hat - y is shift-free
-    target = (data.y * scale + shift) * mask
-    sq = (r * r).sum(1)
-    nrmse = sq.sqrt() / target.pow(2).sum(1).sqrt()
-    rmse = (sq / mask.sum(1)).sqrt()
-    return nrmse, rmse
+    pred, y, mask = in_units(model, u, data, shift, scale)
+    return nrmse.relative(pred, y, mask), nrmse.rmse(pred, y, mask)
 
 
 def record_steps(eval_steps: int, every: int, marks: list[int]) -> list[int]:
@@ -44,25 +56,34 @@ def record_steps(eval_steps: int, every: int, marks: list[int]) -> list[int]:
     return sorted(steps)
 
 
-def finetune_curve(model: MLP, theta: torch.Tensor, support: Data, evaluation: Data, steps: list[int],
-                   optimizer: str, lr: float, target: dict | None = None) -> dict[int, tuple[torch.Tensor, torch.Tensor]]:
-    """Errors of all test tasks at each step in ``steps`` while fine-tuning from theta."""
+def finetune(model: MLP, theta: torch.Tensor, support: Data, steps: list[int], optimizer: str,
+             lr: float) -> Iterator[tuple[int, torch.Tensor]]:
+    """Fine-tune every test task from theta on its support examples (all tasks stacked: one batched
+    run) and yield ``(step, u)`` at each of the increasing ``steps``; ``u [T, P]`` is the live
+    iterate (Adam updates it in place): copy it to keep it."""
     u = stack(theta, support.n_tasks)
     # Adam is elementwise, so one optimizer on [T, P] = T independent ones
-    opt = optim.Adam(u, lr, weight_decay=1e-6) if optimizer == "adam" else None
-    scaling = (float(target["shift"]), float(target["scale"])) if target else (0.0, 1.0)
-    out, done = {}, 0
-    with torch.inference_mode():  # no autograd anywhere: skip its bookkeeping
-        for stop in steps:
+    opt = optim.Adam(u, lr, weight_decay=ADAM_WEIGHT_DECAY) if optimizer == "adam" else None
+    done = 0
+    for stop in steps:
+        with torch.inference_mode():  # no autograd anywhere: skip its bookkeeping
             for _ in range(stop - done):
                 g = model.grad(u, support)
                 if opt is None:
                     u = u - lr * g
                 else:
                     opt.step(g)
-            done = stop
-            out[stop] = errors(model, u, evaluation, *scaling)
-    return out
+        done = stop
+        yield stop, u
+
+
+def finetune_curve(model: MLP, theta: torch.Tensor, support: Data, evaluation: Data, steps: list[int],
+                   optimizer: str, lr: float, target: dict | None = None) -> dict[int, tuple[torch.Tensor, torch.Tensor]]:
+    """Errors of all test tasks at each step in ``steps`` while fine-tuning from theta."""
+    scaling = (float(target["shift"]), float(target["scale"])) if target else (0.0, 1.0)
+    with torch.inference_mode():
+        return {s: errors(model, u, evaluation, *scaling)
+                for s, u in finetune(model, theta, support, steps, optimizer, lr)}
 
 
 def _stats(x: list[float]) -> dict:
@@ -71,6 +92,46 @@ def _stats(x: list[float]) -> dict:
     return {"mean": float(finite.mean()) if finite.numel() else math.nan,
             "std": float(finite.std(unbiased=True)) if finite.numel() > 1 else math.nan,
             "n": int(t.numel()), "n_finite": int(finite.numel())}
+
+
+def _per_task(values: torch.Tensor, **extra) -> dict:
+    """A per-task definition's record: its value for the cell (the mean over finite tasks), the
+    statistics of ``_stats``, anything ``extra`` and the values themselves."""
+    v = values.tolist()
+    stats = _stats(v)
+    return {"value": stats["mean"], **stats, **extra, "per_task": v}
+
+
+def definitions_at(model: MLP, u: torch.Tensor, support: Data, evaluation: Data, shift: float, scale: float,
+                   span: float) -> dict:
+    """Every candidate definition (``nrmse.DEFINITIONS``) that reads the tasks' state after K steps
+    ``u``, that is all but the released protocol's; ``span`` is definition 3's range."""
+    pred, y, mask = in_units(model, u, evaluation, shift, scale)
+    pred_s, y_s, mask_s = in_units(model, u, support, shift, scale)
+    pooled, n_finite = nrmse.pooled(pred, y, mask)
+    return {
+        "ours": _per_task(nrmse.relative(pred, y, mask)),
+        "standardized": _per_task(nrmse.standardized(pred, y, mask, shift, scale), shift=shift, scale=scale),
+        "range": _per_task(nrmse.over_range(pred, y, mask, span), range=span),
+        "std": _per_task(nrmse.over_std(pred, y, mask)),
+        "pooled": {"value": pooled, "n": int(mask.shape[0]), "n_finite": n_finite},
+        "support": _per_task(nrmse.support(pred_s, y_s, mask_s)),
+    }
+
+
+def released_protocol(model: MLP, theta: torch.Tensor, support: Data, evaluation: Data, protocol: dict,
+                      shift: float, scale: float) -> dict:
+    """Definition 7: Adam (``protocol``'s lr, weight decay 1e-6) from theta for ``protocol['steps']``
+    steps, definition 1 recorded every ``record_every`` steps (and at step 0); the per-task values at
+    the recorded step whose mean over tasks is lowest (``nrmse.best_of_curve``), with that step and
+    the mean curve."""
+    steps = record_steps(int(protocol["steps"]), int(protocol["record_every"]), [])
+    curve = {s: errors(model, u, evaluation, shift, scale)[0]
+             for s, u in finetune(model, theta, support, steps, "adam", float(protocol["lr"]))}
+    best, values = nrmse.best_of_curve(curve)
+    return _per_task(values, step=best, steps=int(protocol["steps"]), lr=float(protocol["lr"]),
+                     weight_decay=ADAM_WEIGHT_DECAY, record_every=int(protocol["record_every"]),
+                     curve={"step": list(curve), "mean": [nrmse.finite_mean(v) for v in curve.values()]})
 
 
 def run(spec: dict, cell: dict, model_path: str, tasks_path: str, out_json: str, out_curve: str,
@@ -90,9 +151,22 @@ def run(spec: dict, cell: dict, model_path: str, tasks_path: str, out_json: str,
     steps = record_steps(int(exp["eval_steps"]), int(ev["record_every"]), [K, K_maml])
     log.info("evaluate %s on %d test tasks, %d fine-tuning steps (%s, lr %g)",
              " ".join(f"{k}={v}" for k, v in cell.items()), support.n_tasks, steps[-1], ev["optimizer"], ev["lr"])
-    curve = finetune_curve(model, theta.to(device, dtype), support.to(device, dtype),
-                           evaluation.to(device, dtype), steps, ev["optimizer"], float(ev["lr"]),
-                           pool.summary.get("target"))
+    target = pool.summary.get("target")
+    shift, scale = (float(target["shift"]), float(target["scale"])) if target else (0.0, 1.0)
+    theta, support, evaluation = theta.to(device, dtype), support.to(device, dtype), evaluation.to(device, dtype)
+    curve: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+    with torch.inference_mode():
+        span = nrmse.value_range(ds_cfg["source"], evaluation.y.to(torch.float64) * scale + shift,
+                                 (evaluation.w > 0).to(torch.float64))
+        for s, u in finetune(model, theta, support, steps, ev["optimizer"], float(ev["lr"])):
+            curve[s] = errors(model, u, evaluation, shift, scale)
+            if s == K:
+                definitions = definitions_at(model, u, support, evaluation, shift, scale, span)
+        definitions["released"] = released_protocol(model, theta, support, evaluation, ev["released_protocol"],
+                                                    shift, scale)
+    if set(definitions) != set(nrmse.DEFINITIONS):
+        raise RuntimeError(f"definitions computed {sorted(definitions)} differ from nrmse.DEFINITIONS "
+                           f"{sorted(nrmse.DEFINITIONS)}")
 
     buf = io.StringIO()
     w = csv.writer(buf)
@@ -122,7 +196,12 @@ def run(spec: dict, cell: dict, model_path: str, tasks_path: str, out_json: str,
         "rmse": {**_stats(rm), "per_task": rm},
         "at_maml_steps": {"step": K_maml, "nrmse": _stats(curve[K_maml][0].tolist())},
         "at_start": {"nrmse": _stats(curve[0][0].tolist())},
+        "definitions": definitions,
     }
     write_json(out_json, result)
     log.info("nRMSE at step %d: %.4f +- %.4f", K, result["nrmse"]["mean"], result["nrmse"]["std"])
+    log.info("candidate definitions: %s", ", ".join(f"{k} {v['value']:.4g}" for k, v in definitions.items()))
+    rel = definitions["released"]
+    log.info("released test protocol (Adam lr %g, %d steps): lowest mean nRMSE %.4g at step %d", rel["lr"],
+             rel["steps"], rel["value"], rel["step"])
     return result

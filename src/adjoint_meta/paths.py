@@ -22,6 +22,7 @@ ACCURACY = "results/accuracy/{name}.csv"
 
 METRICS = "reports/metrics.json"
 TABLE = "reports/tables/{experiment}.csv"
+NRMSE_DEFINITIONS = "reports/tables/nrmse_definitions.csv"  # every candidate nRMSE definition per cell
 CURVES = "reports/plots/{experiment}_curves.csv"
 JOBS = "reports/jobs.csv"
 PROFILES = "reports/profiles.csv"
@@ -43,6 +44,21 @@ def figure_names(params: dict) -> dict[str, str]:
                   for var in prof["sweep"] for metric in ("memory", "time")})
     names.update({f"accuracy_{a}": "accuracy" for a in params["accuracy"]})
     return names
+
+
+def summary_outputs(experiments) -> dict[str, str | list[str]]:
+    """Everything the summarize step writes and the report reads, by name: the Snakemake rules'
+    outputs and inputs, and (per directory where a pattern makes one file per experiment) the DVC
+    stages' outs and deps."""
+    return dict(
+        metrics=METRICS,
+        jobs=JOBS,
+        profiles=PROFILES,
+        accuracy=ACCURACY_TABLE,
+        nrmse_definitions=NRMSE_DEFINITIONS,
+        tables=[TABLE.format(experiment=e) for e in experiments],
+        curves=[CURVES.format(experiment=e) for e in experiments],
+    )
 
 
 def cell_name(cell: dict) -> str:

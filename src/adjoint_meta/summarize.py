@@ -7,7 +7,10 @@ Outputs (all read by the report; the metrics also by ``dvc metrics``):
 * ``reports/plots/{experiment}_curves.csv``: mean and std of nRMSE over test tasks per
   fine-tuning step;
 * ``reports/profiles.csv``, ``reports/accuracy.csv``: all profiling and accuracy rows;
-* ``reports/jobs.csv``: wall time, device and solver counters of every training job.
+* ``reports/jobs.csv``: wall time, device and solver counters of every training job;
+* ``reports/tables/nrmse_definitions.csv``: every candidate definition of the paper's nRMSE
+  (``adjoint_meta.nrmse``) for every cell each experiment trains, with the paper's value and
+  ours / paper (``definitions_table``).
 
 With several seeds, ``nrmse_mean`` is the mean over seeds of the mean over test tasks,
 ``nrmse_std`` the mean over seeds of the std over test tasks, and ``nrmse_seed_std``
@@ -24,7 +27,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from adjoint_meta import config, model_file, paths, runtime
+from adjoint_meta import config, model_file, nrmse, paths, runtime
 from adjoint_meta.io import atomic_path, read_json, write_json
 from adjoint_meta.reference import table_value
 
@@ -63,13 +66,15 @@ class Evaluations:
         self.params, self.root = params, root
         self._cache: dict[tuple, list[dict]] = {}
 
+    def files(self, experiment: str, dataset: str, setting: str, estimator: str) -> list[Path]:
+        """The cell's evaluation files, one per seed."""
+        return [self.root / paths.EVAL.format(experiment=experiment, dataset=dataset, setting=setting,
+                                              estimator=estimator, seed=s) for s in self.params["meta"]["seeds"]]
+
     def cell(self, experiment: str, dataset: str, setting: str, estimator: str) -> list[dict]:
         key = (experiment, dataset, setting, estimator)
         if key not in self._cache:
-            self._cache[key] = [
-                read_json(need(self.root / paths.EVAL.format(experiment=experiment, dataset=dataset,
-                                                             setting=setting, estimator=estimator, seed=s)))
-                for s in self.params["meta"]["seeds"]]
+            self._cache[key] = [read_json(need(f)) for f in self.files(*key)]
         return self._cache[key]
 
     def per_task(self, *key: str) -> np.ndarray:
@@ -115,6 +120,55 @@ def experiment_table(params: dict, name: str, ev: Evaluations) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _number(record: dict, path: str | Path, key: str) -> float:
+    value = record.get(key) if isinstance(record, dict) else None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise MissingResultError(f"{path}: {key} is missing or not a finite number; rerun the evaluate step")
+    return float(value)
+
+
+def definition_value(record: dict, path: str | Path, name: str, field: str = "value") -> float:
+    """A candidate definition's number for one evaluation (``definitions.<name>.<field>`` of its file);
+    a missing or non-finite one stops the summary, naming the file."""
+    try:
+        value = record["definitions"][name][field]
+    except (KeyError, TypeError):
+        raise MissingResultError(f"{path}: definitions.{name}.{field} is missing (written by an older evaluate "
+                                 "step?); rerun the pipeline's evaluate step") from None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise MissingResultError(f"{path}: definitions.{name}.{field} is not a finite number (got "
+                                 f"{'null' if value is None else repr(value)}); rerun the evaluate step, and if "
+                                 "fine-tuning diverged on every test task, lower evaluation.lr")
+    return float(value)
+
+
+def definitions_table(params: dict, ev: Evaluations) -> pd.DataFrame:
+    """One row per (experiment, dataset, setting, estimator, definition) of the cells each experiment
+    trains (an ablation's reference appears only under the experiment that trains it): ``ours`` is the mean over
+    seeds of the definition's value (the mean over test tasks, or the pooled number), ``step`` the
+    fine-tuning step it was read at (K; for the released protocol the median over seeds of the best
+    step), ``paper`` the paper's nRMSE where it prints one and ``ratio`` = ours / paper."""
+    rows = []
+    for name, exp in params["experiments"].items():
+        for ds in exp["datasets"]:
+            for st in exp["settings"]:
+                for est in exp["estimators"]:
+                    key = (name, ds, st, est)
+                    records, files = ev.cell(*key), ev.files(*key)
+                    paper = table_value(*key)
+                    for d in nrmse.DEFINITIONS:
+                        ours = float(np.mean([definition_value(r, f, d) for r, f in zip(records, files)]))
+                        step = np.median([definition_value(r, f, d, "step") if d == "released" else
+                                          _number(r, f, "report_step") for r, f in zip(records, files)])
+                        rows.append({"experiment": name, "dataset": ds, "setting": st, "estimator": est,
+                                     "label": params["estimators"][est].get("label", est), "definition": d,
+                                     "step": float(step), "seeds": len(records), "ours": ours,
+                                     "paper": paper[0] if paper else math.nan,
+                                     "ratio": ours / paper[0] if paper and paper[0] else math.nan})
+    return pd.DataFrame(rows, columns=["experiment", "dataset", "setting", "estimator", "label", "definition",
+                                       "step", "seeds", "ours", "paper", "ratio"])
+
+
 def _curves(params: dict, name: str, root: Path) -> pd.DataFrame:
     exp, frames = params["experiments"][name], []
     for ds in exp["datasets"]:
@@ -155,6 +209,7 @@ def run(params: dict, root: str = ".", log_file: str | None = None) -> dict:
     log = runtime.logger("summarize", log_file)
     base = Path(root)
     ev = Evaluations(params, base)
+    definitions = definitions_table(params, ev)  # first: a bad evaluation file stops before anything is written
     metrics: dict = {}
     for name in params["experiments"]:
         table = experiment_table(params, name, ev)
@@ -166,6 +221,7 @@ def run(params: dict, root: str = ".", log_file: str | None = None) -> dict:
         _write_csv(table, base / paths.TABLE.format(experiment=name))
         _write_csv(_curves(params, name, base), base / paths.CURVES.format(experiment=name))
     write_json(base / paths.METRICS, metrics)
+    _write_csv(definitions, base / paths.NRMSE_DEFINITIONS)
     _write_csv(_jobs(params, base), base / paths.JOBS)
     _write_csv(_concat([str(base / paths.PROFILE.format(**j)) for j in config.profile_jobs(params)]),
                base / paths.PROFILES)

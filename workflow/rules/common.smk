@@ -28,14 +28,7 @@ CELL_NAME = paths.CELL_NAME
 # what summarize writes and the report reads, named by path rather than through
 # `rules.summarize.output` (a rule reference would make the report job schedule summarize
 # even under --allowed-rules report)
-SUMMARY_OUTPUTS = dict(
-    metrics=paths.METRICS,
-    jobs=paths.JOBS,
-    profiles=paths.PROFILES,
-    accuracy=paths.ACCURACY_TABLE,
-    tables=[paths.TABLE.format(experiment=e) for e in P["experiments"]],
-    curves=[paths.CURVES.format(experiment=e) for e in P["experiments"]],
-)
+SUMMARY_OUTPUTS = paths.summary_outputs(P["experiments"])
 PROFILE_JOBS = {j["profile"]: j for j in amc.profile_jobs(P)}
 ACCURACY_JOBS = {j["name"]: j for j in amc.accuracy_jobs(P)}
 # The data jobs are short and every training job waits for them: they go before any training

@@ -21,7 +21,7 @@ import pandas as pd
 from adjoint_meta import paths, runtime
 from adjoint_meta.io import write_text
 from adjoint_meta.reference import paper
-from adjoint_meta.report import discussion, figures, loading, provenance, tables
+from adjoint_meta.report import candidates, discussion, figures, loading, provenance, tables
 from adjoint_meta.summarize import need
 
 
@@ -85,6 +85,7 @@ def run(params: dict, out_html: str, root: str = ".", log_file: str | None = Non
             "claims": discussion.claims()},
         "experiments": {"with_paper": [experiment(e) for e in with_paper], "others": [experiment(e) for e in others],
                         "ablations": [experiment(e) for e in ablations]},
+        "candidates": candidates.section(res.definitions, with_paper, params["evaluation"]["released_protocol"]),
         "profiles": profiles, "accuracy": accuracy,
         "datasets": [provenance.dataset(ds, s) for ds, s in res.summaries.items()],
         "data_files": [provenance.data_file(ds, s) for ds, s in res.summaries.items()],
