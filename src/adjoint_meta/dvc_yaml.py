@@ -123,7 +123,7 @@ def stages(params: Mapping) -> dict[str, dict]:
     out["report"] = {
         "cmd": _cmd("report", "--out", paths.REPORT, "--log", paths.LOG.format(step="report", name="report")),
         "deps": [paths.METRICS, paths.JOBS, paths.PROFILES, paths.ACCURACY_TABLE, _dir(paths.TABLE),
-                 _dir(paths.CURVES), _dir(paths.TASKS), *codedeps.step_files("report")],
+                 _dir(paths.CURVES), _dir(paths.TASKS), "results/eval", *codedeps.step_files("report")],
         "params": _params("report"),
         "outs": [paths.REPORT],
         "plots": [{_dir(paths.FIGURE): {"cache": False}}],
