@@ -60,13 +60,22 @@ RULES = {  # how a verdict is reached, one sentence each (the report prints them
 
 @dataclass(frozen=True)
 class Bootstrap:
-    """Mean of ``other - ref`` over seeds and tasks, its interval, and ``diff / mean(ref)``."""
+    """Mean of ``other - ref`` over seeds and tasks, its interval, the mean of ``ref`` (``base``), and the
+    relative difference ``diff / base`` with its interval."""
     diff: float
     lo: float
     hi: float
-    rel: float
+    base: float
     seeds: int
     tasks: int
+
+    @property
+    def rel(self) -> float:
+        return self.diff / self.base if self.base else math.nan
+
+    @property
+    def rel_interval(self) -> tuple[float, float]:
+        return (self.lo / self.base, self.hi / self.base) if self.base else (math.nan, math.nan)
 
     @property
     def outcome(self) -> str:
@@ -100,9 +109,7 @@ def paired_bootstrap(ref: np.ndarray, other: np.ndarray, seed: int | Sequence[in
     means = np.einsum("rs,st,rt->r", seed_counts, d, task_counts) / (n_seeds * n_tasks)
     tail = (1 - LEVEL) / 2 * 100
     lo, hi = np.percentile(means, [tail, 100 - tail])
-    base = float(ref.mean())
-    diff = float(d.mean())
-    return Bootstrap(diff, float(lo), float(hi), diff / base if base != 0 else math.nan, n_seeds, n_tasks)
+    return Bootstrap(float(d.mean()), float(lo), float(hi), float(ref.mean()), n_seeds, n_tasks)
 
 
 @dataclass(frozen=True)
@@ -190,10 +197,10 @@ def judge(comparisons: Sequence[Comparison], preset: str, share: float = 1.0, cl
     reasons = preset_reasons(preset)
     seeds = min(c.result.seeds for c in comparisons)
     if seeds < MIN_SEEDS:
-        reasons.append(f"{seeds} training seed{'s' if seeds > 1 else ''} (at least {MIN_SEEDS} needed)")
+        reasons.append(f"{seeds} training seed{'s' if seeds > 1 else ''}, fewer than {MIN_SEEDS}")
     failed = outcomes.count(NOT_COMPUTABLE)
     if failed:
-        reasons.append(f"{failed} comparison(s) could not be computed")
+        reasons.append(f"{failed} comparison{'s' if failed > 1 else ''} could not be computed")
     return Verdict(rule, summary(comparisons, share, claimed), tuple(reasons), computable=not failed)
 
 
@@ -257,7 +264,7 @@ class Sweep:
 def profile_reasons(preset: str, repeats: int) -> list[str]:
     reasons = preset_reasons(preset)
     if repeats < MIN_SEEDS:
-        reasons.append(f"timed in {repeats} round(s) (at least {MIN_SEEDS} needed)")
+        reasons.append(f"timed in {repeats} round{'s' if repeats != 1 else ''}, fewer than {MIN_SEEDS}")
     return reasons
 
 
@@ -271,7 +278,7 @@ def memory_verdict(maml: Sweep | None, amaml: Sweep | None, gpu_bytes: float, ma
     if maml is not None:
         k_full = steps_to_fill(maml.k, maml.peak_bytes, gpu_bytes)
         if math.isnan(k_full):
-            reasons.append("unrolled MAML's memory could not be fitted (fewer than two measured points)")
+            reasons.append("unrolled MAML's memory could not be fitted: fewer than two measured points")
             failed = True
         else:
             parts[0] = k_full <= NEAR * maml_full_at
@@ -286,7 +293,7 @@ def memory_verdict(maml: Sweep | None, amaml: Sweep | None, gpu_bytes: float, ma
         else:
             parts[1] = at < amaml_share * gpu_bytes
             words.append(f"A-MAML {at / 2 ** 20:,.1f} MB at K = {amaml_steps:g} "
-                         f"({'measured' if measured else 'extrapolated'}) = {at / gpu_bytes:.2%} of {gb:g} GB "
+                         f"({'measured' if measured else 'extrapolated'}) = {100 * at / gpu_bytes:.2g}% of {gb:g} GB "
                          f"(holds if < {amaml_share:.0%})")
     return _parts_verdict(parts, words, reasons, failed)
 
@@ -316,7 +323,7 @@ def time_verdict(amaml: Sweep | None, peers: dict[str, Sweep], maml: Sweep | Non
             ratio = ms / mine[k]
             if math.isfinite(ratio):
                 parts[1] = ratio >= MUCH_SMALLER
-                words.append(f"MAML / A-MAML at K = {k:g}: ×{ratio:.2g} (holds if ≥ ×{MUCH_SMALLER:g})")
+                words.append(f"MAML / A-MAML at K = {k:g}: ×{ratio:.3g} (holds if ≥ ×{MUCH_SMALLER:g})")
             else:
                 reasons.append("MAML's time ratio could not be computed")
                 failed = True
