@@ -11,6 +11,7 @@ import pytest
 
 from adjoint_meta import config, paths
 from conftest import TEST_PARAMS, run_tool
+from test_report import check_verdict_table
 
 pytestmark = pytest.mark.pipeline
 
@@ -43,6 +44,7 @@ def check_outputs(root: Path, params: dict) -> dict:
     for section in ("Where we agree with the paper", "Definitions and settings", "Tasks per dataset",
                     "Provenance", "Wall time of every job", "Software", "Effective parameters"):
         assert re.search(rf"<h[23]>{re.escape(section)}", html), f"report section {section!r} missing"
+    check_verdict_table(html)
     seeds = ", ".join(map(str, params["meta"]["seeds"]))
     assert f"seeds\n{seeds} (master seed {params['seed']})" in html, "the report states the seeds"
     for ds in params["datasets"]:
