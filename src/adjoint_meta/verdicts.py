@@ -152,13 +152,18 @@ class Verdict:
         return NOT_CONCLUSIVE if self.rule == UNTESTABLE else f"{NOT_CONCLUSIVE} (would be: {self.rule})"
 
 
+def needed(n: int, share: float = 1.0) -> int:
+    """How many of ``n`` comparisons must support a claim that needs ``share`` of them."""
+    return n if share >= 1 else math.ceil(share * n - 1e-9)
+
+
 def count_rule(outcomes: Sequence[str], share: float = 1.0) -> str:
-    """Holds when at least ``share`` of the outcomes support (all of them for share 1), holds in part when
-    at least one does, does not hold when none does; no outcomes: cannot be tested."""
+    """Holds when at least ``needed`` of the outcomes support, holds in part when at least one does, does
+    not hold when none does; no outcomes: cannot be tested."""
     n, k = len(outcomes), sum(o == SUPPORTS for o in outcomes)
     if n == 0:
         return UNTESTABLE
-    if k == n or (share < 1 and k >= math.ceil(share * n - 1e-9)):
+    if k >= needed(n, share):
         return HOLDS
     return IN_PART if k else NOT_HOLD
 
@@ -208,7 +213,7 @@ def summary(comparisons: Sequence[Comparison], share: float = 1.0, claimed: str 
     """The deciding numbers: how many comparisons support, contradict, and the median relative difference."""
     outcomes = [c.outcome for c in comparisons]
     n, k = len(outcomes), outcomes.count(SUPPORTS)
-    need = "all" if share >= 1 else f"{math.ceil(share * n - 1e-9)}"
+    need = "all" if share >= 1 else needed(n, share)
     rel = np.array([c.result.rel for c in comparisons], dtype=float)
     rel = rel[np.isfinite(rel)]
     side = f" (positive: {claimed})" if claimed else ""
@@ -233,10 +238,17 @@ def slope(k: Sequence[float], y: Sequence[float]) -> float:
     return float(np.polyfit(k[ok], y[ok], 1)[0]) if ok.sum() >= 2 else math.nan
 
 
+def _finite(k: Sequence[float], y: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+    k, y = np.asarray(k, dtype=float), np.asarray(y, dtype=float)
+    ok = np.isfinite(k) & np.isfinite(y)
+    return k[ok], y[ok]
+
+
 def steps_to_fill(k: Sequence[float], peak: Sequence[float], cap: float) -> float:
-    """Inner steps K at which peak memory would reach ``cap``, extrapolated from the last point of the sweep
-    (sorted by K) along the least-squares slope; inf if it grows by less than a byte over the sweep."""
-    k, peak = np.asarray(k, dtype=float), np.asarray(peak, dtype=float)
+    """Inner steps K at which peak memory would reach ``cap``, extrapolated from the last measured point of
+    the sweep (sorted by K) along the least-squares slope; inf if it grows by less than a byte over the sweep,
+    NaN with fewer than two measured points."""
+    k, peak = _finite(k, peak)
     rate = slope(k, peak)
     if not math.isfinite(rate):
         return math.nan
@@ -245,11 +257,12 @@ def steps_to_fill(k: Sequence[float], peak: Sequence[float], cap: float) -> floa
 
 
 def value_at(k: Sequence[float], y: Sequence[float], at: float) -> tuple[float, bool]:
-    """``y`` at K = ``at``: measured if the sweep has it (True), else extrapolated like ``steps_to_fill``."""
-    k, y = np.asarray(k, dtype=float), np.asarray(y, dtype=float)
+    """``y`` at K = ``at``: measured if the sweep has it (True), else extrapolated like ``steps_to_fill``
+    (NaN with fewer than two measured points)."""
+    k, y = _finite(k, y)
     if at in k:
         return float(y[k == at][0]), True
-    return float(y[-1] + slope(k, y) * (at - k[-1])), False
+    return (float(y[-1] + slope(k, y) * (at - k[-1])) if k.size else math.nan), False
 
 
 @dataclass(frozen=True)
