@@ -60,7 +60,7 @@ def check_outputs(root: Path, params: dict) -> dict:
         table = pd.read_csv(root / paths.TABLE.format(experiment=exp))
         assert set(spec["estimators"]) <= set(table["estimator"])
         assert table[["nrmse_mean", "nrmse_std", "rmse_mean"]].notna().all().all()
-        assert f"<h3>{exp}</h3>" in html
+        assert f"<h3 id='exp-{exp}'>{exp}</h3>" in html
         pt = spec.get("paired_test")
         if pt:
             others = table[table["estimator"] != pt["estimator"]]
