@@ -328,7 +328,8 @@ def time_verdict(amaml: Sweep | None, peers: dict[str, Sweep], maml: Sweep | Non
             inside = int(((ratios <= COMPARABLE) & (ratios >= 1 / COMPARABLE)).sum())
             parts[0] = inside == ratios.size
             words.append(f"A-MAML / {', '.join(peers)}: ×{ratios.min():.2g}–×{ratios.max():.2g} over "
-                         f"{ratios.size} (K, estimator) pairs, {inside} within ×{COMPARABLE:g} either way (all needed)")
+                         f"{ratios.size} (K, estimator) pairs, {inside} within ×{COMPARABLE:g} either way "
+                         "(all needed)")
         both = [] if maml is None else [(float(k), float(ms)) for k, ms, ok in zip(maml.k, maml.ms, maml.valid)
                                         if ok and k in mine]
         if both:

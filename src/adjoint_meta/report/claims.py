@@ -120,8 +120,8 @@ def both_k(ev: Evidence):
     subs = {n: _table_claim(ev.tables.get(n, []), ev) for n in names}
     rule = v.combine_rule([verdict.rule for verdict, _ in subs.values()])
     comps = [c for _, cs in subs.values() for c in cs]
-    words = "; ".join(f"{n}: {verdict.rule}" + (f" ({verdict.evidence.split(';')[0]})" if cs else "")
-                      for n, (verdict, cs) in subs.items())
+    words = "; ".join(f"{n}: {verdict.rule}" + (f", supports {sum(c.outcome == v.SUPPORTS for c in cs)} of "
+                                                f"{len(cs)}" if cs else "") for n, (verdict, cs) in subs.items())
     if rule == v.UNTESTABLE:
         return v.Verdict(rule, words), comps
     reasons = tuple(dict.fromkeys(r for verdict, _ in subs.values() for r in verdict.reasons))
