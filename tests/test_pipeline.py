@@ -11,6 +11,7 @@ import pytest
 
 from adjoint_meta import config, nrmse, paths
 from conftest import TEST_PARAMS, run_tool
+from test_report import check_verdict_table
 
 pytestmark = pytest.mark.pipeline
 
@@ -44,6 +45,7 @@ def check_outputs(root: Path, params: dict) -> dict:
                     "What the paper's nRMSE could have been", "Tasks per dataset",
                     "Provenance", "Wall time of every job", "Software", "Effective parameters"):
         assert re.search(rf"<h[23]>{re.escape(section)}", html), f"report section {section!r} missing"
+    check_verdict_table(html)
     seeds = ", ".join(map(str, params["meta"]["seeds"]))
     assert f"seeds\n{seeds} (master seed {params['seed']})" in html, "the report states the seeds"
     for ds in params["datasets"]:
@@ -59,7 +61,7 @@ def check_outputs(root: Path, params: dict) -> dict:
         table = pd.read_csv(root / paths.TABLE.format(experiment=exp))
         assert set(spec["estimators"]) <= set(table["estimator"])
         assert table[["nrmse_mean", "nrmse_std", "rmse_mean"]].notna().all().all()
-        assert f"<h3>{exp}</h3>" in html
+        assert f"<h3 id='exp-{exp}'>{exp}</h3>" in html
         pt = spec.get("paired_test")
         if pt:
             others = table[table["estimator"] != pt["estimator"]]

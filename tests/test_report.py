@@ -9,10 +9,10 @@ import pandas as pd
 import pytest
 import yaml
 
-from adjoint_meta import config, paths, profile, report, summarize
-from adjoint_meta.report import discussion, figures, tables
+from adjoint_meta import config, paths, profile, report, summarize, verdicts
+from adjoint_meta.report import claims, discussion, figures, tables
 from adjoint_meta.summarize import MissingResultError
-from conftest import copy_run
+from conftest import TEST_PARAMS, copy_run
 
 HOSTILE = "<script>alert(1)</script>"
 ESCAPED = "&lt;script&gt;alert(1)&lt;/script&gt;"
@@ -117,7 +117,8 @@ def test_fragments_escape_labels_from_the_parameters():
 
 # the only tags the report writes itself
 REPORT_TAGS = {"html", "head", "meta", "title", "style", "body", "h1", "h2", "h3", "p", "code", "ul", "li", "b", "i",
-               "table", "tr", "th", "td", "br", "small", "figure", "img", "figcaption", "details", "summary", "pre"}
+               "table", "tr", "th", "td", "br", "small", "figure", "img", "figcaption", "details", "summary", "pre",
+               "a"}
 
 
 @pytest.mark.pipeline
@@ -174,3 +175,48 @@ def test_times_below_the_floor_are_flagged_not_quoted():
     fig = figures.profile(frame, "fig34", "steps", "time", {}, 24)
     [marks] = [c for c in fig.axes[0].collections if "not a valid time" in c.get_label()]
     assert marks.get_offsets().tolist() == [[8.0, 2.0]]
+
+
+def _page(verdict_rows: list[dict]) -> str:
+    """The page for the test configuration with one experiment table and the given verdict rows."""
+    params = config.load(TEST_PARAMS)
+    fig = {"name": "table1_curves", "b64": "AAAA", "alt": "curves", "caption": "c"}
+    x = {"name": "table1", "steps": 6, "horizon": 0.06, "maml_steps": 2, "eval_steps": 10, "reference": "amaml",
+         "seeds": 2, "table": tables.results(_table(), "table1"), "figure": fig}
+    return report.render({
+        "params": params, "verdicts": verdict_rows, "verdict_method": claims.method(), "generated": "now",
+        "params_hash": "h", "commit": "c",
+        "discussion": {k: [] for k in ("tables", "curves", "ablation", "profiles", "accuracy")} |
+        {"released_code": "r"},
+        "experiments": {"with_paper": [x], "others": [], "ablations": []}, "profiles": [], "accuracy": [],
+        "datasets": [], "data_files": [], "job_times": None, "jobs": [], "jobs_hours": 0.0, "versions": {},
+        "paper_source": "p", "params_json": "{}", "metrics_path": "m", "metrics_json": "{}"})
+
+
+def test_the_verdict_table_opens_the_report_and_every_row_has_a_verdict():
+    rows = [{"key": key, "text": c["text"], "quote": c["quote"], "rule": claims.RULES[key], "status": "open",
+             "verdict": "not conclusive (would be: holds)", "evidence": "supports 1 of 1", "reasons": HOSTILE,
+             "detail": "", "links": [{"href": "#exp-table1", "label": "table1"}]}
+            for key, c in claims.paper()["claims"].items()]
+    html = _page(rows)
+    check_verdict_table(html)
+    assert html.count(ESCAPED) == 2 * len(rows) and "<script" not in html  # the table and the discussion
+    assert "<h3 id='exp-table1'>table1</h3>" in html and "from one training seed" not in html
+    assert f"{verdicts.REPLICATES:,} replicates" in html and verdicts.RULES[verdicts.HOLDS] in html
+
+
+def check_verdict_table(html: str) -> None:
+    """The verdict table comes right after the title and before any experiment table; each claim of
+    paper.yaml has a row with a verdict, the paper's words and a link into the report."""
+    assert re.search(r"</h1>\s*<table class=verdicts id=verdicts>", html), "the verdict table must follow the title"
+    table = html[html.index("<table class=verdicts"):html.index("</table>", html.index("<table class=verdicts"))]
+    assert html.index("<table class=verdicts") < html.index("<h3 id='exp-")
+    rows = re.findall(r"<tr class=(\w+) id='claim-(\w+)'>(.*?)</tr>", table, flags=re.S)
+    assert [key for _, key, _ in rows] == list(claims.paper()["claims"])
+    allowed = (verdicts.HOLDS, verdicts.IN_PART, verdicts.NOT_HOLD, verdicts.UNTESTABLE, verdicts.NOT_CONCLUSIVE)
+    for _, key, row in rows:
+        [verdict] = re.findall(r"<td class='l v'><b>([^<]+)</b>", row)
+        assert verdict.startswith(allowed), (key, verdict)
+        assert "<i>“" in row and re.search(r"<a href='#[\w-]+'>", row), key
+        for href in re.findall(r"<a href='#([\w-]+)'>", row):
+            assert f"id='{href}'" in html or f"id={href}>" in html, f"{key}: link to #{href} has no target"

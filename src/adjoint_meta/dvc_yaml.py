@@ -123,7 +123,9 @@ def stages(params: Mapping) -> dict[str, dict]:
     }
     out["report"] = {
         "cmd": _cmd("report", "--out", paths.REPORT, "--log", paths.LOG.format(step="report", name="report")),
-        "deps": [paths.METRICS, *summary, _dir(paths.TASKS), *codedeps.step_files("report")],
+        # the verdicts read every per-seed curve: the directory above all of them
+        "deps": [paths.METRICS, *summary, _dir(paths.TASKS), paths.EVAL_CURVE.split("/{", 1)[0],
+                 *codedeps.step_files("report")],
         "params": _params("report"),
         "outs": [paths.REPORT],
         "plots": [{_dir(paths.FIGURE): {"cache": False}}],

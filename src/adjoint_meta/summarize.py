@@ -36,6 +36,10 @@ class MissingResultError(FileNotFoundError):
     """An input the summary needs was not produced."""
 
 
+class InvalidResultError(MissingResultError):
+    """An input exists but cannot be used (empty, incomplete or not finite); the message starts with its path."""
+
+
 def need(path: str | Path) -> str:
     if not Path(path).exists():
         raise MissingResultError(f"{path}: expected result is missing; run the pipeline's earlier steps")

@@ -25,10 +25,12 @@ rule summarize:
 
 
 rule report:
-    """The self-contained HTML report (figures embedded) and its figures as PNG files."""
+    """The self-contained HTML report (figures embedded) and its figures as PNG files; the verdicts on the
+    paper's claims read the per-seed curves (per-task nRMSE) of every cell."""
     input:
         code("report"),
         [paths.TASKS_SUMMARY.format(dataset=d) for d in P["datasets"]],
+        seed_curves=[paths.EVAL_CURVE.format(**c) for c in CELLS],
         **SUMMARY_OUTPUTS,
     output:
         html=paths.REPORT,

@@ -1,8 +1,8 @@
 """The self-contained HTML report, built only from files the pipeline wrote.
 
-``loading`` reads the results, ``provenance`` says where they come from, ``discussion``,
-``tables`` and ``figures`` turn them into text, tables and PNGs, and ``template.html.j2``
-lays out the page.  Jinja2 renders it with autoescape on, so every value is escaped unless
+``loading`` reads the results, ``provenance`` says where they come from, ``claims`` judges the
+paper's claims (the verdict table at the top), ``discussion``, ``tables`` and ``figures`` turn
+the results into text, tables and PNGs, and ``template.html.j2`` lays out the page.  Jinja2 renders it with autoescape on, so every value is escaped unless
 it is a ``Markup`` fragment from ``markup.html``, which escapes the values it formats in:
 no label or name from the parameters can become a tag.  Figures are PNGs embedded as
 base64 (no external scripts or styles), so the file opens offline; the same PNGs are
@@ -21,7 +21,7 @@ import pandas as pd
 from adjoint_meta import paths, runtime
 from adjoint_meta.io import write_text
 from adjoint_meta.reference import paper
-from adjoint_meta.report import candidates, discussion, figures, loading, provenance, tables
+from adjoint_meta.report import candidates, claims, discussion, figures, loading, provenance, tables
 from adjoint_meta.summarize import need
 
 
@@ -33,8 +33,9 @@ def render(context: dict) -> str:
     return env.from_string(source).render(**context)
 
 
-def _figure(b64: str, alt: str, caption: str) -> dict:
-    return {"b64": b64, "alt": alt, "caption": caption}
+def _figure(name: str, b64: str, alt: str, caption: str) -> dict:
+    """A figure of the page; its anchor is ``fig-<name>`` (``name`` as in reports/figures/<name>.png)."""
+    return {"name": name, "b64": b64, "alt": alt, "caption": caption}
 
 
 def run(params: dict, out_html: str, root: str = ".", log_file: str | None = None) -> None:
@@ -51,15 +52,17 @@ def run(params: dict, out_html: str, root: str = ".", log_file: str | None = Non
         return {"name": e, "steps": x["steps"], "horizon": x["steps"] * params["inner"]["alpha"],
                 "maml_steps": x["maml_steps"], "eval_steps": x["eval_steps"],
                 "reference": (x.get("paired_test") or {}).get("estimator", "–"),
-                "table": tables.results(res.tables[e], e),
-                "figure": _figure(curve, f"curves {e}", "Test nRMSE while fine-tuning from each learned initialization "
-                                  f"(mean, band ± one std over test tasks; dotted line: step K = {x['steps']}).")}
+                "seeds": len(params["meta"]["seeds"]), "table": tables.results(res.tables[e], e),
+                "figure": _figure(f"{e}_curves", curve, f"curves {e}", "Test nRMSE while fine-tuning from each "
+                                  "learned initialization (mean, band ± one std over test tasks; dotted line: step "
+                                  f"K = {x['steps']}).")}
 
     profiles = []
     for name, p in params["profiles"].items():
         sweeps = []
         for var in p["sweep"]:
-            figs = [_figure(figures.save(figures.profile(res.profiles, name, var, metric, labels, p["memory_cap_gb"]),
+            figs = [_figure(f"profile_{name}_{var}_{metric}",
+                            figures.save(figures.profile(res.profiles, name, var, metric, labels, p["memory_cap_gb"]),
                                          base, f"profile_{name}_{var}_{metric}"),
                             f"{name} {metric} vs {var}",
                             f"{metric.capitalize()} of one meta-update vs {var} (others fixed at {p['fixed']}).")
@@ -67,12 +70,14 @@ def run(params: dict, out_html: str, root: str = ".", log_file: str | None = Non
             sweeps.append({"figures": figs, "table": tables.profile(res.profiles, name, var, labels)})
         profiles.append({"name": name, "dataset": p["dataset"], "setting": p["setting"], "sweeps": sweeps})
     accuracy = [{"name": name, "dataset": a["dataset"], "setting": a["setting"],
-                 "figure": _figure(figures.save(figures.accuracy(res.accuracy, name, labels), base, f"accuracy_{name}"),
+                 "figure": _figure(f"accuracy_{name}",
+                                   figures.save(figures.accuracy(res.accuracy, name, labels), base, f"accuracy_{name}"),
                                    f"accuracy {name}", "Mean over meta-batches; bars ± one std."),
                  "table": tables.accuracy(res.accuracy, name, labels)} for name, a in params["accuracy"].items()]
 
+    verdicts = claims.rows(claims.evidence(params, res.profiles, base))
     doc = render({
-        "params": params,
+        "params": params, "verdicts": verdicts, "verdict_method": claims.method(),
         "generated": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "params_hash": provenance.params_hash(params), "commit": provenance.git_commit(),
         "discussion": {
@@ -81,8 +86,7 @@ def run(params: dict, out_html: str, root: str = ".", log_file: str | None = Non
             "ablation": discussion.ablation(res.tables, ablations),
             "released_code": discussion.RELEASED_CODE,
             "profiles": discussion.profiles(res.profiles, params) if not res.profiles.empty else [],
-            "accuracy": discussion.accuracy(res.accuracy) if not res.accuracy.empty else [],
-            "claims": discussion.claims()},
+            "accuracy": discussion.accuracy(res.accuracy) if not res.accuracy.empty else []},
         "experiments": {"with_paper": [experiment(e) for e in with_paper], "others": [experiment(e) for e in others],
                         "ablations": [experiment(e) for e in ablations]},
         "candidates": candidates.section(res.definitions, with_paper, params["evaluation"]["released_protocol"]),

@@ -2,12 +2,11 @@
 except the description of how the authors' released code differs, which comes from reading it)."""
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pandas as pd
 
-from adjoint_meta.reference import paper
+from adjoint_meta import verdicts
+from adjoint_meta.report.loading import floats
 from adjoint_meta.report.markup import Markup, html, join
 
 MB = 2 ** 20
@@ -92,17 +91,13 @@ def ablation(tables: dict[str, pd.DataFrame], names: list[str]) -> list[Markup]:
 
 
 def _slope(g: pd.DataFrame, column: str) -> float:
-    x, y = g["value"].to_numpy(float), g[column].to_numpy(float)
-    ok = np.isfinite(y)
-    return float(np.polyfit(x[ok], y[ok], 1)[0]) if ok.sum() >= 2 else math.nan
+    return verdicts.slope(floats(g["value"]), floats(g[column]))
 
 
 def memory_cap_steps(g: pd.DataFrame, cap_bytes: float) -> float:
-    """Inner steps K at which one estimator's peak memory would reach ``cap_bytes``, extrapolated
-    linearly from its sweep over K (``g``: its rows, sorted by K); inf if it does not grow."""
-    slope, last = _slope(g, "peak_bytes"), g.iloc[-1]
-    grows = slope * (g["value"].max() - g["value"].min()) >= 1.0  # at least a byte over the sweep
-    return last["value"] + (cap_bytes - last["peak_bytes"]) / slope if grows else math.inf
+    """Inner steps K at which one estimator's peak memory would reach ``cap_bytes`` (``g``: its rows of a
+    sweep over K, sorted by K): ``verdicts.steps_to_fill``."""
+    return verdicts.steps_to_fill(floats(g["value"]), floats(g["peak_bytes"]), cap_bytes)
 
 
 def profiles(frame: pd.DataFrame, params: dict) -> list[Markup]:
@@ -181,6 +176,3 @@ RELEASED_CODE = (
     "tasks with Adam on a 31×31 grid. The MAML implementation the paper cites computes inner gradients without "
     "second-order terms. Any of these may contribute to the gap between the paper's numbers and ours.")
 
-
-def claims() -> list[Markup]:
-    return [html("{}: “{}”", k, v) for k, v in paper().get("claims", {}).items()]

@@ -1,5 +1,6 @@
-"""Everything the report reads, loaded once from the files the pipeline wrote; a missing file or a
-table that lacks an estimator stops the report (MissingResultError) instead of leaving a gap."""
+"""Everything the report reads, loaded once from the files the pipeline wrote; a missing file, a table
+that lacks an estimator, or a per-task error that is missing or not finite stops the report
+(MissingResultError, naming the file) instead of leaving a gap."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -11,7 +12,7 @@ import pandas as pd
 from adjoint_meta import nrmse, paths, timings
 from adjoint_meta.io import read_json
 from adjoint_meta.reference import paper
-from adjoint_meta.summarize import MissingResultError, need
+from adjoint_meta.summarize import InvalidResultError, MissingResultError, need
 
 
 @dataclass
@@ -81,3 +82,80 @@ def experiment_groups(params: dict) -> tuple[list[str], list[str], list[str]]:
     with_paper = [e for e in exps if e in paper()["tables"] and e not in ablations]
     others = [e for e in exps if e not in ablations and e not in with_paper]
     return with_paper, others, ablations
+
+
+def floats(column: pd.Series) -> np.ndarray:
+    """A column as floats, missing values (nullable integers' NA too) as NaN."""
+    return column.to_numpy(float, na_value=np.nan)
+
+
+@dataclass(frozen=True)
+class Cell:
+    """Per-task nRMSE of every estimator of one (experiment, dataset, setting), from the per-seed curves
+    (``paths.EVAL_CURVE``): ``nrmse[kind]`` is [seeds, recorded steps, test tasks], for the first
+    configuration of each estimator kind in the experiment's list."""
+    experiment: str
+    dataset: str
+    setting: str
+    report_step: int                  # K: the step the tables report
+    steps: np.ndarray                 # the recorded fine-tuning steps
+    nrmse: dict[str, np.ndarray]
+
+    @property
+    def name(self) -> str:
+        return f"{self.experiment} {self.dataset} {self.setting}"
+
+    def at(self, kind: str, step: int) -> np.ndarray:
+        """[seeds, tasks] at one recorded step."""
+        return self.nrmse[kind][:, int(np.flatnonzero(self.steps == step)[0]), :]
+
+
+def seed_curve(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """(recorded steps, nRMSE [steps, tasks]) of one per-seed curve file; a file that is missing, empty,
+    incomplete or holds a non-finite error stops the report naming it."""
+    try:
+        frame = pd.read_csv(need(path))
+    except (pd.errors.EmptyDataError, pd.errors.ParserError) as exc:
+        raise InvalidResultError(f"{path}: not a readable curve file ({exc})") from None
+    if frame.empty or not {"step", "task", "nrmse"} <= set(frame.columns):
+        raise InvalidResultError(f"{path}: no per-task errors (expected columns step, task, nrmse)")
+    frame["nrmse"] = pd.to_numeric(frame["nrmse"], errors="coerce")
+    bad = frame[~np.isfinite(frame["nrmse"].to_numpy(float))]
+    if not bad.empty:
+        first = bad.iloc[0]
+        raise InvalidResultError(f"{path}: nRMSE is not finite in {len(bad)} of {len(frame)} rows (first at step "
+                                 f"{int(first['step'])}, task {int(first['task'])}); the verdicts need every test "
+                                 "task's error (did fine-tuning diverge? see evaluation.lr)")
+    grid = frame.pivot_table(index="step", columns="task", values="nrmse", aggfunc="first")
+    if grid.isna().any().any() or len(grid) * grid.shape[1] != len(frame):
+        raise InvalidResultError(f"{path}: per-task errors are incomplete (not every task at every recorded step)")
+    return grid.index.to_numpy(int), grid.to_numpy(float)
+
+
+def cells(params: dict, base: Path, experiments: list[str]) -> list[Cell]:
+    """Every (dataset, setting) of the experiments, with each estimator kind's per-task nRMSE over the seeds."""
+    out = []
+    for e in experiments:
+        x = params["experiments"][e]
+        kinds: dict[str, str] = {}
+        for est in x["estimators"]:
+            kinds.setdefault(params["estimators"][est]["kind"], est)
+        for ds in x["datasets"]:
+            for st in x["settings"]:
+                steps, shape, nrmse = None, None, {}
+                for kind, est in kinds.items():
+                    per_seed = []
+                    for seed in params["meta"]["seeds"]:
+                        path = base / paths.EVAL_CURVE.format(experiment=e, dataset=ds, setting=st, estimator=est,
+                                                              seed=seed)
+                        s, grid = seed_curve(path)
+                        steps, shape = (s, grid.shape) if steps is None else (steps, shape)
+                        if not np.array_equal(s, steps) or grid.shape != shape:
+                            raise InvalidResultError(f"{path}: recorded steps or test tasks differ from the other "
+                                                     f"curves of {e} {ds} {st}")
+                        per_seed.append(grid)
+                    nrmse[kind] = np.stack(per_seed)
+                if int(x["steps"]) not in steps:
+                    raise InvalidResultError(f"{path}: step K = {x['steps']} of experiment {e} was not recorded")
+                out.append(Cell(e, ds, st, int(x["steps"]), steps, nrmse))
+    return out
