@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from adjoint_meta import config, paths, profile, report, summarize, verdicts
-from adjoint_meta.report import claims, discussion, figures, tables
+from adjoint_meta.report import candidates, claims, discussion, figures, tables
 from adjoint_meta.summarize import MissingResultError
 from conftest import TEST_PARAMS, copy_run
 
@@ -177,6 +177,11 @@ def test_times_below_the_floor_are_flagged_not_quoted():
     assert marks.get_offsets().tolist() == [[8.0, 2.0]]
 
 
+# a definitions table without rows (the candidate-definition section has no cell to show)
+NO_DEFINITIONS = pd.DataFrame(columns=["experiment", "dataset", "setting", "estimator", "definition", "ours",
+                                       "paper", "ratio", "step"])
+
+
 def _page(verdict_rows: list[dict]) -> str:
     """The page for the test configuration with one experiment table and the given verdict rows."""
     params = config.load(TEST_PARAMS)
@@ -190,7 +195,8 @@ def _page(verdict_rows: list[dict]) -> str:
         {"released_code": "r"},
         "experiments": {"with_paper": [x], "others": [], "ablations": []}, "profiles": [], "accuracy": [],
         "datasets": [], "data_files": [], "job_times": None, "jobs": [], "jobs_hours": 0.0, "versions": {},
-        "paper_source": "p", "params_json": "{}", "metrics_path": "m", "metrics_json": "{}"})
+        "paper_source": "p", "params_json": "{}", "metrics_path": "m", "metrics_json": "{}",
+        "candidates": candidates.section(NO_DEFINITIONS, [], params["evaluation"]["released_protocol"])})
 
 
 def test_the_verdict_table_opens_the_report_and_every_row_has_a_verdict():
