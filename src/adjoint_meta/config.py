@@ -262,6 +262,18 @@ def _baseline(cfg: Mapping) -> bool:
     return cfg.get("kind") in kinds.INITIALIZATIONS
 
 
+def refuse_baselines(doc: Mapping, section: str, name: str) -> None:
+    """Stop a profile or accuracy study (``section`` = profiles | accuracy) that lists a baseline:
+    they compare meta-gradients, and a baseline has none (the same check ``validate`` makes on a
+    whole parameter file, for a job that received only its slice)."""
+    estimators = doc.get("estimators") or {}
+    for est in (doc.get(section) or {}).get(name, {}).get("estimators", []):
+        if _baseline(estimators.get(est) or {}):
+            raise ParamsError(f"{section}.{name}.estimators: {est!r} is a baseline (kind "
+                              f"{estimators[est]['kind']!r}), not a meta-gradient estimator; {section} compare "
+                              "meta-gradients only")
+
+
 def _cross_checks(doc: Mapping, *, partial: bool) -> list[str]:
     msgs: list[str] = []
     datasets, settings = doc.get("datasets") or {}, doc.get("settings") or {}
