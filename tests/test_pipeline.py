@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from adjoint_meta import config, nrmse, paths
+from adjoint_meta import config, kinds, nrmse, paths
 from conftest import TEST_PARAMS, run_tool
 from test_report import check_verdict_table
 
@@ -60,6 +60,18 @@ def check_outputs(root: Path, params: dict) -> dict:
     for exp, spec in params["experiments"].items():
         table = pd.read_csv(root / paths.TABLE.format(experiment=exp))
         assert set(spec["estimators"]) <= set(table["estimator"])
+        # every baseline in every cell: the initialization baselines (of the experiment, or for an
+        # ablation of its reference's experiment) and, on rating data, the predictor baselines
+        src = params["experiments"][(spec.get("paired_test") or {}).get("experiment", exp)]
+        inits = {e for e in src["estimators"] if params["estimators"][e]["kind"] in kinds.INITIALIZATIONS}
+        assert inits, f"{exp}: the test configuration should exercise the baselines"
+        for (ds, st), cell in table.groupby(["dataset", "setting"]):
+            want = inits | (set(kinds.PREDICTORS) if params["datasets"][ds]["source"] != "synthetic" else set())
+            base = cell[cell["role"] == kinds.BASELINE]
+            assert set(base["estimator"]) == want, (exp, ds, st)
+            assert (cell[cell["role"] == kinds.ESTIMATOR]["estimator"].map(
+                lambda e: params["estimators"][e]["kind"]).isin(kinds.META_LEARNERS)).all()
+        assert "Baselines, no meta-learning" in html
         assert table[["nrmse_mean", "nrmse_std", "rmse_mean"]].notna().all().all()
         assert f"<h3 id='exp-{exp}'>{exp}</h3>" in html
         pt = spec.get("paired_test")
@@ -68,7 +80,10 @@ def check_outputs(root: Path, params: dict) -> dict:
             assert others["p_value"].between(0, 1).all(), f"{exp}: paired tests missing"
     definitions = pd.read_csv(root / paths.NRMSE_DEFINITIONS)  # every candidate nRMSE of every cell, finite
     cells = {(c.experiment, c.dataset, c.setting, c.estimator) for c in config.cells(params)}
-    assert len(definitions) == len(cells) * len(nrmse.DEFINITIONS)
+    rated = [(e, d, s) for e, x in params["experiments"].items() for d in x["datasets"] for s in x["settings"]
+             if params["datasets"][d]["source"] != "synthetic"]  # predictor baselines: no released protocol
+    assert len(definitions) == (len(cells) * len(nrmse.DEFINITIONS)
+                                + len(rated) * len(kinds.PREDICTORS) * (len(nrmse.DEFINITIONS) - 1))
     assert definitions["ours"].notna().all() and (definitions["ours"] > 0).all()
     profiles = pd.read_csv(root / paths.PROFILES)
     for name, prof in params["profiles"].items():
@@ -88,6 +103,9 @@ def test_snakemake_builds_the_report(snake, params):
     check_outputs(snake, params)
     for c in config.cells(params):  # a log per job, with progress lines
         log = (snake / paths.LOG.format(step="train", name=paths.cell_name(c.as_dict()))).read_text()
+        if params["estimators"][c.estimator]["kind"] == "random_init":  # no outer updates
+            assert "meta-step 0/0: no outer updates" in log
+            continue
         assert re.search(r"meta-step \d+/\d+ +query loss [\d.e+-]+ +elapsed", log)
         assert (snake / paths.BENCHMARK.format(step="train", name=paths.cell_name(c.as_dict()))).exists()
 

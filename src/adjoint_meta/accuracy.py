@@ -66,6 +66,7 @@ def run(spec: dict, name: str, tasks_path: str, out_csv: str, log_file: str | No
     """Run accuracy study ``name``: one row per (batch, K, estimator configuration); write and return them."""
     log = runtime.logger("accuracy", log_file)
     device, dtype = runtime.setup(spec["runtime"])
+    config.refuse_baselines(spec, "accuracy", name)
     study = spec["accuracy"][name]
     dataset = study["dataset"]
     ds_cfg = spec["datasets"][dataset]

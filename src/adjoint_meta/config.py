@@ -21,7 +21,7 @@ from typing import Any, Iterable, Mapping
 import jsonschema
 import yaml
 
-from adjoint_meta import paths
+from adjoint_meta import kinds, paths
 
 DEFAULT_PARAMS = "params.yaml"
 FULL_PRESET = "full"
@@ -167,8 +167,12 @@ def _grid(doc: Mapping) -> Any:
 
 @lru_cache(maxsize=None)
 def schema() -> dict:
+    """The parameter schema, with the allowed estimator kinds filled in from ``kinds.KINDS`` (the
+    one list of them; the schema file leaves the enum out)."""
     text = resources.files("adjoint_meta").joinpath("schema/params.schema.yaml").read_text()
-    return yaml.load(text, Loader=_Loader)
+    doc = yaml.load(text, Loader=_Loader)
+    doc["$defs"]["estimator"]["properties"]["kind"]["enum"] = list(kinds.KINDS)
+    return doc
 
 
 def _strip_required(node: Any) -> Any:
@@ -253,6 +257,23 @@ def _names(doc: Mapping, key: str) -> list[str]:
     return sorted((doc.get(key) or {}).keys())
 
 
+def _baseline(cfg: Mapping) -> bool:
+    """Whether an estimator configuration is an initialization baseline (``kinds.INITIALIZATIONS``)."""
+    return cfg.get("kind") in kinds.INITIALIZATIONS
+
+
+def refuse_baselines(doc: Mapping, section: str, name: str) -> None:
+    """Stop a profile or accuracy study (``section`` = profiles | accuracy) that lists a baseline:
+    they compare meta-gradients, and a baseline has none (the same check ``validate`` makes on a
+    whole parameter file, for a job that received only its slice)."""
+    estimators = doc.get("estimators") or {}
+    for est in (doc.get(section) or {}).get(name, {}).get("estimators", []):
+        if _baseline(estimators.get(est) or {}):
+            raise ParamsError(f"{section}.{name}.estimators: {est!r} is a baseline (kind "
+                              f"{estimators[est]['kind']!r}), not a meta-gradient estimator; {section} compare "
+                              "meta-gradients only")
+
+
 def _cross_checks(doc: Mapping, *, partial: bool) -> list[str]:
     msgs: list[str] = []
     datasets, settings = doc.get("datasets") or {}, doc.get("settings") or {}
@@ -332,6 +353,11 @@ def _cross_checks(doc: Mapping, *, partial: bool) -> list[str]:
                     if est not in estimators:
                         msgs.append(f"{section}.{name}.estimators: {est!r} is not defined under 'estimators'; "
                                     f"allowed values: {', '.join(sorted(estimators))}")
+                    elif estimators[est].get("kind") in kinds.INITIALIZATIONS:
+                        msgs.append(f"{section}.{name}.estimators: {est!r} is a baseline (kind "
+                                    f"{estimators[est]['kind']!r}), not a meta-gradient estimator; {section} compare "
+                                    f"meta-gradients only; allowed values: "
+                                    f"{', '.join(sorted(e for e, c in estimators.items() if not _baseline(c)))}")
         exps = doc.get("experiments") or {}
         for ename, exp in exps.items():
             pt = exp.get("paired_test")
@@ -343,6 +369,10 @@ def _cross_checks(doc: Mapping, *, partial: bool) -> list[str]:
                 msgs.append(f"experiments.{ename}.paired_test.experiment: {src_name!r} is not an experiment; "
                             f"allowed values: {', '.join(sorted(exps))}")
                 continue
+            if _baseline(estimators.get(pt["estimator"]) or {}):
+                msgs.append(f"experiments.{ename}.paired_test.estimator: {pt['estimator']!r} is a baseline (kind "
+                            f"{estimators[pt['estimator']]['kind']!r}); the reference must be a meta-learned "
+                            "estimator")
             if pt["estimator"] not in src.get("estimators", []):
                 where = (f"experiments.{src_name}" if "experiment" in pt else
                          f"experiments.{ename} (experiments.{ename}.paired_test.experiment is not set)")
@@ -478,13 +508,19 @@ def train_cost(params: Mapping, cell: Mapping) -> float:
     est = params["estimators"][cell["estimator"]]
     setting = params["settings"][cell["setting"]]
     kind = est["kind"]
-    K = inner_steps(kind, exp["steps"], exp["maml_steps"])
+    K = max(inner_steps(kind, exp["steps"], exp["maml_steps"]), 1)  # a baseline: one gradient per step
     per_step = {"maml": 3.0, "maml1": 3.0, "maml_adjoint": 3.1, "tbptt": 1.2, "imaml": 1.3,
                 "es": 2.0 * float(est.get("directions", 1))}.get(kind, 1.0)
     if kind == "amaml":
         forward = {"rk4": 4.0, "euler": 1.0}.get(est.get("forward", "dopri5"), 0.4)
         per_step = forward + 0.8 + 1.3 * (2 if est.get("backward", "heun") == "heun" else 1)
     return K * per_step * (int(setting["shot"]) + int(setting["val"])) * int(params["meta"]["meta_epochs"])
+
+
+def baseline_datasets(params: Mapping) -> list[str]:
+    """The collaborative-filtering datasets of the experiments: the summarize step fits the predictor
+    baselines (``adjoint_meta.baselines``) on their task pools."""
+    return [d for d in datasets_used(params) if params["datasets"][d]["source"] != "synthetic"]
 
 
 def datasets_used(params: Mapping) -> list[str]:
@@ -529,7 +565,8 @@ RELEVANT_KEYS: dict[str, list[str]] = {
         "seed", "runtime", "inner", "meta.meta_batch", "datasets.{dataset}", "settings.{setting}",
         "estimators", "accuracy.{name}",
     ],
-    "summarize": ["experiments", "profiles", "accuracy", "estimators", "meta.seeds"],
+    # the predictor baselines (adjoint_meta.baselines) read the task pools: the datasets and settings
+    "summarize": ["experiments", "profiles", "accuracy", "estimators", "meta.seeds", "datasets", "settings"],
     # the report states the hash of the effective parameters, so it reads them all
     "report": ["*"],
 }
@@ -574,7 +611,10 @@ def load_slice(text: str, step: str, **wildcards: Any) -> dict:
 
 def inner_steps(kind: str, steps: int, maml_steps: int | None = None) -> int:
     """K an estimator of ``kind`` uses where the others use ``steps``: unrolled MAML uses
-    ``maml_steps`` when given (the paper's tables and Figure 2), MAML-1 one step."""
+    ``maml_steps`` when given (the paper's tables and Figure 2), MAML-1 one step, and the
+    initialization baselines (``kinds.INITIALIZATIONS``) none: they have no inner loop."""
+    if kind in kinds.INITIALIZATIONS:
+        return 0
     if kind == "maml" and maml_steps is not None:
         return int(maml_steps)
     if kind == "maml1":

@@ -115,7 +115,8 @@ def stages(params: Mapping) -> dict[str, dict]:
     summary = _summary_outs(params)
     out["summarize"] = {
         "cmd": _cmd("summarize", "--log", paths.LOG.format(step="summarize", name="summarize")),
-        "deps": ["results/eval", "results/train", "results/profile", "results/accuracy",
+        # data/tasks: the predictor baselines are fitted on the collaborative task pools
+        "deps": ["results/eval", "results/train", "results/profile", "results/accuracy", _dir(paths.TASKS),
                  *codedeps.step_files("summarize")],
         "params": _params("summarize"),
         "outs": summary,

@@ -190,6 +190,7 @@ def run(spec: dict, profile: str, tasks_path: str, out_csv: str, log_file: str |
     """Profile every estimator of ``profiles.<profile>`` over every sweep point; write and return the rows."""
     log = runtime.logger("profile", log_file)
     device, dtype = runtime.setup(spec["runtime"])
+    config.refuse_baselines(spec, "profiles", profile)
     prof = spec["profiles"][profile]
     ds_cfg = spec["datasets"][prof["dataset"]]
     configs = {name: spec["estimators"][name] for name in prof["estimators"]}

@@ -3,7 +3,11 @@
 Outputs (all read by the report; the metrics also by ``dvc metrics``):
 * ``reports/metrics.json``: experiment -> dataset -> setting -> estimator -> numbers;
 * ``reports/tables/{experiment}.csv``: one row per (dataset, setting, estimator), with
-  the paper's value beside ours and the paired test of the experiment's reference;
+  the paper's value beside ours and the paired test of the experiment's reference; ``role``
+  says ``estimator`` (a meta-learner) or ``baseline`` (``kinds``): the initialization baselines
+  the experiment trains (an ablation: those of its reference's experiment) and, on
+  collaborative-filtering data, the predictor baselines (``adjoint_meta.baselines``, computed
+  here from the task pool), below the estimators;
 * ``reports/plots/{experiment}_curves.csv``: mean and std of nRMSE over test tasks per
   fine-tuning step;
 * ``reports/profiles.csv``, ``reports/accuracy.csv``: all profiling and accuracy rows;
@@ -27,9 +31,10 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from adjoint_meta import config, model_file, nrmse, paths, runtime
+from adjoint_meta import baselines, config, kinds, model_file, nrmse, paths, runtime
 from adjoint_meta.io import atomic_path, read_json, write_json
 from adjoint_meta.reference import table_value
+from adjoint_meta.tasks import TaskPool
 
 
 class MissingResultError(FileNotFoundError):
@@ -85,12 +90,26 @@ class Evaluations:
         """nRMSE per test task, averaged over seeds."""
         return np.mean([e["nrmse"]["per_task"] for e in self.cell(*key)], axis=0)
 
+    def predictors(self, dataset: str, setting: str) -> dict[str, dict]:
+        """The predictor baselines of a collaborative-filtering cell (``baselines.evaluate``), from
+        its task pool; none for synthetic data."""
+        ds = self.params["datasets"][dataset]
+        if ds["source"] == "synthetic":
+            return {}
+        key = ("predictors", dataset, setting)
+        if key not in self._cache:
+            pool = TaskPool.load(need(self.root / paths.TASKS.format(dataset=dataset)),
+                                 need(self.root / paths.TASKS_SUMMARY.format(dataset=dataset)))
+            self._cache[key] = baselines.evaluate(pool, int(self.params["settings"][setting]["shot"]), ds["source"])
+        return self._cache[key]
+
 
 def _row(evals: list[dict], experiment: str, dataset: str, setting: str, estimator: str, label: str,
-         source: str) -> dict:
+         source: str, kind: str) -> dict:
     nr, rm = _seed_stats([e["nrmse"] for e in evals]), _seed_stats([e["rmse"] for e in evals])
-    paper = table_value(experiment, dataset, setting, estimator)
+    paper = None if kinds.is_baseline(kind) else table_value(experiment, dataset, setting, estimator)
     return {"dataset": dataset, "setting": setting, "estimator": estimator, "label": label, "from": source,
+            "kind": kind, "role": kinds.role(kind),
             "nrmse_mean": nr["mean"], "nrmse_std": nr["std"], "nrmse_seed_std": nr["seed_std"],
             "rmse_mean": rm["mean"], "rmse_std": rm["std"], "units": evals[0].get("units", "target"),
             "n_test_tasks": evals[0]["n_test_tasks"], "report_step": evals[0]["report_step"],
@@ -99,7 +118,13 @@ def _row(evals: list[dict], experiment: str, dataset: str, setting: str, estimat
             "diff_vs_paper": nr["mean"] - paper[0] if paper else math.nan}
 
 
+def _kind(params: dict, estimator: str) -> str:
+    return params["estimators"][estimator]["kind"]
+
+
 def experiment_table(params: dict, name: str, ev: Evaluations) -> pd.DataFrame:
+    """The rows of one experiment: its estimators (and its reference, when trained elsewhere), then
+    the baselines, each with the paired test of the reference against it."""
     exp = params["experiments"][name]
     label = lambda e: params["estimators"][e].get("label", e)  # noqa: E731
     pt = exp.get("paired_test")
@@ -112,11 +137,20 @@ def experiment_table(params: dict, name: str, ev: Evaluations) -> pd.DataFrame:
             if pt and pt["estimator"] not in ests:  # the reference comes from another experiment
                 ests.insert(0, pt["estimator"])
                 sources[pt["estimator"]] = ref_exp
+            if ref_exp != name:  # an ablation shows the baselines of its reference's experiment
+                for e in params["experiments"][ref_exp]["estimators"]:
+                    if kinds.is_baseline(_kind(params, e)) and e not in sources:
+                        ests.append(e)
+                        sources[e] = ref_exp
+            ests.sort(key=lambda e: kinds.is_baseline(_kind(params, e)))  # stable: estimators, then baselines
             ref = ev.per_task(ref_exp, ds, st, pt["estimator"]) if pt else None
-            for est in ests:
-                row = _row(ev.cell(sources[est], ds, st, est), name, ds, st, est, label(est), sources[est])
+            scored = [(est, ev.cell(sources[est], ds, st, est), label(est), sources[est], _kind(params, est))
+                      for est in ests]
+            scored += [(b, [rec], rec["estimator_label"], name, b) for b, rec in ev.predictors(ds, st).items()]
+            for est, evals, lab, source, kind in scored:
+                row = _row(evals, name, ds, st, est, lab, source, kind)
                 if pt:
-                    test = paired_test(ref, ev.per_task(sources[est], ds, st, est))
+                    test = paired_test(ref, np.mean([e["nrmse"]["per_task"] for e in evals], axis=0))
                     row.update({"reference": pt["estimator"], **test} if est != pt["estimator"] else
                                {"reference": pt["estimator"], "p_value": math.nan, "median_diff": 0.0,
                                 "ref_better_share": math.nan})
@@ -159,18 +193,26 @@ def definitions_table(params: dict, ev: Evaluations) -> pd.DataFrame:
                 for est in exp["estimators"]:
                     key = (name, ds, st, est)
                     records, files = ev.cell(*key), ev.files(*key)
-                    paper = table_value(*key)
+                    kind = _kind(params, est)
+                    paper = None if kinds.is_baseline(kind) else table_value(*key)
                     for d in nrmse.DEFINITIONS:
                         ours = float(np.mean([definition_value(r, f, d) for r, f in zip(records, files)]))
                         step = np.median([definition_value(r, f, d, "step") if d == "released" else
                                           _number(r, f, "report_step") for r, f in zip(records, files)])
                         rows.append({"experiment": name, "dataset": ds, "setting": st, "estimator": est,
-                                     "label": params["estimators"][est].get("label", est), "definition": d,
-                                     "step": float(step), "seeds": len(records), "ours": ours,
+                                     "label": params["estimators"][est].get("label", est), "role": kinds.role(kind),
+                                     "definition": d, "step": float(step), "seeds": len(records), "ours": ours,
                                      "paper": paper[0] if paper else math.nan,
                                      "ratio": ours / paper[0] if paper and paper[0] else math.nan})
-    return pd.DataFrame(rows, columns=["experiment", "dataset", "setting", "estimator", "label", "definition",
-                                       "step", "seeds", "ours", "paper", "ratio"])
+                # the predictor baselines: every definition but the released protocol's (no fine-tuning)
+                for b, rec in ev.predictors(ds, st).items():
+                    for d, value in rec["definitions"].items():
+                        rows.append({"experiment": name, "dataset": ds, "setting": st, "estimator": b,
+                                     "label": rec["estimator_label"], "role": kinds.BASELINE, "definition": d,
+                                     "step": 0.0, "seeds": 1, "ours": float(value["value"]), "paper": math.nan,
+                                     "ratio": math.nan})
+    return pd.DataFrame(rows, columns=["experiment", "dataset", "setting", "estimator", "label", "role",
+                                       "definition", "step", "seeds", "ours", "paper", "ratio"])
 
 
 def _curves(params: dict, name: str, root: Path) -> pd.DataFrame:

@@ -80,7 +80,9 @@ def run(spec: dict, cell: dict, tasks_path: str, out_model: str, out_log: str,
         done, spent = state["step"], state["seconds"]
         log.info("resuming from %s at meta-step %d", ckpt_path, done)
 
-    n_steps, every = int(meta["meta_epochs"]), int(spec["runtime"]["log_every"])
+    # an estimator that makes no outer updates (random_init) writes the initial theta as it is
+    n_steps = int(meta["meta_epochs"]) if estimator.trains else 0
+    every = int(spec["runtime"]["log_every"])
     ckpt_every = int(spec["runtime"].get("checkpoint_every", 0))
     start = time.perf_counter() - spent
     for step in range(done + 1, n_steps + 1):
@@ -126,6 +128,8 @@ def run(spec: dict, cell: dict, tasks_path: str, out_model: str, out_log: str,
                 "generator": gen.get_state(), "estimator": estimator.state_dict(), "rows": rows,
                 "skipped": skipped_total, "extra": extra}, owner)
 
+    if not n_steps:
+        log.info("meta-step 0/0: no outer updates (%s); theta is the initial one", label)
     wall = time.perf_counter() - start
     summary = {
         "cell": cell, "estimator_label": label, "kind": kind, "inner_steps": steps, "alpha": alpha,

@@ -29,6 +29,7 @@ class Estimator:
     name: str = ""
     label: str = ""  # how results name it
     uses_autograd: bool = False  # True for estimators that differentiate through the inner loop
+    trains: bool = True  # False: no outer updates at all (the random-initialization baseline)
 
     def __init__(self, cfg: dict, steps: int, alpha: float, seed: int = 0):
         self.cfg = dict(cfg)

@@ -83,6 +83,7 @@ def run(params: dict, out_html: str, root: str = ".", log_file: str | None = Non
         "discussion": {
             "tables": discussion.tables({e: res.tables[e] for e in with_paper}),
             "curves": discussion.curves(res.tables, others),
+            "baselines": discussion.baselines({e: res.tables[e] for e in params["experiments"]}),
             "ablation": discussion.ablation(res.tables, ablations),
             "released_code": discussion.RELEASED_CODE,
             "profiles": discussion.profiles(res.profiles, params) if not res.profiles.empty else [],

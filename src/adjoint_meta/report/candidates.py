@@ -19,6 +19,7 @@ import math
 import pandas as pd
 
 from adjoint_meta import nrmse, paths
+from adjoint_meta.kinds import BASELINE
 from adjoint_meta.report.markup import Markup, html, join
 
 WITHIN = 1.5            # "near the paper's value": ours / paper in [1 / WITHIN, WITHIN]
@@ -49,6 +50,8 @@ def summary(frame: pd.DataFrame, experiments: list[str]) -> list[dict]:
     """One entry per definition, in ``nrmse.DEFINITIONS`` order, over the cells of ``experiments``
     (the rows of the definitions table): the ratio scopes and the order counts described above."""
     sub = frame[frame["experiment"].isin(experiments)]
+    if "role" in sub:  # the baselines never enter the comparison with the paper's estimators
+        sub = sub[sub["role"] != BASELINE]
     reference = {key: _order(g, "ours") for key, g in
                  sub[sub["definition"] == nrmse.REFERENCE].groupby(CELL, sort=False)}
     out = []

@@ -6,6 +6,8 @@ import numpy as np
 import pandas as pd
 
 from adjoint_meta import verdicts
+from adjoint_meta.kinds import BASELINE
+from adjoint_meta.reference import paper
 from adjoint_meta.report.loading import floats
 from adjoint_meta.report.markup import Markup, html, join
 
@@ -17,10 +19,17 @@ def _share(k: int, n: int) -> str:
     return f"{k} of {n}"
 
 
+def estimators_only(t: pd.DataFrame) -> pd.DataFrame:
+    """The rows of meta-learned estimators: the baselines (``role``) never enter the paper's comparisons
+    (winners, rankings, the reproduced order, the ablation's effects)."""
+    return t[t["role"] != BASELINE] if "role" in t else t
+
+
 def tables(tables: dict[str, pd.DataFrame]) -> list[Markup]:
-    """How our Tables 1-2 compare with the paper's: winners, significance, scale, ordering."""
+    """How our Tables 1-2 compare with the paper's: winners, significance, scale, ordering (estimators only)."""
     out = []
     for name, t in tables.items():
+        t = estimators_only(t)
         if t["paper_mean"].isna().all() or "reference" not in t:
             continue
         ref = t["reference"].dropna().iloc[0]
@@ -50,11 +59,38 @@ def tables(tables: dict[str, pd.DataFrame]) -> list[Markup]:
 
 
 def _referenced(tables: dict[str, pd.DataFrame], names: list[str]):
-    """(name, table, reference estimator) of each named table that has a reference estimator."""
+    """(name, table of its estimators, reference estimator) of each named table that has a reference."""
     for name in names:
         t = tables.get(name)
         if t is not None and "reference" in t:
-            yield name, t, t["reference"].dropna().iloc[0]
+            yield name, estimators_only(t), t["reference"].dropna().iloc[0]
+
+
+def baselines(tables: dict[str, pd.DataFrame]) -> list[Markup]:
+    """One sentence per experiment with baselines: in how many cells the best meta-learned
+    initialization (lowest nRMSE of the estimators) beats the best baseline, and by how much, relative
+    to the best baseline: (baseline − estimator) / baseline, median and range over the cells."""
+    out = []
+    for name, t in tables.items():
+        if "role" not in t or not (t["role"] == BASELINE).any():
+            continue
+        gains, beats, cells = [], 0, 0
+        for (d, s), c in t.groupby(["dataset", "setting"], sort=False):
+            est, base = c[c["role"] != BASELINE], c[c["role"] == BASELINE]
+            if est.empty or base.empty:
+                continue
+            e, b = est.loc[est["nrmse_mean"].idxmin()], base.loc[base["nrmse_mean"].idxmin()]
+            cells += 1
+            beats += int(e["nrmse_mean"] < b["nrmse_mean"])
+            gains.append((b["nrmse_mean"] - e["nrmse_mean"]) / b["nrmse_mean"])
+        if not cells:
+            continue
+        g = np.array(gains)
+        out.append(html("<b>{}</b>: the best meta-learned initialization beats the best baseline in {} cells; its "
+                        "nRMSE is a median {:.1%} {} than the best baseline's (range {:+.1%} to {:+.1%}, positive: "
+                        "meta-learning better).", name, _share(beats, cells), abs(float(np.median(g))),
+                        "lower" if np.median(g) >= 0 else "higher", float(g.min()), float(g.max())))
+    return out
 
 
 def curves(tables: dict[str, pd.DataFrame], names: list[str]) -> list[Markup]:

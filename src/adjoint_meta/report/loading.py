@@ -11,6 +11,7 @@ import pandas as pd
 
 from adjoint_meta import nrmse, paths, timings
 from adjoint_meta.io import read_json
+from adjoint_meta.kinds import META_LEARNERS
 from adjoint_meta.reference import paper
 from adjoint_meta.summarize import InvalidResultError, MissingResultError, need
 
@@ -133,13 +134,14 @@ def seed_curve(path: Path) -> tuple[np.ndarray, np.ndarray]:
 
 
 def cells(params: dict, base: Path, experiments: list[str]) -> list[Cell]:
-    """Every (dataset, setting) of the experiments, with each estimator kind's per-task nRMSE over the seeds."""
+    """Every (dataset, setting) of the experiments, with each meta-learner kind's per-task nRMSE over the seeds."""
     out = []
     for e in experiments:
         x = params["experiments"][e]
         kinds: dict[str, str] = {}
-        for est in x["estimators"]:
-            kinds.setdefault(params["estimators"][est]["kind"], est)
+        for est in x["estimators"]:  # the paper's claims are about meta-learners: no baseline here
+            if params["estimators"][est]["kind"] in META_LEARNERS:
+                kinds.setdefault(params["estimators"][est]["kind"], est)
         for ds in x["datasets"]:
             for st in x["settings"]:
                 steps, shape, nrmse = None, None, {}

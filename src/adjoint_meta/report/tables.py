@@ -5,6 +5,7 @@ import math
 
 import pandas as pd
 
+from adjoint_meta.kinds import BASELINE
 from adjoint_meta.report.markup import Markup, html, join
 
 MB = 2 ** 20
@@ -20,14 +21,27 @@ def _table(head: Markup, rows: list[Markup]) -> Markup:
     return html("<table><tr><th class=l>estimator</th>{}</tr>{}</table>", head, join(rows))
 
 
+def _is_baseline(table: pd.DataFrame) -> pd.Series:
+    """Rows that are baselines (the table's ``role``; a table without it has none)."""
+    return table["role"] == BASELINE if "role" in table else pd.Series(False, index=table.index)
+
+
 def results(table: pd.DataFrame, experiment: str) -> Markup:
     """Estimators as rows, (dataset, setting) as columns: ours (mean ± std, RMSE), the paper's value and
-    the difference, and the paired test against the reference; the lowest mean per column in bold."""
+    the difference, and the paired test against the reference; the lowest mean of the estimators per
+    column in bold.  The baselines follow below a rule, in italics (none of them is ever bold)."""
     cols = table[["dataset", "setting"]].drop_duplicates().values.tolist()
     head = join(html("<th>{}<br>{}</th>", d, s) for d, s in cols)
-    best = {(d, s): table[(table["dataset"] == d) & (table["setting"] == s)]["nrmse_mean"].min() for d, s in cols}
+    is_base = _is_baseline(table)
+    ests = table[~is_base]
+    best = {(d, s): ests[(ests["dataset"] == d) & (ests["setting"] == s)]["nrmse_mean"].min() for d, s in cols}
+    baselines = list(dict.fromkeys(table.loc[is_base, "estimator"]))
     rows = []
-    for est in dict.fromkeys(table["estimator"]):
+    for est in [*dict.fromkeys(ests["estimator"]), *baselines]:
+        baseline = est in baselines
+        if baseline and est == baselines[0]:
+            rows.append(html("<tr class=rule><td class=l colspan={}><i>Baselines, no meta-learning (not part of "
+                             "the paper's comparison; README, “Baselines”)</i></td></tr>", len(cols) + 1))
         sub = table[table["estimator"] == est]
         cells = []
         for d, s in cols:
@@ -37,7 +51,7 @@ def results(table: pd.DataFrame, experiment: str) -> Markup:
                 continue
             r = hit.iloc[0]
             ours = html("{:.4f} ± {:.4f}", r["nrmse_mean"], r["nrmse_std"])
-            lines = [html("<b>{}</b>", ours) if r["nrmse_mean"] == best[(d, s)] else ours]
+            lines = [html("<b>{}</b>", ours) if not baseline and r["nrmse_mean"] == best[(d, s)] else ours]
             if r.get("seeds", 1) > 1:
                 lines.append(html("<small>± {:.4f} across {} seeds</small>", r["nrmse_seed_std"], int(r["seeds"])))
             lines.append(html("<small>RMSE {:.3f} ({})</small>", r["rmse_mean"], r.get("units", "")))
@@ -49,7 +63,9 @@ def results(table: pd.DataFrame, experiment: str) -> Markup:
             cells.append(html("<td>{}</td>", join(lines, "<br>")))
         src = sub.iloc[0]
         origin = html(" <small>(trained in {})</small>", src["from"]) if src["from"] != experiment else ""
-        rows.append(html("<tr><td class=l>{}{}</td>{}</tr>", src["label"], origin, join(cells)))
+        name = html("<i>{}</i>", src["label"]) if baseline else src["label"]
+        rows.append(html("<tr{}><td class=l>{}{}</td>{}</tr>", Markup(" class=baseline") if baseline else "",
+                         name, origin, join(cells)))
     return _table(head, rows)
 
 
