@@ -298,9 +298,18 @@ def test_summary_table_has_every_definition_of_every_cell_with_the_paper_beside(
     published = {("table1", "ml100k", "5shot-5val", "amaml"): (0.05, 0.01)}
     monkeypatch.setattr(summarize, "table_value", lambda *key: published.get(key))
     root = fake_evaluations(params, tmp_path, lambda cell, d: 0.1 + 0.01 * list(nrmse.DEFINITIONS).index(d))
+    # the predictor baselines of rating cells (computed from task pools, which this fake run lacks)
+    fitted = {d: {"value": 0.2} for d in nrmse.DEFINITIONS if d != "released"}
+    monkeypatch.setattr(summarize.Evaluations, "predictors", lambda self, ds, st: {} if
+                        params["datasets"][ds]["source"] == "synthetic" else
+                        {"item_mean": {"estimator_label": "Item mean", "definitions": fitted}})
     table = summarize.definitions_table(params, summarize.Evaluations(params, root))
     cells = unique_cells(params)
-    assert len(table) == len(cells) * len(nrmse.DEFINITIONS)
+    rating_cells = [(e, d, s) for e, x in params["experiments"].items() for d in x["datasets"] for s in x["settings"]
+                    if params["datasets"][d]["source"] != "synthetic"]
+    assert rating_cells and len(table) == len(cells) * len(nrmse.DEFINITIONS) + len(rating_cells) * len(fitted)
+    item = table[table["estimator"] == "item_mean"]
+    assert (item["role"] == "baseline").all() and (item["ours"] == 0.2).all() and item["paper"].isna().all()
     for e, d, s, est in cells:
         rows = table[(table["experiment"] == e) & (table["dataset"] == d) & (table["setting"] == s)
                      & (table["estimator"] == est)]

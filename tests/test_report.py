@@ -191,7 +191,7 @@ def _page(verdict_rows: list[dict]) -> str:
     return report.render({
         "params": params, "verdicts": verdict_rows, "verdict_method": claims.method(), "generated": "now",
         "params_hash": "h", "commit": "c",
-        "discussion": {k: [] for k in ("tables", "curves", "ablation", "profiles", "accuracy")} |
+        "discussion": {k: [] for k in ("tables", "curves", "ablation", "baselines", "profiles", "accuracy")} |
         {"released_code": "r"},
         "experiments": {"with_paper": [x], "others": [], "ablations": []}, "profiles": [], "accuracy": [],
         "datasets": [], "data_files": [], "job_times": None, "jobs": [], "jobs_hours": 0.0, "versions": {},
