@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from adjoint_meta import config, make_tasks, profile
+from adjoint_meta.estimators import REGISTRY
 from adjoint_meta.estimators.core import LINEARIZE_BLOCK
 from adjoint_meta.tasks import TaskPool
 from conftest import ROOT, TEST_PARAMS
@@ -53,7 +54,18 @@ def test_one_complete_row_per_sweep_point_and_estimator(job, task_files, tmp_pat
 
     ests = prof["estimators"]
     expected = [(var, v, e) for var in profile.SWEEP_VARIABLES for v in prof["sweep"].get(var, []) for e in ests]
+    trained = prof.get("trained")
+    if trained:
+        expected += [(profile.TRAINED, k, e) for k in trained["steps"] for e in trained["estimators"]]
     assert list(zip(frame["variable"], frame["value"], frame["estimator"])) == expected
+    at_trained = frame[frame["variable"] == profile.TRAINED]
+    assert (at_trained["theta_meta_steps"] == (trained["meta_steps"] if trained else 0)).all()
+    assert (at_trained["steps"] == at_trained["value"]).all()
+    for col in ("layers", "units"):
+        assert (at_trained[col] == prof["fixed"][col]).all()
+    full = frame
+    frame = frame[frame["variable"] != profile.TRAINED]
+    assert (frame["theta_meta_steps"] == 0).all()
     d = TaskPool.load(task_files[job["dataset"]]).input_dim
     for _, row in frame.iterrows():
         at = {k: prof["fixed"][k] for k in profile.SWEEP_VARIABLES} | {row["variable"]: row["value"]}
@@ -64,6 +76,9 @@ def test_one_complete_row_per_sweep_point_and_estimator(job, task_files, tmp_pat
         assert row["ms_min"] <= row["ms_median"] <= row["ms_max"]
         assert row["ratio"] == pytest.approx(row["ms_median"] / row["plain_ms"])
         assert row["repeats"] == prof["repeats"] and row["nfe"] >= 1 and row["stored_bytes"] >= 0
+        # autograd's saved tensors: counted for the estimators that build a graph, none for the others
+        uses_autograd = REGISTRY[row["kind"]].uses_autograd
+        assert (row["saved_bytes"] > 0) if uses_autograd else (row["saved_bytes"] == 0), row["estimator"]
         assert row["kind"] == spec["estimators"][row["estimator"]]["kind"]
         assert row["threads"] == spec["runtime"]["threads"] and row["dtype"] == "float32"
         if sys.platform.startswith("linux") and row["memory_method"] != "unavailable":
@@ -79,9 +94,13 @@ def test_one_complete_row_per_sweep_point_and_estimator(job, task_files, tmp_pat
     assert (frame["plain_repeats"] == len(ests) * prof["repeats"]).all()
     assert (points.apply(lambda g: g.groupby("estimator")["ms_median"].nunique().max()) == 1).all()
     log = (tmp_path / "log.txt").read_text()
-    assert len(re.findall(r"plain inner training [\d.]+ ms \(median of \d+ calls\)", log)) == points.ngroups
+    n_trained = len(trained["steps"]) if trained else 0
+    assert len(re.findall(r"plain inner training [\d.]+ ms \(median of \d+ calls\)", log)) \
+        == points.ngroups + n_trained
     assert len(re.findall(r"^.* INFO +\w+ +[\d.]+ ms \(x[\d.]+ plain\) +peak [\d.]+ MB", log, re.M)) \
-        == points.ngroups * len(ests)
+        == points.ngroups * len(ests) + len(full) - len(frame)
+    if trained:
+        assert re.search(rf"trained theta: {trained['meta_steps']} meta-update\(s\) of {trained['estimator']}", log)
 
 
 def test_every_candidate_is_warmed_up_then_timed_beside_the_floor():
@@ -113,9 +132,11 @@ def test_quick_preset_times_profiles_with_at_least_three_repeats():
 
 
 def _only(estimators: list[str], **prof) -> tuple[dict, dict]:
-    """The fig34 job and its slice with the profile reduced to ``estimators`` (and ``prof`` changes)."""
+    """The fig34 job and its slice with the profile reduced to ``estimators`` (and ``prof`` changes; no
+    measurement at a trained theta unless ``prof`` has one)."""
     job = next(j for j in JOBS if j["profile"] == "fig34")
     params = copy.deepcopy(PARAMS)
+    params["profiles"]["fig34"].pop("trained", None)
     params["profiles"]["fig34"].update(estimators=estimators, **prof)
     return job, config.prune(params, "profile", **job)
 

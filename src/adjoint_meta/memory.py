@@ -30,6 +30,10 @@ what "in use" means here.  Heap fragmentation the trim cannot release (free
 chunks smaller than a page) may be reused without a fault, a bias of at most a
 few pages.  Without glibc (no ``malloc_trim``) freed heap memory can be reused
 silently and the figure may undercount.
+
+``saved_tensor_bytes(fn)`` counts something else, independent of the device: the
+bytes of the tensors autograd keeps for the backward pass while ``fn`` builds a
+graph (see its docstring).
 """
 from __future__ import annotations
 
@@ -116,3 +120,41 @@ def measure_peak(fn: Callable[[], T], device: torch.device | str) -> tuple[T, in
     if device.type == "cpu" and sys.platform.startswith("linux"):
         return _measure_rss(fn)
     return fn(), None, UNAVAILABLE
+
+
+def saved_tensor_bytes(fn: Callable[[], T]) -> tuple[T, int, int]:
+    """Run ``fn()`` once; return (its result, bytes autograd saved for backward, number of storages).
+
+    What it counts: every tensor that autograd saves for the backward pass of a graph built while
+    ``fn`` runs passes through the pack hook of ``torch.autograd.graph.saved_tensors_hooks``; the
+    hook records the tensor's *storage* (``untyped_storage()``), and the figure is the sum of the
+    distinct storages' ``nbytes()``.  Storages are deduplicated by their data pointer, so a tensor
+    saved by several nodes, or several views of one buffer, count once; a view counts its whole
+    storage, which is what it keeps alive.  The hook returns the tensor unchanged (the graph and
+    the gradient are those of a call without it); the recorded storages are held until ``fn``
+    returns, so no pointer can be freed and reused by another storage during the count.
+
+    Why it is device independent: it counts the bytes of what the graph holds (element counts
+    times element sizes), not what an allocator or the operating system reports, so the same
+    graph gives the same figure on a CPU and on a GPU, without allocator rounding, cached blocks,
+    workspaces or page granularity.  It is a lower bound of the memory a backward pass needs:
+    the tensors the forward keeps alive for other reasons (the result, the inputs) are counted
+    only if autograd saves them, and the backward pass's own temporaries are not counted.
+    Code that runs without a graph (inference mode, ``no_grad``) saves nothing and counts 0.
+    """
+    seen: dict[int, int] = {}
+    held: list[Any] = []
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        st = t.untyped_storage()
+        ptr = st.data_ptr()
+        if ptr not in seen:
+            seen[ptr] = int(st.nbytes())
+            held.append(st)
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        result = fn()
+    total, count = sum(seen.values()), len(seen)
+    held.clear()
+    return result, total, count

@@ -37,6 +37,23 @@ estimator it records:
 * ``nfe``: batched inner-gradient evaluations of the forward pass: what the
   estimator reports (A-MAML's ODE solvers), otherwise the K steps of its inner loop;
   ``hvp``: the Hessian-vector products of its backward sweep or linear solve.
+* ``saved_bytes``: for an estimator that differentiates with autograd (unrolled
+  MAML, MAML-1), the bytes of the tensors autograd saves for the backward pass
+  during one more meta-update (``memory.saved_tensor_bytes``: distinct storages,
+  counted from the graph, so the same on every device); 0 for the others, which
+  build no graph (their kept trajectory is ``stored_bytes``).
+* ``theta_meta_steps``: the meta-updates theta was trained for before the
+  measurement: 0 for the sweeps, which measure at the seeded initial theta.
+
+With ``trained`` in the profile (``{meta_steps, estimator, optimizer, lr, steps,
+estimators}``), the job then trains theta itself, at the fixed model and K, for
+``meta_steps`` meta-updates of ``estimator`` with the outer optimizer ``optimizer``
+(learning rate ``lr``) on meta-batches of the profile's training tasks, and
+measures ``estimators`` again at that theta for every K of ``steps``, on the same
+measurement batch: rows with ``variable`` = ``steps_trained`` (``TRAINED``) and
+``theta_meta_steps`` = ``meta_steps``.  The job therefore depends on no file of
+another job (a training cell's model); A-MAML's ``nfe`` at the two thetas are its
+dopri5 evaluations there.
 
 The helpers ``sample_batch``, ``timed`` and ``write_csv`` are shared with
 ``adjoint_meta.accuracy``.
@@ -51,11 +68,11 @@ from typing import Any, Callable, TypeVar
 import pandas as pd
 import torch
 
-from adjoint_meta import config, runtime
+from adjoint_meta import config, optim, runtime
 from adjoint_meta.estimators import InnerProblem, build
 from adjoint_meta.estimators.core import plain_training
 from adjoint_meta.io import atomic_path
-from adjoint_meta.memory import UNAVAILABLE, measure_peak
+from adjoint_meta.memory import UNAVAILABLE, measure_peak, saved_tensor_bytes
 from adjoint_meta.model import MLP, Data
 from adjoint_meta.seeding import derive_seed, torch_generator
 from adjoint_meta.tasks import TaskPool
@@ -63,10 +80,12 @@ from adjoint_meta.tasks import TaskPool
 T = TypeVar("T")
 
 SWEEP_VARIABLES = ("steps", "layers", "units")  # the order rows are written in
-COLUMNS = ["profile", "estimator", "kind", "label", "variable", "value", "steps", "layers", "units", "n_params",
+TRAINED = "steps_trained"  # the variable of the rows measured at the trained theta (after the sweeps)
+COLUMNS = ["profile", "estimator", "kind", "label", "variable", "value", "theta_meta_steps", "steps", "layers",
+           "units", "n_params",
            "ms_median", "ms_min", "ms_max", "repeats", "warmup_rounds", "plain_ms", "plain_repeats", "ratio",
            "below_floor",
-           "peak_bytes", "memory_method", "stored_bytes", "nfe", "hvp", "device", "dtype", "threads"]
+           "peak_bytes", "memory_method", "stored_bytes", "saved_bytes", "nfe", "hvp", "device", "dtype", "threads"]
 WARMUP_ROUNDS = 2  # untimed interleaved rounds before the timed ones (see the module docstring)
 
 
@@ -174,13 +193,14 @@ def profile_point(problem: InnerProblem, theta: torch.Tensor, configs: dict[str,
     out = []
     for name, est in ests.items():
         mg, peak, method = measure_peak(lambda: est(theta, problem), device)
+        saved = saved_tensor_bytes(lambda: est(theta, problem))[1] if est.uses_autograd else 0
         ms = statistics.median(times[name])
         out.append({"estimator": name, "kind": configs[name]["kind"], "label": configs[name].get("label") or est.label,
                     "ms_median": ms, "ms_min": min(times[name]), "ms_max": max(times[name]), "repeats": repeats,
                     "warmup_rounds": WARMUP_ROUNDS,
                     **floor, "ratio": ms / floor["plain_ms"] if floor["plain_ms"] > 0 else math.nan,
                     "peak_bytes": peak, "memory_method": method,
-                    "stored_bytes": int(mg.stats.get("stored_bytes", 0)), "nfe": int(mg.stats.get("nfe", est.steps)),
+                    "stored_bytes": int(mg.stats.get("stored_bytes", 0)), "saved_bytes": int(saved), "nfe": int(mg.stats.get("nfe", est.steps)),
                     "hvp": int(mg.stats.get("hvp", 0))})
         del mg  # before the next estimator's memory is measured
     return floor, out
@@ -226,7 +246,11 @@ def run(spec: dict, profile: str, tasks_path: str, out_csv: str, log_file: str |
                          threads=torch.get_num_threads())
                 _check_point(r, f"profile {profile}, {r['estimator']}, {var}={value}", profile, prof, log)
             measured[key] = (i, ests)
-        rows += [{"profile": profile, "variable": var, "value": value, **at, **r} for r in measured[key][1]]
+        rows += [{"profile": profile, "variable": var, "value": value, "theta_meta_steps": 0, **at, **r}
+                 for r in measured[key][1]]
+    if prof.get("trained"):
+        rows += _trained_rows(spec, profile, prof, pool, ds_cfg, (support, query), seeds, alpha, repeats, device,
+                              dtype, log)
 
     frame = pd.DataFrame(rows, columns=COLUMNS)
     frame["peak_bytes"] = frame["peak_bytes"].astype("Int64")
@@ -239,16 +263,78 @@ def run(spec: dict, profile: str, tasks_path: str, out_csv: str, log_file: str |
     return frame
 
 
+def train_theta(spec: dict, profile: str, prof: dict, pool: TaskPool, model: MLP, theta: torch.Tensor,
+                device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """theta after ``trained.meta_steps`` meta-updates of ``trained.estimator`` at the profile's fixed K, on
+    meta-batches of the profile's setting drawn from the training tasks by a generator of their own (the
+    measurement batch is not among the draws' purposes); the outer optimizer and its learning rate are the
+    profile's (``trained.optimizer``, ``trained.lr``)."""
+    tr, master = prof["trained"], int(spec["seed"])
+    name = tr["estimator"]
+    cfg = spec["estimators"][name]
+    steps = config.inner_steps(cfg["kind"], int(prof["fixed"]["steps"]))
+    est = build(cfg["kind"], cfg, steps, float(spec["inner"]["alpha"]),
+                derive_seed(master, "estimator", "profile", profile, "train", name))
+    theta = theta.clone()
+    opt = optim.make(tr["optimizer"], theta, float(tr["lr"]))
+    gen = torch_generator(master, "profile", profile, "train")
+    for step in range(1, int(tr["meta_steps"]) + 1):
+        support, query = sample_batch(pool, gen, spec, prof["setting"], dtype)
+        mg = est(theta, InnerProblem(model, support.to(device, dtype), query.to(device, dtype)))
+        grad = mg.grad.mean(0)
+        if not bool(torch.isfinite(grad).all()):
+            raise ProfileError(f"profile {profile}: non-finite meta-gradient of {name} at meta-step {step} while "
+                               "training theta (profiles.{profile}.trained)")
+        opt.step(grad)
+    return theta
+
+
+def _trained_rows(spec: dict, profile: str, prof: dict, pool: TaskPool, ds_cfg: dict, batch: tuple[Data, Data],
+                  seeds: dict[str, int], alpha: float, repeats: int, device: torch.device, dtype: torch.dtype,
+                  log) -> list[dict]:
+    """The rows of ``trained.estimators`` at every K of ``trained.steps``, measured at the theta of
+    ``train_theta`` (see the module docstring)."""
+    tr, master = prof["trained"], int(spec["seed"])
+    unknown = [e for e in tr["estimators"] if e not in prof["estimators"]]
+    if unknown:
+        raise config.ParamsError(f"profiles.{profile}.trained.estimators: {unknown} are not among the profile's "
+                                 "estimators")
+    at = {k: int(prof["fixed"][k]) for k in SWEEP_VARIABLES}
+    model = MLP([pool.input_dim, *[at["units"]] * at["layers"], 1], ds_cfg["activation"])
+    theta0 = model.init(torch_generator(master, "profile", profile, "init", at["layers"], at["units"]), dtype)
+    start = time.perf_counter()
+    theta = train_theta(spec, profile, prof, pool, model, theta0.to(device), device, dtype)
+    n = int(tr["meta_steps"])
+    log.info("trained theta: %d meta-update(s) of %s at K=%d (%s, lr %g) in %.1f s; |theta - theta0| = %.4g", n,
+             tr["estimator"], at["steps"], tr["optimizer"], float(tr["lr"]), time.perf_counter() - start,
+             float((theta - theta0.to(device)).norm()))
+    configs = {name: spec["estimators"][name] for name in tr["estimators"]}
+    problem = InnerProblem(model, *batch)
+    rows = []
+    for k in tr["steps"]:
+        k = int(k)
+        floor, ests = profile_point(problem, theta, configs, seeds, k, alpha, repeats, device)
+        log.info("trained theta, K=%d  plain inner training %.3f ms (median of %d calls)", k, floor["plain_ms"],
+                 floor["plain_repeats"])
+        for r in ests:
+            r.update(n_params=model.n_params, device=runtime.describe_device(device), dtype=dtype_name(dtype),
+                     threads=torch.get_num_threads())
+            _check_point(r, f"profile {profile}, {r['estimator']}, trained theta, K={k}", profile, prof, log)
+            rows.append({"profile": profile, "variable": TRAINED, "value": k, "theta_meta_steps": n,
+                         **at, "steps": k, **r})
+    return rows
+
+
 def _check_point(row: dict, where: str, profile: str, prof: dict, log) -> None:
     """Refuse an unusable measurement, log the row, warn past the memory cap."""
     _check_finite(row, ["ms_median", "ms_min", "ms_max", "plain_ms", "ratio"], where, positive=True)
-    _check_finite(row, ["stored_bytes", "nfe", "hvp"], where)
+    _check_finite(row, ["stored_bytes", "saved_bytes", "nfe", "hvp"], where)
     if row["memory_method"] != UNAVAILABLE:
         _check_finite(row, ["peak_bytes"], where)
     peak = row["peak_bytes"]
-    log.info("  %-20s %.3f ms (x%.2f plain)  peak %s MB  stored %.3f MB  nfe %d  hvp %d", row["estimator"],
-             row["ms_median"], row["ratio"], "n/a" if peak is None else f"{peak / 2**20:.3f}",
-             row["stored_bytes"] / 2**20, row["nfe"], row["hvp"])
+    log.info("  %-20s %.3f ms (x%.2f plain)  peak %s MB  stored %.3f MB  saved %.3f MB  nfe %d  hvp %d",
+             row["estimator"], row["ms_median"], row["ratio"], "n/a" if peak is None else f"{peak / 2**20:.3f}",
+             row["stored_bytes"] / 2**20, row["saved_bytes"] / 2**20, row["nfe"], row["hvp"])
     if peak is not None and peak > float(prof["memory_cap_gb"]) * 2**30:
         log.warning("%s: peak %.2f GB exceeds profiles.%s.memory_cap_gb (%g)", where, peak / 2**30, profile,
                     prof["memory_cap_gb"])

@@ -42,7 +42,9 @@ RULES = {
              "second by mean nRMSE and is better than the third-ranked (otherwise it is set against the estimator "
              "that would make it second); at the last recorded step, MAML or FOMAML is better than iMAML; all must "
              "support.",
-    "figure3": f"Profile {FIGURES_3_4}'s sweep over K: unrolled MAML's peak memory, extrapolated linearly in K, "
+    "figure3": f"Profile {FIGURES_3_4}'s sweep over K, memory as the bytes kept for the backward pass (autograd's "
+               "saved tensors plus a stored trajectory, counted from the tensors, so the same on every device; the "
+               "measured peak only for a profile without that count): unrolled MAML's, extrapolated linearly in K, "
                f"fills {_N['gpu_gb']} GB at K ≤ {v.NEAR * _N['maml_full_at']:g} (“near {_N['maml_full_at']}”), "
                f"and A-MAML's at K = {_N['amaml_steps']} (measured, or extrapolated if the sweep stops earlier) is "
                f"below {_N['amaml_share']:.0%} of it; both parts: holds, one: in part.",
@@ -177,8 +179,17 @@ def _sweep(ev: Evidence, kind: str) -> v.Sweep | None:
     if rows.empty:
         return None
     rows = rows.sort_values("value")
-    return v.Sweep(floats(rows["value"]), floats(rows["peak_bytes"]), floats(rows["ms_median"]),
+    return v.Sweep(floats(rows["value"]), kept_bytes(rows), floats(rows["ms_median"]),
                    ~rows["below_floor"].to_numpy(bool))
+
+
+def kept_bytes(rows: pd.DataFrame) -> np.ndarray:
+    """The memory Figure 3's rule compares: the bytes an estimator keeps for its backward pass, autograd's
+    saved tensors (``saved_bytes``) plus its stored trajectory (``stored_bytes``), both counted from the
+    tensors; a profile written without ``saved_bytes`` falls back to the measured peak (``peak_bytes``)."""
+    if "saved_bytes" not in rows or rows["saved_bytes"].isna().all():
+        return floats(rows["peak_bytes"])
+    return floats(rows["saved_bytes"]) + floats(rows["stored_bytes"])
 
 
 def _repeats(ev: Evidence) -> int:

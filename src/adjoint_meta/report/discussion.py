@@ -8,6 +8,7 @@ import pandas as pd
 from adjoint_meta import verdicts
 from adjoint_meta.kinds import BASELINE
 from adjoint_meta.reference import paper
+from adjoint_meta.report.claims import FIGURES_3_4, kept_bytes
 from adjoint_meta.report.loading import floats
 from adjoint_meta.report.markup import Markup, html, join
 
@@ -175,7 +176,101 @@ def profiles(frame: pd.DataFrame, params: dict) -> list[Markup]:
         out.append(html("<b>profile {}</b> (memory measured as {} on {}): {}. {} {}", name,
                         sub["memory_method"].iloc[0], sub["device"].iloc[0], join(lines, "; "), timing,
                         below_floor(rows)))
+        if name == FIGURES_3_4:
+            out += figures34(rows, prof)
     return out
+
+
+STIFFENS = 1.2  # dopri5 evaluations at the trained theta at least this many times those at the initial one
+
+
+def _first_of_kind(rows: pd.DataFrame, kind: str) -> str | None:
+    """The first estimator of a kind in the rows (the profile's order), as the verdicts pick it."""
+    names = rows.loc[rows["kind"] == kind, "estimator"]
+    return names.iloc[0] if len(names) else None
+
+
+def _at(rows: pd.DataFrame, est: str | None, k: int) -> pd.Series | None:
+    hit = rows[(rows["estimator"] == est) & (rows["value"] == k)] if est is not None else rows.iloc[:0]
+    return hit.iloc[0] if len(hit) else None
+
+
+def _factor(x: float) -> str:
+    return f"{x:,.0f}×" if x >= 100 else f"{x:.3g}×"
+
+
+def figures34(rows: pd.DataFrame, prof: dict) -> list[Markup]:
+    """The conclusion on Figures 3-4 from the profile's rows: unrolled MAML's memory per inner step (device
+    peak and autograd's saved tensors) against the paper's implied figure and where it would fill the paper's
+    GPU; A-MAML's memory at the paper's K; A-MAML's time against FOMAML, Reptile, iMAML and the exact adjoint,
+    and its dopri5 evaluations, at the initial theta and (rows ``steps_trained``) at the theta the job trained.
+    Nothing without both unrolled MAML's and A-MAML's sweeps over K."""
+    from adjoint_meta.profile import TRAINED
+
+    sweep = rows[rows["variable"] == "steps"]
+    maml, amaml = _first_of_kind(sweep, "maml"), _first_of_kind(sweep, "amaml")
+    if maml is None or amaml is None:
+        return []
+    n = paper()["claims"]["figure3"]["numbers"]
+    gpu = float(n["gpu_gb"]) * 2 ** 30
+    paper_step = gpu / float(n["maml_full_at"])
+    g = sweep[sweep["estimator"] == maml].sort_values("value")
+    k = floats(g["value"])
+    has_saved = "saved_bytes" in g and not g["saved_bytes"].isna().all() and floats(g["saved_bytes"]).max() > 0
+    memory = kept_bytes(g)
+    rate = verdicts.slope(k, memory)
+    k_full = verdicts.steps_to_fill(k, memory, gpu)
+    device = verdicts.slope(k, floats(g["peak_bytes"]))
+    what = "autograd's saved tensors" if has_saved else "its measured peak"
+    parts = [html("<b>Figures 3–4, conclusion.</b> Unrolled MAML ({}) keeps {:.3f} MB per inner step ({}; "
+                  "the device peak grows {} MB per step, {}), so {:g} GB would be reached near K ≈ {}. The paper's "
+                  "“{:g} GB near K = {:g}” needs about {:.0f} MB per step, {} what is measured here.", maml,
+                  rate / MB, what, "n/a" if not np.isfinite(device) else f"{device / MB:.3f}",
+                  g["memory_method"].iloc[0], float(n["gpu_gb"]), f"{k_full:,.0f}" if np.isfinite(k_full)
+                  else "never", float(n["gpu_gb"]), float(n["maml_full_at"]), paper_step / MB,
+                  _factor(paper_step / rate) if rate > 0 else "far above")]
+    a = sweep[sweep["estimator"] == amaml].sort_values("value")
+    at, measured = verdicts.value_at(floats(a["value"]), kept_bytes(a), float(n["amaml_steps"]))
+    peak, _ = verdicts.value_at(floats(a["value"]), floats(a["peak_bytes"]), float(n["amaml_steps"]))
+    parts.append(html("A-MAML ({}) keeps {:.1f} MB at K = {:g} ({}; device peak {} MB), {:.2g}% of {:g} GB (the "
+                      "paper: under {:.0%}).", amaml, at / MB, float(n["amaml_steps"]),
+                      "measured" if measured else "extrapolated", "n/a" if not np.isfinite(peak) else f"{peak / MB:.1f}",
+                      100 * at / gpu, float(n["gpu_gb"]), float(n["amaml_share"])))
+    trained = rows[rows["variable"] == TRAINED]
+    ks = sorted({int(v) for v in trained["value"]}) or [int(k.max())]
+    peers = [(e, lab) for e, lab in ((_first_of_kind(sweep, "fomaml"), "FOMAML"),
+                                      (_first_of_kind(sweep, "reptile"), "Reptile"),
+                                      (_first_of_kind(sweep, "imaml"), "iMAML"),
+                                      (_first_of_kind(sweep, "maml_adjoint"), "the exact adjoint")) if e is not None]
+    thetas = [("at the initial θ", sweep)]
+    if not trained.empty:
+        thetas.append((f"after {int(trained['theta_meta_steps'].iloc[0])} meta-updates", trained))
+    for kk in ks:
+        said, nfe = [], []
+        for where, frame in thetas:
+            mine = _at(frame, amaml, kk)
+            if mine is None:
+                continue
+            nfe.append(int(mine["nfe"]))
+            ratios = []
+            for est, lab in peers:
+                other = _at(frame, est, kk)
+                if other is None:
+                    continue
+                ok = not (bool(mine["below_floor"]) or bool(other["below_floor"]))
+                ratios.append(html("×{:.2f} {}", mine["ms_median"] / other["ms_median"], lab) if ok
+                              else html("{}: not valid (flagged time)", lab))
+            said.append(html("{}: {:.0f} ms, {} dopri5 evaluations{}{}", where, mine["ms_median"], int(mine["nfe"]),
+                             "; A-MAML / " if ratios else "", join(ratios, ", ")))
+        if not said:
+            continue
+        stiff = ""
+        if len(nfe) == 2 and nfe[0] > 0:
+            r = nfe[1] / nfe[0]
+            stiff = (f" The solve stiffens: ×{r:.2f} the evaluations after training." if r >= STIFFENS else
+                     f" The evaluations change by ×{r:.2f} after training: the solve does not stiffen here.")
+        parts.append(html("A-MAML at K = {}, {}.{}", kk, join(said, "; "), stiff))
+    return [join(parts, " ")]
 
 
 def below_floor(rows: pd.DataFrame) -> Markup:
