@@ -14,7 +14,7 @@ import yaml
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from conftest import ROOT, SANDBOX_VARS, TEST_PARAMS, copy_project, run_tool
+from conftest import HANG_S, ROOT, SANDBOX_VARS, TEST_PARAMS, copy_project, run_tool
 
 sys.path.insert(0, str(ROOT / "scripts"))
 import lock  # noqa: E402
@@ -111,7 +111,7 @@ def test_a_run_whose_python_is_not_this_package_stops_first(tmp_path, fake, said
     (bin_dir / "python").chmod(0o755)
     env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
     run = subprocess.run([sys.executable, "-m", "snakemake", "--cores", "1", "data/tasks/cosmixture.parquet"],
-                         cwd=project, env=env, capture_output=True, text=True, timeout=300)
+                         cwd=project, env=env, capture_output=True, text=True, timeout=HANG_S)
     out = run.stdout + run.stderr
     assert run.returncode != 0 and said in out and str(bin_dir / "python") in out, out[-3000:]
     assert "source .venv/bin/activate" in out

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, TEST_PARAMS, copy_project, place_test_data, tool_env
+from conftest import HANG_S, ROOT, TEST_PARAMS, copy_project, place_test_data, tool_env
 
 pytestmark = pytest.mark.pipeline
 
@@ -98,7 +98,7 @@ def cluster(tmp_path_factory, request) -> Path:
         pytest.fail(f"{OPT_IN}=1, but the SLURM proof cannot run here: {reason}")
     state = tmp_path_factory.mktemp("slurm")
     request.addfinalizer(lambda: _sh(["bash", str(SCRIPT), "down", str(state)], timeout=120))
-    up = _sh(["bash", str(SCRIPT), "up", str(state)], timeout=900)
+    up = _sh(["bash", str(SCRIPT), "up", str(state)], timeout=HANG_S)
     assert up.returncode == 0, f"local_cluster.sh up failed:\n{up.stdout}\n{up.stderr}"
     return state
 
@@ -124,7 +124,7 @@ def _probe(tmp: Path) -> Path:
     return probe
 
 
-def _snakemake(args, cwd: Path, env: dict, timeout: int = 900) -> subprocess.CompletedProcess:
+def _snakemake(args, cwd: Path, env: dict, timeout: float = HANG_S) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "snakemake", *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=timeout)
 
@@ -214,7 +214,7 @@ def test_unknown_partition_names_the_setting(cluster, tmp_path):
     root = place_test_data(copy_project(tmp_path / "project", TEST_PARAMS))
     before = _all_jobs(cluster)
     run = _snakemake(["--workflow-profile", PROFILE, *FAST, "--default-resources", "slurm_partition=no_such_partition"],
-                     root, _env(cluster, _probe(tmp_path)), timeout=300)
+                     root, _env(cluster, _probe(tmp_path)))
     out = run.stdout + run.stderr
     assert run.returncode != 0
     assert "slurm_partition" in out and "'no_such_partition'" in out and "debug (default)" in out, out[-3000:]
@@ -227,7 +227,7 @@ def test_failed_job_leaves_no_partial_output(cluster, tmp_path):
     manifest = root / "data" / "raw" / "ml100k" / "manifest.json"
     probe = _probe(tmp_path)
     run = _snakemake(["--workflow-profile", PROFILE, *FAST, str(manifest.relative_to(root))], root,
-                     _env(cluster, probe, FAIL_WITH_PARTIAL="fetch"), timeout=300)
+                     _env(cluster, probe, FAIL_WITH_PARTIAL="fetch"))
     out = run.stdout + run.stderr
     assert run.returncode != 0 and "Error in rule fetch" in out, out[-3000:]
     assert list((probe / "records").glob("fetch-*.json")), "the fetch job did not run"
