@@ -18,6 +18,7 @@ from adjoint_meta.report import discussion
 from adjoint_meta.seeding import torch_generator
 from adjoint_meta.tasks import TaskPool
 from conftest import TEST_PARAMS
+from test_train import tasks  # noqa: F401  (the CosMixture task pool of the test configuration)
 
 SHIFT, SCALE = 3.0, 2.0  # the pool's target standardization: rating = y * SCALE + SHIFT
 
@@ -81,13 +82,6 @@ def test_predictor_baselines_need_rating_data():
 
 
 # ---------------------------------------------------------------- initialization baselines
-@pytest.fixture(scope="module")
-def tasks(tmp_path_factory):
-    params = config.load(TEST_PARAMS)
-    d = tmp_path_factory.mktemp("tasks")
-    make_tasks.run(config.prune(params, "make-tasks", dataset="cosmixture"), "cosmixture",
-                   str(d / "t.parquet"), str(d / "t.json"))
-    return params, d
 
 
 def _train(params, d, out, estimator, **meta):

@@ -14,7 +14,7 @@ import pytest
 import torch
 import yaml
 
-from adjoint_meta import config, evaluate, make_tasks, nrmse, paths, summarize, train
+from adjoint_meta import config, evaluate, kinds, make_tasks, nrmse, paths, summarize, train
 from adjoint_meta.model import MLP, Data
 from adjoint_meta.report import candidates, loading
 from adjoint_meta.summarize import MissingResultError
@@ -429,8 +429,14 @@ def test_report_stops_on_an_incomplete_or_non_finite_definitions_table(params, t
 @pytest.mark.pipeline
 def test_the_run_writes_and_reports_every_definition(snakemake_run, params):
     table = pd.read_csv(snakemake_run / paths.NRMSE_DEFINITIONS)
-    assert len(table) == len(unique_cells(params)) * len(nrmse.DEFINITIONS)
     assert np.isfinite(table["ours"]).all() and (table["ours"] > 0).all()
+    # the predictor baselines of every rating cell: each definition but the released protocol's
+    predictors = table[table["estimator"].isin(kinds.PREDICTORS)]
+    rating_cells = {(e, d, s) for e, x in params["experiments"].items() for d in x["datasets"] for s in x["settings"]
+                    if params["datasets"][d]["source"] != "synthetic"}
+    assert rating_cells and len(predictors) == len(rating_cells) * len(kinds.PREDICTORS) * (len(nrmse.DEFINITIONS) - 1)
+    table = table[~table["estimator"].isin(kinds.PREDICTORS)]
+    assert len(table) == len(unique_cells(params)) * len(nrmse.DEFINITIONS)
     for e, ds, s, est in unique_cells(params):
         evs = [json.loads((snakemake_run / paths.EVAL.format(experiment=e, dataset=ds, setting=s, estimator=est,
                                                              seed=seed)).read_text())

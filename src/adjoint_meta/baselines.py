@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import torch
 
 from adjoint_meta import kinds, nrmse
-from adjoint_meta.evaluate import _per_task, _stats
+from adjoint_meta.evaluate import _stats, definitions_of
 from adjoint_meta.model import Data
 from adjoint_meta.tasks import TaskPool
 
@@ -98,18 +98,10 @@ def evaluate(pool: TaskPool, shot: int, source: str) -> dict[str, dict]:
         pred = predict(name, stats, support, evaluation.items, shift, scale)
         pred_s = predict(name, stats, support, support.items, shift, scale)
         nr, rm = nrmse.relative(pred, y, mask).tolist(), nrmse.rmse(pred, y, mask).tolist()
-        pooled, n_finite = nrmse.pooled(pred, y, mask)
         out[name] = {
             "estimator_label": label, "kind": name, "inner_steps_trained": 0, "report_step": 0,
             "n_test_tasks": support.n_tasks, "units": "rating",
             "nrmse": {**_stats(nr), "per_task": nr}, "rmse": {**_stats(rm), "per_task": rm},
-            "definitions": {
-                "ours": _per_task(nrmse.relative(pred, y, mask)),
-                "standardized": _per_task(nrmse.standardized(pred, y, mask, shift, scale), shift=shift, scale=scale),
-                "range": _per_task(nrmse.over_range(pred, y, mask, span), range=span),
-                "std": _per_task(nrmse.over_std(pred, y, mask)),
-                "pooled": {"value": pooled, "n": int(mask.shape[0]), "n_finite": n_finite},
-                "support": _per_task(nrmse.support(pred_s, y_s, mask_s)),
-            },
+            "definitions": definitions_of(pred, y, mask, pred_s, y_s, mask_s, shift, scale, span),
         }
     return out

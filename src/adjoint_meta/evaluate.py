@@ -106,8 +106,13 @@ def definitions_at(model: MLP, u: torch.Tensor, support: Data, evaluation: Data,
                    span: float) -> dict:
     """Every candidate definition (``nrmse.DEFINITIONS``) that reads the tasks' state after K steps
     ``u``, that is all but the released protocol's; ``span`` is definition 3's range."""
-    pred, y, mask = in_units(model, u, evaluation, shift, scale)
-    pred_s, y_s, mask_s = in_units(model, u, support, shift, scale)
+    return definitions_of(*in_units(model, u, evaluation, shift, scale), *in_units(model, u, support, shift, scale),
+                          shift, scale, span)
+
+
+def definitions_of(pred, y, mask, pred_s, y_s, mask_s, shift: float, scale: float, span: float) -> dict:
+    """The definitions of ``definitions_at`` from predictions and targets in the data's units, on the
+    held-out examples (``pred``, ``y``, ``mask``) and on the support set (``pred_s``, ...)."""
     pooled, n_finite = nrmse.pooled(pred, y, mask)
     return {
         "ours": _per_task(nrmse.relative(pred, y, mask)),
