@@ -78,19 +78,20 @@ def test_discussion_says_which_maml_resembles_the_papers():
     # ratios to the paper's MAML (0.120) and to our A-MAML; the paper's order (MAML above A-MAML, below
     # FOMAML and Reptile) with each variant in MAML's place
     assert "MAML (<code>maml</code>): a median 2× the paper's MAML over 1 cells, 3× our A-MAML" in text
-    assert (f"{ESCAPED} (<code>maml_fo</code>): a median 1.1× the paper's MAML over 1 cells, 1.6× our A-MAML; the "
-            "paper's order holds against A-MAML in 1 of 1, against FOMAML in 1 of 1, against Reptile in 1 of 1 "
-            "cells") in text
-    assert "(<code>maml_adjoint</code>): a median 0.58× the paper's MAML over 1 cells, 0.88× our A-MAML; the " \
-           "paper's order holds against A-MAML in 0 of 1" in text
+    assert (f"{ESCAPED} (<code>maml_fo</code>): a median 1.1× the paper's MAML over 1 cells, 1.6× our A-MAML; in "
+            "MAML's place, the paper's order holds against A-MAML in 1 of 1, against FOMAML in 1 of 1, against "
+            "Reptile in 1 of 1 cells") in text
+    assert "(<code>maml_adjoint</code>): a median 0.58× the paper's MAML over 1 cells, 0.88× our A-MAML; in " \
+           "MAML's place, the paper's order holds against A-MAML in 0 of 1" in text
     assert f"Closest to the paper's MAML values: {ESCAPED} (median 1.1×), within 1.5×." in text
     # the baseline's tiny error never enters; without a variant there is no paragraph
     assert discussion.maml_variants({"table1": _variants_table({"amaml": 0.1, "fomaml": 0.2})}, "T", True) == []
     # Figure 2: no paper values; the paper's stated order is the reference
     [fig2] = discussion.maml_variants({"fig2_50shot": _variants_table({"amaml": 0.1, "maml_fo": 0.2, "fomaml": 0.15})},
                                       "Figure 2", False)
-    assert "the paper's MAML" not in fig2.split("Our three")[1].split(". ")[0]
-    assert "2× our A-MAML; the paper's order holds against A-MAML in 1 of 1, against FOMAML in 0 of 1 cells" in fig2
+    assert "the paper's MAML" not in fig2.split("Ours (")[1].split(". ")[0]
+    assert ("2× our A-MAML; in MAML's place, the paper's order holds against A-MAML in 1 of 1, against FOMAML in "
+            "0 of 1 cells") in fig2
     assert "The paper prints no values here" in fig2
 
 

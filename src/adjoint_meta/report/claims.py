@@ -35,8 +35,9 @@ RULES = {
               "cell of Tables 1-2, nRMSE after K fine-tuning steps; all must support.",
     "both_k": "The Tables 1-2 rule on Table 1 (K = 50) and on Table 2 (K = 100) separately: holds if it holds in "
               "both, does not hold if it holds in neither even in part, holds in part otherwise.",
-    "figure2": f"A-MAML against every other estimator the paper compares in every Figure 2 cell, at {FIGURE2_STEPS} evenly spaced "
-               "recorded fine-tuning steps after step 0 (the first and the last among them); all must support.",
+    "figure2": f"A-MAML against every other estimator the paper compares in every Figure 2 cell, at "
+               f"{FIGURE2_STEPS} evenly spaced recorded fine-tuning steps after step 0 (the first and the last among "
+               "them); all must support.",
     "maml1": f"MAML against MAML-1 in every Figure 2 cell with both, after K steps; “in general”: {_SHARE}.",
     "fomaml_reptile": "MAML against FOMAML and against Reptile in every cell of Tables 1-2 and Figure 2 that has "
                       "them, after K steps; all must support.",

@@ -126,7 +126,8 @@ def maml_variants(tables: dict[str, pd.DataFrame], group: str, with_paper: bool)
             ratios.append(html("{:.2g}× our A-MAML", float(np.median(st["amaml"]))))
         orders = [html("against {} in {}", PEERS[p], _share(*st["order"][p])) for p in PEERS if p in st["order"]]
         parts.append(html("{} (<code>{}</code>): {}{}", st["label"], kind, join(ratios, ", ") or "no ratio",
-                          html("; the paper's order holds {} cells", join(orders, ", ")) if orders else ""))
+                          html("; in MAML's place, the paper's order holds {} cells", join(orders, ", "))
+                          if orders else ""))
     with_values = {k: float(np.median(st["paper"])) for k, st in stats.items() if st["paper"]}
     if with_values:
         best = min(with_values, key=lambda k: abs(np.log(with_values[k])))
@@ -138,7 +139,7 @@ def maml_variants(tables: dict[str, pd.DataFrame], group: str, with_paper: bool)
         verdict = html("The paper prints no values here; the order it states (A-MAML below MAML, MAML below FOMAML "
                        "and Reptile) is the reference.")
     return [html("<b>{}: which MAML is the paper's?</b> The paper's MAML ran K/10 inner steps; the implementation it "
-                 "cites is commonly run first-order. Our three (nRMSE after K fine-tuning steps, medians over the "
+                 "cites is commonly run first-order. Ours (nRMSE after K fine-tuning steps, medians over the "
                  "cells): {}. {}", group, join(parts, "; "), verdict)]
 
 
