@@ -56,8 +56,8 @@ def tables(tables: dict[str, pd.DataFrame]) -> list[Markup]:
                                   list(known.sort_values("paper_mean")["estimator"]))
         ratio = (t["nrmse_mean"] / t["paper_mean"]).replace([np.inf, -np.inf], np.nan).dropna()
         out.append(
-            html("<b>{}</b>: {} has the lowest test nRMSE in {} cells (the paper: all). Against each other "
-                 "estimator over the same test tasks (Wilcoxon, p &lt; {}) it is significantly better in {} "
+            html("<b>{}</b>: among the paper's estimators, {} has the lowest test nRMSE in {} cells (the paper: all). "
+                 "Against each other one over the same test tasks (Wilcoxon, p &lt; {}) it is significantly better in {} "
                  "comparisons and significantly worse in {}. Our nRMSE values are a median {:.2g}× the paper's "
                  "(range {:.2g}–{:.2g}), and the paper's ranking of the estimators is reproduced exactly in {} "
                  "cells.", name, ref, _share(wins, len(cells)), ALPHA_TEST, _share(sig_better, comparisons),
