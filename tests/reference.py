@@ -57,6 +57,23 @@ def maml_grad(m: MLP, theta: torch.Tensor, support: Data, query: Data, steps: in
     return torch.stack(out)
 
 
+def first_order_maml_grad(m: MLP, theta: torch.Tensor, support: Data, query: Data, steps: int,
+                          alpha: float) -> torch.Tensor:
+    """Per-task first-order MAML, [B, P]: ``steps`` plain gradient-descent steps on L_tr from theta
+    (no graph through them), then the gradient of L_val at the adapted parameters."""
+    out = []
+    for b in range(support.n_tasks):
+        u = theta.detach().clone()
+        for _ in range(steps):
+            u = u.requires_grad_(True)
+            (g,) = torch.autograd.grad(loss(m, u, support, b), u)
+            u = (u - alpha * g).detach()
+        u.requires_grad_(True)
+        (g,) = torch.autograd.grad(loss(m, u, query, b), u)
+        out.append(g)
+    return torch.stack(out)
+
+
 def meta_loss(m: MLP, theta: torch.Tensor, support: Data, query: Data, steps: int, alpha: float) -> torch.Tensor:
     """Per-task J_b(theta) = L_val(phi_K(theta)), [B], without building a graph."""
     vals = []

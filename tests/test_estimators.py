@@ -246,6 +246,27 @@ def test_fomaml_reptile_tbptt_match_their_definitions(setup):
     assert ref.rel(full, ref.maml_grad(m, theta, problem.support, problem.query, K, alpha)) < 1e-10
 
 
+def test_maml_fo_is_first_order_maml_through_maml_steps(setup):
+    """maml_fo: K/10 plain GD steps from theta, then grad L_val at the end (a hand-written float64
+    reference); the same as FOMAML at that step count, and not MAML's exact gradient, which has the
+    second-order terms (I - alpha H) of every step."""
+    from adjoint_meta import config
+    m, problem, theta = setup
+    K, alpha = 50, 0.05
+    k = config.inner_steps("maml_fo", K, K // 10)
+    assert k == 5 == config.inner_steps("maml", K, K // 10) and config.inner_steps("maml_adjoint", K, K // 10) == K
+    expect = ref.first_order_maml_grad(m, theta, problem.support, problem.query, k, alpha)
+    r = grad_of("maml_fo", {}, k, alpha, theta, problem)
+    assert ref.rel(r.grad, expect) < 1e-12
+    assert torch.equal(r.grad, grad_of("fomaml", {}, k, alpha, theta, problem).grad)
+    exact = ref.maml_grad(m, theta, problem.support, problem.query, k, alpha)
+    assert ref.rel(grad_of("maml", {}, k, alpha, theta, problem).grad, exact) < 1e-10
+    assert ref.rel(r.grad, exact) > 1e-3  # the second-order terms matter
+    # with no inner step the Jacobian is the identity and the two coincide
+    assert ref.rel(grad_of("maml_fo", {}, 0, alpha, theta, problem).grad,
+                   ref.maml_grad(m, theta, problem.support, problem.query, 0, alpha)) < 1e-12
+
+
 # ---------------------------------------------------------------- one interface
 DEFAULTS = {
     "amaml": dict(forward="dopri5", backward="heun", h=None, rtol=1e-5, atol=1e-6, reg=0.0),

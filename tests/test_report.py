@@ -57,8 +57,42 @@ def test_results_table_shows_ours_paper_difference_and_test():
 
 def test_discussion_counts_wins_and_significance():
     [text] = discussion.tables({"table1": _table()})
-    assert "amaml has the lowest test nRMSE in 1 of 1 cells" in text
+    assert "among the paper's estimators, amaml has the lowest test nRMSE in 1 of 1 cells" in text
     assert "significantly better in 1 of 1 comparisons" in text
+
+
+def _variants_table(means: dict[str, float], labels: dict[str, str] | None = None) -> pd.DataFrame:
+    """One cell of Table 1 (Jester 10shot-15val: the paper prints A-MAML 0.074, MAML 0.120, FOMAML 0.292,
+    Reptile 0.270) with the given estimators (configuration name = kind) and the random-init baseline."""
+    rows = [{"dataset": "jester", "setting": "10shot-15val", "estimator": k, "kind": k,
+             "label": (labels or {}).get(k, k.upper()), "role": "estimator", "nrmse_mean": m} for k, m in means.items()]
+    rows.append({"dataset": "jester", "setting": "10shot-15val", "estimator": "random_init", "kind": "random_init",
+                 "label": "Random", "role": "baseline", "nrmse_mean": 0.001})
+    return pd.DataFrame(rows)
+
+
+def test_discussion_says_which_maml_resembles_the_papers():
+    means = {"amaml": 0.08, "maml": 0.24, "maml_fo": 0.13, "maml_adjoint": 0.07, "fomaml": 0.30, "reptile": 0.28}
+    [text] = discussion.maml_variants({"table1": _variants_table(means, {"maml_fo": HOSTILE})}, "Tables 1–2", True)
+    assert "<script" not in text and ESCAPED in text
+    # ratios to the paper's MAML (0.120) and to our A-MAML; the paper's order (MAML above A-MAML, below
+    # FOMAML and Reptile) with each variant in MAML's place
+    assert "MAML (<code>maml</code>): a median 2× the paper's MAML over 1 cells, 3× our A-MAML" in text
+    assert (f"{ESCAPED} (<code>maml_fo</code>): a median 1.1× the paper's MAML over 1 cells, 1.6× our A-MAML; in "
+            "MAML's place, the paper's order holds against A-MAML in 1 of 1, against FOMAML in 1 of 1, against "
+            "Reptile in 1 of 1 cells") in text
+    assert "(<code>maml_adjoint</code>): a median 0.58× the paper's MAML over 1 cells, 0.88× our A-MAML; in " \
+           "MAML's place, the paper's order holds against A-MAML in 0 of 1" in text
+    assert f"Closest to the paper's MAML values: {ESCAPED} (median 1.1×), within 1.5×." in text
+    # the baseline's tiny error never enters; without a variant there is no paragraph
+    assert discussion.maml_variants({"table1": _variants_table({"amaml": 0.1, "fomaml": 0.2})}, "T", True) == []
+    # Figure 2: no paper values; the paper's stated order is the reference
+    [fig2] = discussion.maml_variants({"fig2_50shot": _variants_table({"amaml": 0.1, "maml_fo": 0.2, "fomaml": 0.15})},
+                                      "Figure 2", False)
+    assert "the paper's MAML" not in fig2.split("Ours (")[1].split(". ")[0]
+    assert ("2× our A-MAML; in MAML's place, the paper's order holds against A-MAML in 1 of 1, against FOMAML in "
+            "0 of 1 cells") in fig2
+    assert "The paper prints no values here" in fig2
 
 
 def test_discussion_of_curves_and_ablation_names_the_reference_and_the_largest_change():
@@ -191,7 +225,8 @@ def _page(verdict_rows: list[dict]) -> str:
     return report.render({
         "params": params, "verdicts": verdict_rows, "verdict_method": claims.method(), "generated": "now",
         "params_hash": "h", "commit": "c",
-        "discussion": {k: [] for k in ("tables", "curves", "ablation", "baselines", "profiles", "accuracy")} |
+        "discussion": {k: [] for k in ("tables", "curves", "maml_tables", "maml_figure2", "ablation", "baselines",
+                                        "profiles", "accuracy")} |
         {"released_code": "r"},
         "experiments": {"with_paper": [x], "others": [], "ablations": []}, "profiles": [], "accuracy": [],
         "datasets": [], "data_files": [], "job_times": None, "jobs": [], "jobs_hours": 0.0, "versions": {},

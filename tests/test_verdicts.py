@@ -122,6 +122,19 @@ def _verdict(key: str, ev: claims.Evidence) -> v.Verdict:
     return claims.JUDGES[key](ev)[0]
 
 
+def test_claims_compare_the_papers_estimators_only():
+    """The MAMLs we add (maml_fo, maml_adjoint) and ES never enter the paper's claims, even where they beat
+    A-MAML: the claims' "MAML" is the kind maml, and iMAML's rank is among the paper's estimators."""
+    ours = {**GOOD, "maml_fo": -0.01, "maml_adjoint": -0.02, "es": -0.03}
+    ev = _evidence([_cell(ours, "table1")], figure2=[_cell(ours)])
+    for key in ("tables", "figure2", "fomaml_reptile"):
+        verdict, comps = claims.JUDGES[key](ev)
+        assert verdict.text == v.HOLDS and {c.other for c in comps} <= set(claims.NAMES.values()), key
+    assert {c.ref for c in claims.JUDGES["fomaml_reptile"](ev)[1]} == {"MAML"}
+    assert _verdict("imaml", _evidence(figure2=[_cell(ours)])).text == _verdict("imaml", _evidence(
+        figure2=[_cell(GOOD)])).text
+
+
 def test_tables_claim_both_ways():
     holds = _evidence([_cell(GOOD, "table1", d) for d in "ab"], [_cell(GOOD, "table2")])
     verdict = _verdict("tables", holds)

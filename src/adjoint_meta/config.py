@@ -609,13 +609,17 @@ def load_slice(text: str, step: str, **wildcards: Any) -> dict:
     return prune(doc, step, **wildcards)
 
 
+MAML_STEPS_KINDS = ("maml", "maml_fo")  # the kinds that run experiments.*.maml_steps inner steps
+
+
 def inner_steps(kind: str, steps: int, maml_steps: int | None = None) -> int:
-    """K an estimator of ``kind`` uses where the others use ``steps``: unrolled MAML uses
-    ``maml_steps`` when given (the paper's tables and Figure 2), MAML-1 one step, and the
-    initialization baselines (``kinds.INITIALIZATIONS``) none: they have no inner loop."""
+    """K an estimator of ``kind`` uses where the others use ``steps``: unrolled MAML and its
+    first-order version (``MAML_STEPS_KINDS``) use ``maml_steps`` when given (the paper's tables
+    and Figure 2), MAML-1 one step, and the initialization baselines (``kinds.INITIALIZATIONS``)
+    none: they have no inner loop.  ``maml_adjoint`` (MAML's exact gradient) takes all K."""
     if kind in kinds.INITIALIZATIONS:
         return 0
-    if kind == "maml" and maml_steps is not None:
+    if kind in MAML_STEPS_KINDS and maml_steps is not None:
         return int(maml_steps)
     if kind == "maml1":
         return 1

@@ -6,7 +6,10 @@ parameter checks (``config``), the estimators package (whose registry must imple
 ``KINDS``, checked when it is imported), the summary's row roles and the report.  Nothing here
 imports torch, so every step may read it.
 
-* ``META_LEARNERS``: meta-gradient estimators, the paper's subject.
+* ``META_LEARNERS``: meta-gradient estimators, the paper's subject.  Three of them are MAML:
+  ``maml`` (exact, autograd through ``maml_steps`` = K/10 steps in the paper's experiments),
+  ``maml_fo`` (first-order through the same K/10 steps: FOMAML with MAML's step count, as the
+  paper's cited MAML code is commonly run) and ``maml_adjoint`` (exact through all K steps).
 * ``INITIALIZATIONS``: baselines that are initializations, trained by the train step and
   fine-tuned by the unchanged evaluate step like any learned theta:
   ``random_init`` (the shared initial theta, zero meta-updates) and ``pretrain`` (joint
@@ -16,8 +19,13 @@ imports torch, so every step may read it.
 """
 from __future__ import annotations
 
-META_LEARNERS: tuple[str, ...] = ("amaml", "maml", "maml1", "maml_adjoint", "fomaml", "reptile", "imaml", "es",
-                                  "tbptt")
+META_LEARNERS: tuple[str, ...] = ("amaml", "maml", "maml_fo", "maml1", "maml_adjoint", "fomaml", "reptile", "imaml",
+                                  "es", "tbptt")
+# the estimators the paper itself compares (its claims are about these; the other meta-learners are ours)
+PAPER_KINDS: tuple[str, ...] = ("amaml", "maml", "maml1", "fomaml", "reptile", "imaml")
+# the MAMLs set beside the paper's (README, "Three MAMLs"): exact through maml_steps (K/10) steps, the paper's
+# "MAML" column; first-order through the same steps; exact through all K steps by the discrete adjoint
+MAML_VARIANTS: tuple[str, ...] = ("maml", "maml_fo", "maml_adjoint")
 INITIALIZATIONS: tuple[str, ...] = ("random_init", "pretrain")
 KINDS: tuple[str, ...] = META_LEARNERS + INITIALIZATIONS  # every value `kind` may take
 

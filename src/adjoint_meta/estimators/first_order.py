@@ -1,6 +1,9 @@
 """First-order estimators: FOMAML and Reptile ignore the Jacobian d phi_K / d theta.
 
 FOMAML:  dJ/dtheta ~ grad L_val(phi_K).
+``maml_fo`` is FOMAML itself; only its number of inner steps differs: it takes MAML's
+(``experiments.*.maml_steps``, K/10 in the paper's tables and Figure 2, chosen by
+``config.inner_steps``), as the paper ran MAML with code that is commonly run first-order.
 Reptile: the direction theta - phi_K (= alpha times the sum of the inner
 gradients); the outer optimizer's learning rate is its step size.
 """
@@ -21,6 +24,14 @@ class Fomaml(Estimator):
         phi = descend(problem, stack(theta, problem.n_tasks), self.steps, self.alpha)
         loss, grad = problem.query_loss_and_grad(phi)
         return MetaGradient(grad, loss)
+
+
+@register
+class MamlFirstOrder(Fomaml):
+    """First-order MAML through MAML's inner steps: FOMAML's estimate, built with the step count
+    ``config.inner_steps`` gives this kind (``maml_steps``)."""
+    name = "maml_fo"
+    label = "MAML, first-order, K/10 steps (as the paper ran it)"
 
 
 @register

@@ -83,6 +83,8 @@ def run(params: dict, out_html: str, root: str = ".", log_file: str | None = Non
         "discussion": {
             "tables": discussion.tables({e: res.tables[e] for e in with_paper}),
             "curves": discussion.curves(res.tables, others),
+            "maml_tables": discussion.maml_variants({e: res.tables[e] for e in with_paper}, "Tables 1–2", True),
+            "maml_figure2": discussion.maml_variants({e: res.tables[e] for e in others}, "Figure 2", False),
             "baselines": discussion.baselines({e: res.tables[e] for e in params["experiments"]}),
             "ablation": discussion.ablation(res.tables, ablations),
             "released_code": discussion.RELEASED_CODE,

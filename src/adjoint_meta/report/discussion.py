@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 
 from adjoint_meta import verdicts
-from adjoint_meta.kinds import BASELINE
-from adjoint_meta.reference import paper
+from adjoint_meta.kinds import BASELINE, MAML_VARIANTS, PAPER_KINDS
+from adjoint_meta.reference import paper, table_value
 from adjoint_meta.report.claims import FIGURES_3_4, kept_bytes
 from adjoint_meta.report.loading import floats
 from adjoint_meta.report.markup import Markup, html, join
@@ -26,11 +26,19 @@ def estimators_only(t: pd.DataFrame) -> pd.DataFrame:
     return t[t["role"] != BASELINE] if "role" in t else t
 
 
+def paper_estimators(t: pd.DataFrame) -> pd.DataFrame:
+    """The rows of the estimators the paper compares (``kinds.PAPER_KINDS``): the winners and significance
+    counts set beside the paper's are taken among them, not among the MAML variants and others we add."""
+    t = estimators_only(t)
+    return t[t["kind"].isin(PAPER_KINDS)] if "kind" in t else t
+
+
 def tables(tables: dict[str, pd.DataFrame]) -> list[Markup]:
-    """How our Tables 1-2 compare with the paper's: winners, significance, scale, ordering (estimators only)."""
+    """How our Tables 1-2 compare with the paper's: winners, significance, scale, ordering (the paper's
+    estimators only)."""
     out = []
     for name, t in tables.items():
-        t = estimators_only(t)
+        t = paper_estimators(t)
         if t["paper_mean"].isna().all() or "reference" not in t:
             continue
         ref = t["reference"].dropna().iloc[0]
@@ -49,14 +57,91 @@ def tables(tables: dict[str, pd.DataFrame]) -> list[Markup]:
                                   list(known.sort_values("paper_mean")["estimator"]))
         ratio = (t["nrmse_mean"] / t["paper_mean"]).replace([np.inf, -np.inf], np.nan).dropna()
         out.append(
-            html("<b>{}</b>: {} has the lowest test nRMSE in {} cells (the paper: all). Against each other "
-                 "estimator over the same test tasks (Wilcoxon, p &lt; {}) it is significantly better in {} "
+            html("<b>{}</b>: among the paper's estimators, {} has the lowest test nRMSE in {} cells (the paper: all). "
+                 "Against each other one over the same test tasks (Wilcoxon, p &lt; {}) it is significantly better in {} "
                  "comparisons and significantly worse in {}. Our nRMSE values are a median {:.2g}× the paper's "
                  "(range {:.2g}–{:.2g}), and the paper's ranking of the estimators is reproduced exactly in {} "
                  "cells.", name, ref, _share(wins, len(cells)), ALPHA_TEST, _share(sig_better, comparisons),
                  sig_worse, ratio.median(), ratio.min(), ratio.max(), _share(same_order, len(cells)))
             if len(ratio) else html("<b>{}</b>: no cell has a published value to compare with.", name))
     return out
+
+
+PEERS = {"amaml": "A-MAML", "fomaml": "FOMAML", "reptile": "Reptile"}  # what the paper sets MAML against
+FIGURE2_ORDER = {"amaml": -1, "fomaml": 1, "reptile": 1}  # sign of (peer − MAML) the paper states for Figure 2
+CLOSE = 1.5  # a median ratio within this factor of 1 counts as resembling the paper's MAML
+
+
+def _first_of_kind(c: pd.DataFrame, kind: str) -> pd.Series | None:
+    """The row of the first configuration of ``kind`` in one cell (as ``loading.cells`` picks it)."""
+    rows = c[c["kind"] == kind]
+    return rows.iloc[0] if len(rows) else None
+
+
+def maml_variants(tables: dict[str, pd.DataFrame], group: str, with_paper: bool) -> list[Markup]:
+    """Which of our MAMLs (``kinds.MAML_VARIANTS``, the first configuration of each kind) resembles the
+    paper's "MAML", over the cells of one group of experiments (Tables 1-2: ``with_paper``; Figure 2): the
+    median over the cells of its nRMSE over the paper's MAML value (``reference.table_value(..., 'maml')``,
+    Tables 1-2 only) and over our A-MAML's, and in how many cells the paper's order of MAML against A-MAML,
+    FOMAML and Reptile holds with the variant in MAML's place: the order of the paper's values in the cell
+    (Tables 1-2), or the order the paper states (Figure 2: A-MAML below MAML, MAML below FOMAML and
+    Reptile).  One paragraph, or none when the group has no variant."""
+    stats: dict[str, dict] = {}
+    for name, t in tables.items():
+        if "kind" not in t:
+            continue
+        for (d, s), c in estimators_only(t).groupby(["dataset", "setting"], sort=False):
+            rows = {k: _first_of_kind(c, k) for k in (*MAML_VARIANTS, *PEERS)}
+            ours = {k: float(r["nrmse_mean"]) for k, r in rows.items() if r is not None}
+            paper_maml = table_value(name, d, s, "maml") if with_paper else None
+            for kind in MAML_VARIANTS:
+                if kind not in ours:
+                    continue
+                st = stats.setdefault(kind, {"label": rows[kind]["label"], "paper": [], "amaml": [], "order": {}})
+                if paper_maml and paper_maml[0] > 0:
+                    st["paper"].append(ours[kind] / paper_maml[0])
+                if ours.get("amaml", 0) > 0:
+                    st["amaml"].append(ours[kind] / ours["amaml"])
+                for peer in PEERS:
+                    if peer not in ours:
+                        continue
+                    if with_paper:
+                        theirs = table_value(name, d, s, peer)
+                        if paper_maml is None or theirs is None:
+                            continue
+                        want = np.sign(theirs[0] - paper_maml[0])
+                    else:
+                        want = FIGURE2_ORDER[peer]
+                    if want:
+                        agree, n = st["order"].get(peer, (0, 0))
+                        st["order"][peer] = (agree + int(np.sign(ours[peer] - ours[kind]) == want), n + 1)
+    if not stats:
+        return []
+    parts = []
+    for kind, st in stats.items():
+        ratios = []
+        if st["paper"]:
+            ratios.append(html("a median {:.2g}× the paper's MAML over {} cells", float(np.median(st["paper"])),
+                               len(st["paper"])))
+        if st["amaml"]:
+            ratios.append(html("{:.2g}× our A-MAML", float(np.median(st["amaml"]))))
+        orders = [html("against {} in {}", PEERS[p], _share(*st["order"][p])) for p in PEERS if p in st["order"]]
+        parts.append(html("{} (<code>{}</code>): {}{}", st["label"], kind, join(ratios, ", ") or "no ratio",
+                          html("; in MAML's place, the paper's order holds {} cells", join(orders, ", "))
+                          if orders else ""))
+    with_values = {k: float(np.median(st["paper"])) for k, st in stats.items() if st["paper"]}
+    if with_values:
+        best = min(with_values, key=lambda k: abs(np.log(with_values[k])))
+        close = 1 / CLOSE <= with_values[best] <= CLOSE
+        verdict = html("Closest to the paper's MAML values: {} (median {:.2g}×){}.", stats[best]["label"],
+                       with_values[best], f", within {CLOSE:g}×" if close else
+                       f"; none of our MAMLs is within {CLOSE:g}× of them")
+    else:
+        verdict = html("The paper prints no values here; the order it states (A-MAML below MAML, MAML below FOMAML "
+                       "and Reptile) is the reference.")
+    return [html("<b>{}: which MAML is the paper's?</b> The paper's MAML ran K/10 inner steps; the implementation it "
+                 "cites is commonly run first-order. Ours (nRMSE after K fine-tuning steps, medians over the "
+                 "cells): {}. {}", group, join(parts, "; "), verdict)]
 
 
 def _referenced(tables: dict[str, pd.DataFrame], names: list[str]):
