@@ -269,7 +269,7 @@ def profiles(frame: pd.DataFrame, params: dict) -> list[Markup]:
 STIFFENS = 1.2  # dopri5 evaluations at the trained theta at least this many times those at the initial one
 
 
-def _first_of_kind(rows: pd.DataFrame, kind: str) -> str | None:
+def _profiled_of_kind(rows: pd.DataFrame, kind: str) -> str | None:
     """The first estimator of a kind in the rows (the profile's order), as the verdicts pick it."""
     names = rows.loc[rows["kind"] == kind, "estimator"]
     return names.iloc[0] if len(names) else None
@@ -293,7 +293,7 @@ def figures34(rows: pd.DataFrame, prof: dict) -> list[Markup]:
     from adjoint_meta.profile import TRAINED
 
     sweep = rows[rows["variable"] == "steps"]
-    maml, amaml = _first_of_kind(sweep, "maml"), _first_of_kind(sweep, "amaml")
+    maml, amaml = _profiled_of_kind(sweep, "maml"), _profiled_of_kind(sweep, "amaml")
     if maml is None or amaml is None:
         return []
     n = paper()["claims"]["figure3"]["numbers"]
@@ -323,10 +323,10 @@ def figures34(rows: pd.DataFrame, prof: dict) -> list[Markup]:
                       100 * at / gpu, float(n["gpu_gb"]), float(n["amaml_share"])))
     trained = rows[rows["variable"] == TRAINED]
     ks = sorted({int(v) for v in trained["value"]}) or [int(k.max())]
-    peers = [(e, lab) for e, lab in ((_first_of_kind(sweep, "fomaml"), "FOMAML"),
-                                      (_first_of_kind(sweep, "reptile"), "Reptile"),
-                                      (_first_of_kind(sweep, "imaml"), "iMAML"),
-                                      (_first_of_kind(sweep, "maml_adjoint"), "the exact adjoint")) if e is not None]
+    peers = [(e, lab) for e, lab in ((_profiled_of_kind(sweep, "fomaml"), "FOMAML"),
+                                      (_profiled_of_kind(sweep, "reptile"), "Reptile"),
+                                      (_profiled_of_kind(sweep, "imaml"), "iMAML"),
+                                      (_profiled_of_kind(sweep, "maml_adjoint"), "the exact adjoint")) if e is not None]
     thetas = [("at the initial θ", sweep)]
     if not trained.empty:
         thetas.append((f"after {int(trained['theta_meta_steps'].iloc[0])} meta-updates", trained))
