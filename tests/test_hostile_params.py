@@ -68,6 +68,19 @@ def test_every_key_with_a_wrong_type_is_named(path):
     ({"evaluation.record_every": 5000}, "evaluation.record_every: 5000 exceeds experiments.table1.eval_steps"),
     ({"experiments.table1.estimators": ["amaml", "tbptt"], "estimators.tbptt.window": 80},
      "estimators.tbptt.window: 80 exceeds experiments.table1.steps (50)"),
+    # the released code's test protocol (a candidate nRMSE definition)
+    ({"evaluation.released_protocol.steps": 0}, "evaluation.released_protocol.steps: must be >= 1"),
+    ({"evaluation.released_protocol.lr": 0}, "evaluation.released_protocol.lr: must be > 0"),
+    ({"evaluation.released_protocol.lr": -1e-3}, "evaluation.released_protocol.lr: must be > 0"),
+    ({"evaluation.released_protocol.lr": float("nan")}, "evaluation.released_protocol.lr: must be a finite number"),
+    ({"evaluation.released_protocol.record_every": 0}, "evaluation.released_protocol.record_every: must be >= 1"),
+    ({"evaluation.released_protocol.steps": 2.5}, "evaluation.released_protocol.steps: must be of type integer"),
+    ({"evaluation.released_protocol.record_every": 6000},
+     "evaluation.released_protocol.record_every: 6000 exceeds evaluation.released_protocol.steps (5000)"),
+    ({"evaluation.released_protocol.weight_decay": 0.1}, "unknown key evaluation.released_protocol.weight_decay"),
+    ({"evaluation.released_protocol": None}, "evaluation.released_protocol: must be of type object"),
+    ({"experiments.nrmse_definitions": copy.deepcopy(BASE["experiments"]["table1"])},
+     "experiments.nrmse_definitions: the name is taken"),
 ])
 def test_out_of_range_and_unknown_values_are_named(override, key, tmp_path):
     import yaml
