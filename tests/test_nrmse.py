@@ -12,7 +12,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-import yaml
 
 from adjoint_meta import config, evaluate, kinds, make_tasks, nrmse, paths, summarize, train
 from adjoint_meta.model import MLP, Data
