@@ -43,7 +43,7 @@ def data(sizes, n, onehot, g) -> Data:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--estimators", nargs="+", default=["amaml_paper", "maml_adjoint", "fomaml", "imaml"],
+    ap.add_argument("--estimators", nargs="+", default=["amaml", "maml_adjoint", "fomaml", "imaml"],
                     choices=list(VARIANTS))
     ap.add_argument("--updates", type=int, default=7, help="timed meta-updates per estimator (median)")
     args = ap.parse_args()

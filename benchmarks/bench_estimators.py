@@ -14,7 +14,10 @@ are also printed, to show the slope per stored state.
 
     python benchmarks/bench_estimators.py                    # times, all estimators, K in 10..500
     python benchmarks/bench_estimators.py --memory           # plus peak memory
-    python benchmarks/bench_estimators.py --steps 200 --estimators maml_adjoint amaml_paper
+    python benchmarks/bench_estimators.py --steps 200 --estimators maml_adjoint amaml
+
+The estimators are the meta-learner configurations of params.yaml (benchmarks/common.py), and
+``amaml_td``: the paper's A-MAML with torchdiffeq's own dopri5 (the same steps, more bookkeeping).
 """
 from __future__ import annotations
 
@@ -36,16 +39,12 @@ from adjoint_meta.memory import measure_peak  # noqa: E402
 from adjoint_meta.runtime import tune_allocator  # noqa: E402
 
 ALPHA = 0.01
-BENCH_VARIANTS = dict(VARIANTS)
-BENCH_VARIANTS["maml_adjoint_lin"] = ("maml_adjoint", {"store": "linearizations"})
-BENCH_VARIANTS["tbptt"] = ("tbptt", dict(window=10, store="states"))
-# the paper's A-MAML with torchdiffeq's own dopri5 (the same steps, more bookkeeping per step)
-BENCH_VARIANTS["amaml_paper_td"] = ("amaml", dict(VARIANTS["amaml_paper"][1], forward="dopri5_torchdiffeq"))
+BENCH_VARIANTS = dict(VARIANTS, amaml_td=("amaml", dict(VARIANTS["amaml"][1], forward="dopri5_torchdiffeq")))
 
 
 def estimator(name: str, K: int):
-    est, cfg = BENCH_VARIANTS[name]
-    return build(est, {"store": "states", **cfg} if est in ("maml_adjoint", "amaml") else cfg, K, ALPHA, seed=0)
+    kind, cfg = BENCH_VARIANTS[name]
+    return build(kind, cfg, K, ALPHA, seed=0)
 
 
 def measure_memory(name: str, K: int, problem, theta, device: str) -> dict:

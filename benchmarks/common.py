@@ -1,28 +1,36 @@
 """Shared set-up of the benchmarks: the 100-40-40-1 problem (docs/protocol.md §2-3) and careful timing."""
 from __future__ import annotations
 
+import json
 import statistics
 import time
+from pathlib import Path
 from typing import Callable
 
 import torch
 
+from adjoint_meta import config, kinds
 from adjoint_meta.estimators import InnerProblem
 from adjoint_meta.model import MLP, Data
 
-# estimator name -> (params.yaml name, hyper-parameters); the variants the paper and released code run
-VARIANTS: dict[str, tuple[str, dict]] = {
-    "maml": ("maml", {}),
-    "maml_adjoint": ("maml_adjoint", {}),
-    "amaml_paper": ("amaml", dict(forward="dopri5", backward="heun", h=None, rtol=1e-5, atol=1e-6, reg=0.0)),
-    "amaml_released": ("amaml", dict(forward="rk4", backward="euler", h=None, rtol=1e-5, atol=1e-6, reg=1.0)),
-    "fomaml": ("fomaml", {}),
-    "reptile": ("reptile", {}),
-    "imaml": ("imaml", dict(lam=1.0, cg_steps=5)),
-    "es": ("es", dict(directions=10, sigma=0.01)),
-    "tbptt": ("tbptt", dict(window=10)),
-    "maml1": ("maml1", {}),
-}
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _variants() -> dict[str, tuple[str, dict]]:
+    """name -> (kind, configuration) of every meta-learner configuration of params.yaml (the paper's
+    A-MAML ``amaml``, the released code's ``amaml_released``, the MAMLs, ...), each complete with its
+    kind's declared defaults; a configuration whose hyper-parameters repeat an earlier one's (one that
+    differs only in its outer optimizer) is left out."""
+    out, seen = {}, set()
+    for name, cfg in config.load(ROOT / "params.yaml")["estimators"].items():
+        hyper = json.dumps({k: v for k, v in cfg.items() if k not in ("label", "outer")}, sort_keys=True)
+        if cfg["kind"] in kinds.META_LEARNERS and hyper not in seen:
+            out[name] = (cfg["kind"], cfg)
+            seen.add(hyper)
+    return out
+
+
+VARIANTS: dict[str, tuple[str, dict]] = _variants()
 
 
 def cf_problem(n_items: int = 100, hidden=(40, 40), tasks: int = 5, examples: int = 20,
@@ -58,18 +66,3 @@ def interleaved_ms(fns: dict[str, Callable[[], object]], repeats: int = 7, warmu
                 sync()
             times[k].append((time.perf_counter() - t0) * 1e3)
     return {k: statistics.median(v) for k, v in times.items()}
-
-
-def median_ms(fn: Callable[[], object], repeats: int = 7, warmup: int = 2, sync=None) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        if sync:
-            sync()
-        t0 = time.perf_counter()
-        fn()
-        if sync:
-            sync()
-        times.append((time.perf_counter() - t0) * 1e3)
-    return statistics.median(times)

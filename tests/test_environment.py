@@ -3,6 +3,7 @@ on the workflow, the check of the jobs' `python`, and where the tools the tests 
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -132,3 +133,19 @@ def test_tools_write_into_the_session_sandbox():
                   matplotlib.get_cachedir(), matplotlib.get_configdir()):
         assert Path(where).is_relative_to(sandbox), where
     assert not analytics.is_enabled()
+
+
+def test_each_rule_file_uses_only_what_common_smk_defines():
+    """A rule file may use the names common.smk defines, never one another rule file defines: the
+    files then do not depend on the order the Snakefile includes them in."""
+    rules = ROOT / "workflow" / "rules"
+    defined = {p.name: set(re.findall(r"^(?:def\s+(\w+)|(\w+)\s*=(?!=))", p.read_text(), flags=re.M))
+               for p in rules.glob("*.smk")}
+    defined = {name: {a or b for a, b in found} for name, found in defined.items()}
+    assert "common.smk" in defined and defined["common.smk"]
+    for name, text in ((p.name, p.read_text()) for p in rules.glob("*.smk") if p.name != "common.smk"):
+        for other, names in defined.items():
+            if other in ("common.smk", name):
+                continue
+            used = {n for n in names if re.search(rf"\b{re.escape(n)}\b", text)}
+            assert not used, f"{name} uses {sorted(used)}, defined in {other}; define them in common.smk"

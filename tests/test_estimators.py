@@ -268,14 +268,6 @@ def test_maml_fo_is_first_order_maml_through_maml_steps(setup):
 
 
 # ---------------------------------------------------------------- one interface
-DEFAULTS = {
-    "amaml": dict(forward="dopri5", backward="heun", h=None, rtol=1e-5, atol=1e-6, reg=0.0),
-    "imaml": dict(lam=1.0, cg_steps=5),
-    "es": dict(directions=4, sigma=0.01),
-    "tbptt": dict(window=3),
-}
-
-
 @pytest.mark.parametrize("name", available())
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_every_estimator_shares_the_interface(name, dtype):
@@ -286,7 +278,7 @@ def test_every_estimator_shares_the_interface(name, dtype):
                         torch.full((B, n), 1.0 / n, dtype=dtype))
     problem = InnerProblem(m, mk(5), mk(6))
     theta = m.init(g, dtype)
-    r = build(name, DEFAULTS.get(name, {}), 6, 0.05, seed=1)(theta, problem)
+    r = build(name, {}, 6, 0.05, seed=1)(theta, problem)  # the hyper-parameters' declared defaults
     assert r.grad.shape == (B, m.n_params) and r.grad.dtype == dtype and torch.isfinite(r.grad).all()
     assert r.query_loss.shape == (B,) and torch.isfinite(r.query_loss).all()
     assert np.isfinite(list(r.stats.values())).all()

@@ -193,3 +193,46 @@ def test_random_parameter_sets_never_crash_the_validator(data):
         problems = _problems(str(exc))
         assert all(ITEM.match(p) for p in problems), str(exc)
         assert any(_about(p, changed) for p in problems), (changed, str(exc))
+
+
+# each named cross-check of config.checks, with a case that only it catches: the check's name, an
+# override of params.yaml, and the start of its message
+CHECK_CASES = {
+    "preset": ({"preset": "tiny"}, "preset: 'tiny' is not defined"),
+    "experiment_names": ({"experiments.fig2_100shot.estimators": ["amaml", "maml7"]},
+                         "experiments.fig2_100shot.estimators: 'maml7' is not defined under 'estimators'"),
+    "eval_steps": ({"experiments.fig2_100shot.eval_steps": 100}, "experiments.fig2_100shot.eval_steps: must be >= "),
+    "settings_fit_datasets": ({"datasets.jester.min_test_ratings": 20},
+                              "settings.20shot-30val: shot = 20 leaves no rating to evaluate"),
+    "record_every": ({"evaluation.record_every": 300}, "evaluation.record_every: 300 exceeds experiments.table1"),
+    "estimator_configurations": ({"estimators.amaml_rk4.backward": "discrete"},
+                                 "estimators.amaml_rk4.backward: 'discrete' is the exact adjoint of an euler"),
+    "reserved_names": ({"experiments.nrmse_definitions": copy.deepcopy(BASE["experiments"]["table1"])},
+                       "experiments.nrmse_definitions: the name is taken"),
+    "studies": ({"accuracy.real.estimators": ["amaml", "pretrain"]},
+                "accuracy.real.estimators: 'pretrain' is a baseline"),
+    "paired_tests": ({"experiments.table2.paired_test": {"estimator": "es"}},
+                     "experiments.table2.paired_test.estimator: 'es' is not trained in experiments.table2"),
+    "raw_sources": ({"datasets.ml1m.source": "ml100k"},
+                    "datasets.ml1m.source: 'ml100k' is already the source of datasets.ml100k"),
+    "meta_batch": ({"meta.meta_batch": 150}, "meta.meta_batch: 150 exceeds datasets.cosmixture.n_train_tasks"),
+}
+
+
+def test_every_named_check_has_its_own_case():
+    from adjoint_meta.config import checks
+
+    assert list(CHECK_CASES) == list(checks.CHECKS)
+
+
+@pytest.mark.parametrize("name", list(CHECK_CASES))
+def test_each_named_check_names_the_key(name):
+    from adjoint_meta.config import checks
+
+    override, message = CHECK_CASES[name]
+    doc = config.apply_overrides(BASE, override)
+    found = {n: list(checks.CHECKS[n](doc)) for n in checks.CHECKS}
+    assert [m for m in found[name] if m.startswith(message)], found[name]
+    assert not [n for n, msgs in found.items() if msgs and n != name], found  # no other check fires
+    with pytest.raises(config.ParamsError, match=re.escape(message)):
+        config.validate(doc)

@@ -12,6 +12,7 @@ import sys
 from typing import Callable
 
 from adjoint_meta import config, usage
+from adjoint_meta.data.sources import SOURCES
 
 EXIT_PARAMS = 2
 EXIT_FAILURE = 1
@@ -43,24 +44,15 @@ def _overrides(items: list[str]) -> dict:
     return out
 
 
-def _spec(args: argparse.Namespace, step: str, **wildcards) -> dict:
+def _spec(args: argparse.Namespace, step: str, **keys) -> dict:
+    """The job's parameters: from the slice a Snakemake rule passed, or from the parameter file
+    (DVC's stages), through the one resolver ``config.job_slice``."""
     if args.slice is not None:
-        return config.load_slice(args.slice, step, **wildcards)
-    params = config.load(args.params, _overrides(args.overrides))
-    if step in ("make-tasks",):
-        if wildcards.get("dataset") not in params["datasets"]:
-            raise config.ParamsError(f"--dataset {wildcards.get('dataset')!r} is not defined under 'datasets'; "
-                                     f"allowed values: {', '.join(sorted(params['datasets']))}")
-    if step in ("train", "evaluate"):
-        if config.Cell(**wildcards) not in set(config.cells(params)):
-            raise config.ParamsError(
-                "no experiment in the parameters has the cell " +
-                " ".join(f"{k}={v}" for k, v in wildcards.items()) +
-                f"; experiments: {', '.join(params['experiments'])}")
-    return config.prune(params, step, **wildcards)
+        return config.load_slice(args.slice, step, **keys)
+    return config.job_slice(config.load(args.params, _overrides(args.overrides)), step, **keys)
 
 
-CELL = ("experiment", "dataset", "setting", "estimator", "seed")
+CELL = config.CELL_FIELDS
 
 
 def cmd_params(args: argparse.Namespace) -> None:
@@ -120,38 +112,13 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 def cmd_profile(args: argparse.Namespace) -> None:
     from adjoint_meta import profile
 
-    profile.run(_job(args, "profile", profile=args.profile), args.profile, args.tasks, args.out, args.log)
+    profile.run(_spec(args, "profile", profile=args.profile), args.profile, args.tasks, args.out, args.log)
 
 
 def cmd_accuracy(args: argparse.Namespace) -> None:
     from adjoint_meta import accuracy
 
-    accuracy.run(_job(args, "accuracy", name=args.name), args.name, args.tasks, args.out, args.log)
-
-
-def _job(args: argparse.Namespace, step: str, **keys) -> dict:
-    """The slice of a profiling or accuracy job; its dataset and setting come from the parameters."""
-    section = "profiles" if step == "profile" else "accuracy"
-    name = keys.get("profile") or keys.get("name")
-    params = (config.load(args.params, _overrides(args.overrides)) if args.slice is None
-              else _slice_doc(args.slice))
-    item = (params.get(section) or {}).get(name)
-    if item is None:
-        raise config.ParamsError(f"--{'profile' if step == 'profile' else 'name'} {name!r} is not defined under "
-                                 f"'{section}'; allowed values: {', '.join(sorted(params.get(section) or {}))}")
-    wild = dict(keys, dataset=item["dataset"], setting=item["setting"])
-    if args.slice is not None:
-        return config.load_slice(args.slice, step, **wild)
-    return config.prune(params, step, **wild)
-
-
-def _slice_doc(text: str) -> dict:
-    import json
-
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise config.ParamsError(f"--slice: not valid JSON ({exc})") from None
+    accuracy.run(_spec(args, "accuracy", name=args.name), args.name, args.tasks, args.out, args.log)
 
 
 def cmd_timings(args: argparse.Namespace) -> None:
@@ -209,7 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cells", action="store_true", help="list the training jobs the parameters define")
 
     p = add("fetch", cmd_fetch, "make a raw dataset present and verified (download only if missing)")
-    p.add_argument("--source", required=True, choices=["jester", "ml100k", "ml1m"])
+    p.add_argument("--source", required=True, choices=list(SOURCES))
     p.add_argument("--out", required=True, help="manifest of the raw file used (.json)")
     p.add_argument("--log", help="log file")
 

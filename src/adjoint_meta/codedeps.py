@@ -11,7 +11,9 @@ import, then everything those modules import, transitively.  Within ``cli`` the
 imports inside other steps' ``cmd_*`` functions are left out (each command imports its
 own step lazily); everywhere else every import counts, at module level or inside a
 function, whether or not a given run reaches it.  Importing ``a.b.c`` runs ``a`` and
-``a.b`` too, so parent packages are included.
+``a.b`` too, so parent packages are included.  A package that imports all of its modules
+with ``plugins.import_all(__name__, __path__)`` (the estimators, which register themselves)
+imports each of them.
 
 Package data is found the same way: a module reads a file shipped with the package
 only through ``importlib.resources.files(<package>).joinpath("<relative path>")``
@@ -21,6 +23,7 @@ the file a dependency of every step that imports the module.
 from __future__ import annotations
 
 import ast
+import pkgutil
 from functools import lru_cache
 from pathlib import Path
 
@@ -80,10 +83,21 @@ def _imports(nodes: list[ast.AST], path: Path) -> set[str]:
                 mod = _resolve(node, path)
                 # `from pkg import name`: name is a submodule or something pkg defines
                 names = [mod] + [f"{mod}.{a.name}" for a in node.names if module_path(f"{mod}.{a.name}")]
+            if _imports_all(node) and path.name == "__init__.py":
+                package = _module_name(path)
+                names = [f"{package}.{m.name}" for m in pkgutil.iter_modules([str(path.parent)])]
             for name in names:
                 if name.split(".")[0] == PACKAGE:
                     found |= {n for n in _with_parents(name) if module_path(n)}
     return found
+
+
+def _imports_all(node: ast.AST) -> bool:
+    """Whether ``node`` is the call ``import_all(__name__, __path__)`` (``adjoint_meta.plugins``)."""
+    if not isinstance(node, ast.Call) or len(node.args) != 2:
+        return False
+    func = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", None)
+    return func == "import_all" and [getattr(a, "id", None) for a in node.args] == ["__name__", "__path__"]
 
 
 def _data_files(tree: ast.AST, path: Path) -> set[Path]:

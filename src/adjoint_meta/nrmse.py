@@ -39,13 +39,9 @@ from dataclasses import dataclass
 
 import torch
 
-from adjoint_meta.data.ratings import JESTER_RANGE, MOVIELENS_RANGE
+from adjoint_meta.data.sources import SOURCES
 
 Tensor = torch.Tensor
-
-# the nominal rating scale of each collaborative-filtering source (datasets.<name>.source)
-RATING_SCALES: dict[str, tuple[float, float]] = {"jester": JESTER_RANGE, "ml100k": MOVIELENS_RANGE,
-                                                 "ml1m": MOVIELENS_RANGE}
 
 
 @dataclass(frozen=True)
@@ -104,8 +100,8 @@ def rmse(pred: Tensor, y: Tensor, mask: Tensor) -> Tensor:
 def value_range(source: str, y: Tensor, mask: Tensor) -> float:
     """The range definition 3 divides by: the rating scale of a collaborative-filtering source, else
     max − min of the given targets over every task (synthetic data: all test tasks' held-out targets)."""
-    if source in RATING_SCALES:
-        lo, hi = RATING_SCALES[source]
+    if source in SOURCES:
+        lo, hi = SOURCES[source].scale
         return float(hi - lo)
     present = y[mask > 0]
     return float(present.max() - present.min()) if present.numel() else math.nan

@@ -1,5 +1,7 @@
 """Verdicts on the paper's claims: a paired bootstrap over training seeds and test tasks, and the
 rules that turn its intervals (and the profiles' numbers) into "holds", "holds in part", ...
+(About 350 lines: the statistics and every rule stay together, so the thresholds the report
+prints, ``RULES``, sit beside the code that applies them.)
 
 The test.  A comparison sets the estimator a claim says is better (``ref``) against another on the
 same cells: two arrays [seeds, tasks] of per-task nRMSE, paired by seed and task, since every

@@ -3,9 +3,11 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import adjoint_meta
 from adjoint_meta import codedeps
 from adjoint_meta import config as amc
 from adjoint_meta import paths
+from adjoint_meta.data.sources import SOURCES
 from snakemake.exceptions import WorkflowError
 
 # params.yaml (or --config params=FILE), with the other --config entries as overrides,
@@ -36,7 +38,7 @@ ACCURACY_JOBS = {j["name"]: j for j in amc.accuracy_jobs(P)}
 DATA_PRIORITY = 100
 
 wildcard_constraints:
-    source=r"jester|ml100k|ml1m",
+    source="|".join(SOURCES),
     experiment=r"[a-z][a-z0-9_]*",
     dataset=r"[a-z][a-z0-9_]*",
     setting=r"[0-9]+shot-[0-9]+val",
@@ -50,7 +52,8 @@ def code(step):
 
 
 def slice_of(step, *fields):
-    """params: the JSON slice of the parameters this step reads for the job's wildcards."""
+    """params: the JSON slice of the parameters this step reads for the job's wildcards (config.job_slice,
+    which the CLI uses too)."""
     return lambda wc: amc.slice_json(P, step, **{f: (int(wc[f]) if f == "seed" else wc[f]) for f in fields})
 
 
@@ -131,7 +134,7 @@ def check_python():
 
     if DeploymentMethod.CONDA in workflow.deployment_settings.deployment_method:
         return
-    here = Path(amc.__file__).resolve().parent
+    here = Path(adjoint_meta.__file__).resolve().parent
     python = shutil.which("python")
     found = None
     if python:

@@ -11,7 +11,7 @@ rule profile:
     output:
         csv=paths.PROFILE,
     params:
-        slice=lambda wc: amc.slice_json(P, "profile", **profile_job(wc)),
+        slice=slice_of("profile", "profile"),
     conda:
         CONDA_ENV
     log:
@@ -37,7 +37,7 @@ rule accuracy:
     output:
         csv=paths.ACCURACY,
     params:
-        slice=lambda wc: amc.slice_json(P, "accuracy", **ACCURACY_JOBS[wc.name]),
+        slice=slice_of("accuracy", "name"),
     conda:
         CONDA_ENV
     log:

@@ -24,34 +24,19 @@ split, role, order, item, y) plus ``rating`` (original units) and ``user``
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import pandas as pd
 
+from adjoint_meta.data.sources import SOURCES, Source
+
 TARGETS = ("raw", "standardized")
-
-
-@dataclass(frozen=True)
-class Dataset:
-    family: str  # 'jester' | 'movielens'
-    paper_task_count: int  # tasks the paper reports, for side-by-side reporting
-    published_ratings: int  # ratings in the complete published dataset (a smaller file is a partial copy)
-    all_items: int | None = None  # Jester: a fixed item set, kept whole
-
-
-DATASETS: dict[str, Dataset] = {
-    "jester": Dataset("jester", 24983, 1810455, all_items=100),
-    "ml100k": Dataset("movielens", 489, 100000),
-    "ml1m": Dataset("movielens", 4985, 1000209),
-}
 
 
 class PreprocessError(ValueError):
     """Ratings and settings from which the requested tasks cannot be built."""
 
 
-def _select_items(ratings: pd.DataFrame, spec: Dataset, n_items: int, name: str) -> tuple[np.ndarray, str]:
+def _select_items(ratings: pd.DataFrame, spec: Source, n_items: int, name: str) -> tuple[np.ndarray, str]:
     """Original ids of the kept items, in the order that defines the new item index."""
     if spec.all_items is not None:
         if n_items != spec.all_items:
@@ -103,11 +88,12 @@ def _target(rating: np.ndarray, train: np.ndarray, mode: str) -> tuple[float, fl
     return shift, scale
 
 
-def _rating_values(rating: np.ndarray, family: str) -> dict:
-    if family == "movielens":
+def _rating_values(rating: np.ndarray, spec: Source) -> dict:
+    if spec.discrete:
         values, counts = np.unique(rating, return_counts=True)
         return {f"{v:g}": int(c) for v, c in zip(values, counts)}
-    edges = np.arange(-10.0, 10.5, 1.0)
+    lo, hi = spec.scale
+    edges = np.arange(float(lo), hi + 0.5, 1.0)
     counts, _ = np.histogram(rating, bins=edges)
     return {"edges": edges.tolist(), "counts": counts.tolist()}
 
@@ -121,9 +107,9 @@ def _per_task_stats(sizes: np.ndarray) -> dict:
 def preprocess(ratings: pd.DataFrame, cfg: dict, rng: np.random.Generator,
                source_name: str) -> tuple[pd.DataFrame, dict]:
     """Task table (one task per kept user) and its summary; see the module docstring for the rules."""
-    if source_name not in DATASETS:
-        raise PreprocessError(f"unknown dataset {source_name!r}; known: {', '.join(DATASETS)}")
-    spec = DATASETS[source_name]
+    if source_name not in SOURCES:
+        raise PreprocessError(f"unknown dataset {source_name!r}; known: {', '.join(SOURCES)}")
+    spec = SOURCES[source_name]
     missing = {"user", "item", "rating"} - set(ratings.columns)
     if missing or ratings.empty:
         raise PreprocessError(f"{source_name}: ratings need columns user, item, rating and at least one row"
@@ -178,7 +164,7 @@ def preprocess(ratings: pd.DataFrame, cfg: dict, rng: np.random.Generator,
         "n_train_tasks": int(len(train_users)),
         "n_test_tasks": int(n_test),
         "ratings_per_task": _per_task_stats(sizes),
-        "rating_values": _rating_values(rating, spec.family),
+        "rating_values": _rating_values(rating, spec),
         "filter": {
             "items": item_rule,
             "users": f"users with >= {max(min_ratings, 1)} ratings among the kept items",

@@ -1,4 +1,5 @@
-"""Strict parsers of the raw rating files: each gives a table ``user, item, rating``.
+"""Strict parsers of the raw rating files: each gives a table ``user, item, rating``.  The
+sources registry (``adjoint_meta.data.sources``) names the parser of each source.
 
 Formats:
 
@@ -269,17 +270,30 @@ def _jester(path: Path, values: np.ndarray, where: Where) -> pd.DataFrame:
                          "rating": cells[rows, jokes].astype(np.float64)})
 
 
+def movielens_100k(path: Path) -> pd.DataFrame:
+    """``u.data``: ``user<TAB>item<TAB>rating<TAB>timestamp``."""
+    return _movielens(path, read_delimited(path, "\t", 4))
+
+
+def movielens_1m(path: Path) -> pd.DataFrame:
+    """``ratings.dat`` (or its gzip): ``UserID::MovieID::Rating::Timestamp``."""
+    return _movielens(path, read_delimited(path, "::", 4))
+
+
+def jester(path: Path) -> pd.DataFrame:
+    """``jester-data-1.xls`` (first sheet) or its comma-separated export."""
+    if path.suffix.lower() == ".xls":
+        return _jester(path, read_sheet(path, JESTER_JOKES + 1), _sheet_row)
+    return _jester(path, read_delimited(path, ",", JESTER_JOKES + 1), _line)
+
+
 def read(name: str, path: str | Path) -> pd.DataFrame:
-    """The ratings of dataset ``name`` ('jester', 'ml100k', 'ml1m') in file ``path``."""
+    """The ratings of raw source ``name`` (``adjoint_meta.data.sources``) in file ``path``."""
+    from adjoint_meta.data.sources import SOURCES  # the registry names the parsers above
+
     path = Path(path)
     if not path.is_file():
         raise RatingsError(path, "no such file")
-    if name == "ml100k":
-        return _movielens(path, read_delimited(path, "\t", 4))
-    if name == "ml1m":
-        return _movielens(path, read_delimited(path, "::", 4))
-    if name == "jester":
-        if path.suffix.lower() == ".xls":
-            return _jester(path, read_sheet(path, JESTER_JOKES + 1), _sheet_row)
-        return _jester(path, read_delimited(path, ",", JESTER_JOKES + 1), _line)
-    raise ValueError(f"unknown ratings format {name!r}; known: jester, ml100k, ml1m")
+    if name not in SOURCES:
+        raise ValueError(f"unknown ratings format {name!r}; known: {', '.join(SOURCES)}")
+    return SOURCES[name].parse(path)

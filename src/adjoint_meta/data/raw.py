@@ -6,19 +6,8 @@ used as it is; an archive is verified against its published checksum and the
 ratings file is extracted beside it; only when nothing usable is present does
 :func:`fetch` download the official archive.
 
-Every checksum the project knows is in :data:`SOURCES` and nowhere else:
-
-* Jester-1 ``jester_dataset_1_1.zip``: its published sha256 (docs/protocol.md names the file).
-* MovieLens ``ml-100k.zip`` / ``ml-1m.zip``: sha256 (and size) from TensorFlow
-  Datasets' recorded download checksums
-  (tensorflow/datasets, ``tensorflow_datasets/url_checksums/movielens.txt``),
-  and the md5 that GroupLens publishes beside each zip (``ml-100k.zip.md5``,
-  ``ml-1m.zip.md5``; the same values are used by torchtext and other loaders).
-  Both are checked.  They could not be re-checked against the live server when
-  this was written (no network), so a mismatch reports both values in full.
-* Reference sha256 of plain files (``Source.known``) are informational: a
-  hand-placed file that differs is still used, and :func:`manifest` records
-  whether it matches.
+Every source, with its files and checksums, is an entry of the registry
+``adjoint_meta.data.sources.SOURCES`` and nowhere else.
 """
 from __future__ import annotations
 
@@ -28,10 +17,10 @@ import shutil
 import urllib.request
 import zipfile
 import zlib
-from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Callable, Mapping
+from typing import Callable
 
+from adjoint_meta.data.sources import SOURCES, Archive, Source
 from adjoint_meta.io import atomic_path
 
 Progress = Callable[[str], None]
@@ -46,87 +35,6 @@ class RawDataError(ValueError):
 
 class MissingRawData(RawDataError):
     """No usable raw file is present (and none could be downloaded)."""
-
-
-@dataclass(frozen=True)
-class Archive:
-    """A zip that holds the ratings file ``member``; its checksums, where they are known."""
-    file: str
-    member: str
-    sha256: str | None = None
-    md5: str | None = None
-    size: int | None = None
-
-    @property
-    def verified(self) -> bool:
-        return bool(self.sha256 or self.md5)
-
-
-@dataclass(frozen=True)
-class Source:
-    """One dataset: the official archive, and the file names accepted in its directory."""
-    name: str
-    title: str
-    url: str
-    archive: Archive  # the official download (archive.file, archive.sha256, archive.member)
-    files: tuple[str, ...]  # ratings files accepted as they are, most preferred first
-    other_archives: tuple[Archive, ...] = ()  # further accepted archives (not downloadable)
-    known: Mapping[str, str] = field(default_factory=dict)  # file name -> sha256 of a known-good copy
-
-    @property
-    def archives(self) -> tuple[Archive, ...]:
-        return (self.archive, *self.other_archives)
-
-    @property
-    def accepted(self) -> tuple[str, ...]:
-        """Every file name that may be placed by hand, in the order :func:`locate` looks."""
-        return (*self.files, *(a.file for a in self.archives))
-
-
-SOURCES: dict[str, Source] = {
-    "jester": Source(
-        name="jester",
-        title="Jester-1 (jester-data-1)",
-        url="https://goldberg.berkeley.edu/jester-data/jester_dataset_1_1.zip",
-        archive=Archive("jester_dataset_1_1.zip", "jester-data-1.xls",
-                        sha256="cb7841756ded125b15f3d95c9f8241224065e96354c132a46ae4214deeab7615"),
-        files=("jester-data-1.xls", "jester-data-1.csv"),
-        # a zip holding the comma-separated export of the sheet (as in shared/data/jester)
-        other_archives=(Archive("jester-data-1.zip", "jester-data-1.csv"),),
-        known={"jester-data-1.zip": "4adf783a1e03bd3be063315cb6e0a064fe63e983fd289d01b8e401a8e6c41e5f"},
-    ),
-    "ml100k": Source(
-        name="ml100k",
-        title="MovieLens-100K",
-        url="https://files.grouplens.org/datasets/movielens/ml-100k.zip",
-        archive=Archive("ml-100k.zip", "ml-100k/u.data",
-                        sha256="50d2a982c66986937beb9ffb3aa76efe955bf3d5c6b761f4e3a7cd717c6a3229",
-                        md5="0e33842e24a9c977be4e0107933c0723", size=4924029),
-        files=("u.data",),
-        known={"u.data": "06416e597f82b7342361e41163890c81036900f418ad91315590814211dca490"},
-    ),
-    "ml1m": Source(
-        name="ml1m",
-        title="MovieLens-1M",
-        url="https://files.grouplens.org/datasets/movielens/ml-1m.zip",
-        archive=Archive("ml-1m.zip", "ml-1m/ratings.dat",
-                        sha256="a6898adb50b9ca05aa231689da44c217cb524e7ebd39d264c56e2832f2c54e20",
-                        md5="c4d9eecfca2ab87c1945afe126590906", size=5917549),
-        # ratings.dat.gz: the same file gzipped (ratings.read accepts it)
-        files=("ratings.dat", "ratings.dat.gz"),
-    ),
-}
-
-
-# Names under which a directory of local dataset copies may hold a source's ratings, beyond the
-# accepted names; a match is copied in under the accepted name given (a partial copy of ML-1M,
-# e.g. ratings-users-1-2999.dat.gz, is still used: the report compares its size with the
-# published dataset's).
-COPY_PATTERNS: dict[str, tuple[tuple[str, str], ...]] = {
-    "jester": (),
-    "ml100k": (),
-    "ml1m": (("ratings*.dat.gz", "ratings.dat.gz"), ("ratings*.dat", "ratings.dat")),
-}
 
 
 def source(name: str) -> Source:
@@ -311,7 +219,7 @@ def place_copies(directory: str | Path, raw_dir: str | Path, names: list[str] | 
         except MissingRawData:
             pass
         src, dest = source(name), source_dir(name, raw_dir)
-        wanted = [(n, n) for n in src.accepted] + list(COPY_PATTERNS.get(name, ()))
+        wanted = [(n, n) for n in src.accepted] + list(src.copy_patterns)
         found = next(((hit, target) for pattern, target in wanted
                       for hit in sorted(directory.rglob(pattern)) if hit.is_file()), None)
         if found is None:

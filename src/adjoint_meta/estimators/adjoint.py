@@ -6,12 +6,33 @@ per stored state and task, never an autograd graph.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 from adjoint_meta.estimators import flow
-from adjoint_meta.estimators.base import Estimator, MetaGradient, register
+from adjoint_meta.estimators.base import Estimator, MetaGradient, Stored, hyper, register
 from adjoint_meta.estimators.core import (InnerProblem, Trajectory, continuous_adjoint, descend,
                                           discrete_adjoint, gd_step, keep_every_for, stack)
+
+
+@dataclass(frozen=True)
+class AmamlHyper(Stored):
+    forward: str = hyper("dopri5", "forward solver of the gradient flow (dopri5: torchdiffeq's algorithm on "
+                         "stacked states; dopri5_torchdiffeq: torchdiffeq itself)",
+                         choices=("dopri5", "dopri5_torchdiffeq", "rk4", "euler"))
+    backward: str = hyper("heun", "adjoint scheme: heun (paper), euler (released code), discrete (exact adjoint "
+                          "of an euler forward)", choices=("heun", "euler", "discrete"))
+    h: float | None = hyper(None, "grid step of the recorded states (null = inner.alpha)", kind=float,
+                            nullable=True, above=0)
+    rtol: float = hyper(1e-5, "dopri5 relative tolerance", above=0)
+    atol: float = hyper(1e-6, "dopri5 absolute tolerance", above=0)
+    reg: float = hyper(0.0, "proximal weight of 0.5*reg*|u-theta|^2 (released code uses 1)", minimum=0)
+
+
+# evaluations of the model per grid step of each forward solver (dopri5: about 0.4 per step of
+# h = alpha, adaptive), for scheduling
+_FORWARD_COST = {"rk4": 4.0, "euler": 1.0, "dopri5": 0.4, "dopri5_torchdiffeq": 0.4}
 
 
 @register
@@ -26,19 +47,43 @@ class Amaml(Estimator):
     """
     name = "amaml"
     label = "A-MAML"
+    Hyper = AmamlHyper
+    paper = True
+
+    @classmethod
+    def cost_per_step(cls, hp: AmamlHyper) -> float:
+        # forward solve, one linearization, one (Euler, discrete) or two (Heun) products a step backwards
+        return _FORWARD_COST[hp.forward] + 0.8 + 1.3 * (2 if hp.backward == "heun" else 1)
+
+    @classmethod
+    def checks(cls, hp: AmamlHyper, key: str, experiments, alpha) -> list[str]:
+        msgs = []
+        if alpha:
+            h = hp.h or alpha
+            for ename, exp in experiments.items():
+                n = exp["steps"] * alpha / h
+                if abs(n - round(n)) > 1e-6 or round(n) < 1:
+                    msgs.append(f"{key}.h: T = experiments.{ename}.steps * inner.alpha = "
+                                f"{exp['steps'] * alpha:g} is not a whole number of steps h = {h:g}")
+        if hp.backward == "discrete":
+            if hp.forward != "euler":
+                msgs.append(f"{key}.backward: 'discrete' is the exact adjoint of an euler forward; "
+                            f"{key}.forward is {hp.forward!r} (allowed with it: euler)")
+            if alpha is not None and hp.h not in (None, alpha):
+                msgs.append(f"{key}.h: the discrete adjoint needs h = inner.alpha ({alpha}); got {hp.h}")
+        return msgs
 
     def estimate(self, theta: torch.Tensor, problem: InnerProblem) -> MetaGradient:
-        cfg = self.cfg
-        h = float(cfg.get("h") or self.alpha)
+        hp = self.hp
+        h = float(hp.h or self.alpha)
         n = max(1, round(self.steps * self.alpha / h))
-        reg = float(cfg.get("reg", 0.0))
+        reg = float(hp.reg)
         prob = InnerProblem(problem.model, problem.support, problem.query, reg, theta if reg else None)
-        traj, nfe = flow.solve(prob, stack(theta, prob.n_tasks), n, h, cfg.get("forward", "dopri5"),
-                               rtol=float(cfg.get("rtol", 1e-5)), atol=float(cfg.get("atol", 1e-6)),
-                               store=cfg.get("store", "states"),
-                               keep_every=keep_every_for(cfg.get("keep_every", 1), n + 1))
+        traj, nfe = flow.solve(prob, stack(theta, prob.n_tasks), n, h, hp.forward,
+                               rtol=float(hp.rtol), atol=float(hp.atol), store=hp.store,
+                               keep_every=keep_every_for(hp.keep_every, n + 1))
         loss, lam = prob.query_loss_and_grad(traj.state(n))
-        backward = cfg.get("backward", "heun")
+        backward = hp.backward
         if backward == "discrete":
             grad = discrete_adjoint(prob, traj, lam, h, steps=n)
         else:
@@ -52,14 +97,22 @@ class MamlAdjoint(Estimator):
     """MAML's exact gradient through K steps by the discrete adjoint (memory K x P, no graph)."""
     name = "maml_adjoint"
     label = "MAML (exact discrete adjoint)"
+    Hyper = Stored
+    maml_variant = 2  # after the paper's MAML and the first-order one
+    step_cost = 3.1  # a gradient, a linearization again in the backward sweep and a product
 
     def estimate(self, theta: torch.Tensor, problem: InnerProblem) -> MetaGradient:
-        traj = Trajectory(problem, self.cfg.get("store", "states"),
-                          keep_every_for(self.cfg.get("keep_every", 1), self.steps), gd_step(self.alpha))
+        traj = Trajectory(problem, self.hp.store, keep_every_for(self.hp.keep_every, self.steps),
+                          gd_step(self.alpha))
         uK = descend(problem, stack(theta, problem.n_tasks), self.steps, self.alpha, traj)
         loss, lam = problem.query_loss_and_grad(uK)
         return MetaGradient(discrete_adjoint(problem, traj, lam, self.alpha), loss,
                             {"hvp": self.steps, "states": self.steps, "stored_bytes": traj.nbytes()})
+
+
+@dataclass(frozen=True)
+class TbpttHyper(Stored):
+    window: int = hyper(10, "inner steps differentiated through: the last M of the K (M > K: all K)", minimum=1)
 
 
 @register
@@ -68,12 +121,19 @@ class Tbptt(Estimator):
     i.e. the exact adjoint of the last M steps with d u_{K-M} / d theta taken as I."""
     name = "tbptt"
     label = "Truncated backprop"
+    Hyper = TbpttHyper
+    step_cost = 1.2
+
+    @classmethod
+    def checks(cls, hp: TbpttHyper, key: str, experiments, alpha) -> list[str]:
+        return [f"{key}.window: {hp.window} exceeds experiments.{ename}.steps ({exp['steps']}), the steps it "
+                "would truncate" for ename, exp in experiments.items() if hp.window > exp["steps"]]
 
     def estimate(self, theta: torch.Tensor, problem: InnerProblem) -> MetaGradient:
-        window = min(int(self.cfg.get("window", 10)), self.steps)
+        window = min(int(self.hp.window), self.steps)
         u = descend(problem, stack(theta, problem.n_tasks), self.steps - window, self.alpha)
-        traj = Trajectory(problem, self.cfg.get("store", "states"),
-                          keep_every_for(self.cfg.get("keep_every", 1), window), gd_step(self.alpha))
+        traj = Trajectory(problem, self.hp.store, keep_every_for(self.hp.keep_every, window),
+                          gd_step(self.alpha))
         uK = descend(problem, u, window, self.alpha, traj)
         loss, lam = problem.query_loss_and_grad(uK)
         return MetaGradient(discrete_adjoint(problem, traj, lam, self.alpha), loss,

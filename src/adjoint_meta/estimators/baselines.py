@@ -1,5 +1,6 @@
 """The two initialization baselines, behind the estimators' interface so the train step trains them
-and the evaluate step fine-tunes them like any learned theta (``kinds.INITIALIZATIONS``).
+and the evaluate step fine-tunes them like any learned theta (``role = BASELINE``; they have no
+inner loop, so they take no inner steps).
 
 * ``random_init``: the initial theta every estimator of the dataset and seed starts from
   (``train.run`` draws it), with zero meta-updates (``trains = False``).
@@ -15,12 +16,24 @@ from __future__ import annotations
 
 import torch
 
-from adjoint_meta.estimators.base import Estimator, MetaGradient, register
+from adjoint_meta.estimators.base import BASELINE, Estimator, MetaGradient, register
 from adjoint_meta.estimators.core import InnerProblem, stack
 
 
+class _Initialization(Estimator):
+    role = BASELINE
+
+    @classmethod
+    def inner_steps(cls, steps: int, maml_steps: int | None) -> int:
+        return 0
+
+    @classmethod
+    def cost_per_step(cls, hp) -> float:
+        return 1.0  # one gradient per meta-step (scheduling counts at least one step)
+
+
 @register
-class RandomInit(Estimator):
+class RandomInit(_Initialization):
     name = "random_init"
     label = "Random init, fine-tuned"
     trains = False  # the train step writes the initial theta as it is
@@ -32,7 +45,7 @@ class RandomInit(Estimator):
 
 
 @register
-class Pretrain(Estimator):
+class Pretrain(_Initialization):
     name = "pretrain"
     label = "Joint pre-training, fine-tuned"
 

@@ -8,17 +8,30 @@ loss is the antithetic mean (J(+) + J(-))/2, equal to J(theta) up to O(s^2).
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
-from adjoint_meta.estimators.base import Estimator, MetaGradient, register
+from adjoint_meta.estimators.base import Estimator, MetaGradient, hyper, register
 from adjoint_meta.estimators.core import InnerProblem, descend
 from adjoint_meta.seeding import torch_generator
+
+
+@dataclass(frozen=True)
+class EsHyper:
+    directions: int = hyper(20, "antithetic pairs per meta-step", minimum=1)
+    sigma: float = hyper(0.01, "perturbation scale", above=0)
 
 
 @register
 class EvolutionStrategies(Estimator):
     name = "es"
     label = "ES (antithetic)"
+    Hyper = EsHyper
+
+    @classmethod
+    def cost_per_step(cls, hp: EsHyper) -> float:
+        return 2.0 * hp.directions  # every pair runs the inner loop twice
 
     def __init__(self, cfg: dict, steps: int, alpha: float, seed: int = 0):
         super().__init__(cfg, steps, alpha, seed)
@@ -31,8 +44,7 @@ class EvolutionStrategies(Estimator):
         self.generator.set_state(state["generator"])
 
     def estimate(self, theta: torch.Tensor, problem: InnerProblem) -> MetaGradient:
-        N = int(self.cfg.get("directions", 20))
-        sigma = float(self.cfg.get("sigma", 0.01))
+        N, sigma = int(self.hp.directions), float(self.hp.sigma)
         B, P = problem.n_tasks, theta.numel()
         d = torch.randn(N, P, generator=self.generator, dtype=torch.float64).to(theta.dtype).to(theta.device)
         starts = torch.cat([theta + sigma * d, theta - sigma * d])  # [2N, P]

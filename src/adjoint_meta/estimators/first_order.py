@@ -2,8 +2,8 @@
 
 FOMAML:  dJ/dtheta ~ grad L_val(phi_K).
 ``maml_fo`` is FOMAML itself; only its number of inner steps differs: it takes MAML's
-(``experiments.*.maml_steps``, K/10 in the paper's tables and Figure 2, chosen by
-``config.inner_steps``), as the paper ran MAML with code that is commonly run first-order.
+(``experiments.*.maml_steps``, K/10 in the paper's tables and Figure 2), as the paper ran MAML
+with code that is commonly run first-order.
 Reptile: the direction theta - phi_K (= alpha times the sum of the inner
 gradients); the outer optimizer's learning rate is its step size.
 """
@@ -13,12 +13,14 @@ import torch
 
 from adjoint_meta.estimators.base import Estimator, MetaGradient, register
 from adjoint_meta.estimators.core import InnerProblem, descend, stack
+from adjoint_meta.estimators.maml import Maml
 
 
 @register
 class Fomaml(Estimator):
     name = "fomaml"
     label = "FOMAML"
+    paper = True
 
     def estimate(self, theta: torch.Tensor, problem: InnerProblem) -> MetaGradient:
         phi = descend(problem, stack(theta, problem.n_tasks), self.steps, self.alpha)
@@ -28,16 +30,22 @@ class Fomaml(Estimator):
 
 @register
 class MamlFirstOrder(Fomaml):
-    """First-order MAML through MAML's inner steps: FOMAML's estimate, built with the step count
-    ``config.inner_steps`` gives this kind (``maml_steps``)."""
+    """First-order MAML through MAML's inner steps: FOMAML's estimate with ``maml_steps`` steps."""
     name = "maml_fo"
     label = "MAML, first-order, K/10 steps (as the paper ran it)"
+    paper = False
+    maml_variant = 1
+
+    @classmethod
+    def inner_steps(cls, steps: int, maml_steps: int | None) -> int:
+        return Maml.inner_steps(steps, maml_steps)  # MAML's step count
 
 
 @register
 class Reptile(Estimator):
     name = "reptile"
     label = "Reptile"
+    paper = True
 
     def estimate(self, theta: torch.Tensor, problem: InnerProblem) -> MetaGradient:
         phi = descend(problem, stack(theta, problem.n_tasks), self.steps, self.alpha)

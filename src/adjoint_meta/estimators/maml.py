@@ -14,9 +14,17 @@ from adjoint_meta.estimators.core import InnerProblem, descend, stack
 
 @register
 class Maml(Estimator):
+    """The paper's "MAML": in its experiments ``maml_steps`` (K/10) steps."""
     name = "maml"
     label = "MAML (unrolled autograd)"
+    paper = True
+    maml_variant = 0
     uses_autograd = True
+    step_cost = 3.0  # autograd records the step and differentiates it
+
+    @classmethod
+    def inner_steps(cls, steps: int, maml_steps: int | None) -> int:
+        return int(steps if maml_steps is None else maml_steps)
 
     def estimate(self, theta: torch.Tensor, problem: InnerProblem) -> MetaGradient:
         with torch.enable_grad():
@@ -31,6 +39,11 @@ class Maml(Estimator):
 class Maml1(Maml):
     name = "maml1"
     label = "MAML-1 (one inner step)"
+    maml_variant = None
+
+    @classmethod
+    def inner_steps(cls, steps: int, maml_steps: int | None) -> int:
+        return 1
 
     def __init__(self, cfg: dict, steps: int, alpha: float, seed: int = 0):
         super().__init__(cfg, 1, alpha, seed)
