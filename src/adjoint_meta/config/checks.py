@@ -135,8 +135,7 @@ def estimator_configurations(doc: Mapping) -> Iterator[str]:
         if cls is None:
             continue
         using = {e: x for e, x in experiments.items() if name in x.get("estimators", [])}
-        names = {k: v for k, v in cfg.items() if k in cls.Hyper.__dataclass_fields__}
-        yield from cls.checks(cls.Hyper(**names), f"estimators.{name}", using, alpha)
+        yield from cls.checks(cls.hyper_of(cfg), f"estimators.{name}", using, alpha)
 
 
 @check

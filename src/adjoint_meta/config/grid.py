@@ -63,9 +63,8 @@ def train_cost(params: Mapping, cell: Mapping) -> float:
     cfg = params["estimators"][cell["estimator"]]
     setting = params["settings"][cell["setting"]]
     cls = REGISTRY[cfg["kind"]]
-    hp = cls.Hyper(**{k: v for k, v in cfg.items() if k in cls.Hyper.__dataclass_fields__})
     K = max(cls.inner_steps(exp["steps"], exp["maml_steps"]), 1)  # a baseline: one gradient per step
-    return K * cls.cost_per_step(hp) * (int(setting["shot"]) + int(setting["val"])) * int(params["meta"]["meta_epochs"])
+    return K * cls.cost_per_step(cls.hyper_of(cfg)) * (int(setting["shot"]) + int(setting["val"])) * int(params["meta"]["meta_epochs"])
 
 
 def baseline_datasets(params: Mapping) -> list[str]:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Iterable, Mapping
 
 import torch
 
@@ -106,14 +106,17 @@ class Estimator:
     step_cost: float = 1.0  # cost of one inner step in gradient evaluations (see cost_per_step)
 
     def __init__(self, cfg: Mapping, steps: int, alpha: float, seed: int = 0):
-        names = {f.name for f in dataclasses.fields(self.Hyper)}
-        self.cfg = dict(cfg)
-        self.hp = self.Hyper(**{k: v for k, v in cfg.items() if k in names})
+        self.hp = self.hyper_of(cfg)
         self.steps = int(steps)
         self.alpha = float(alpha)
         self.seed = seed
 
     # -- what the class declares for the grid, the schedule and the checks
+    @classmethod
+    def hyper_of(cls, cfg: Mapping) -> Any:
+        """The hyper-parameters of configuration ``cfg`` (its other keys: kind, label, outer)."""
+        return cls.Hyper(**{f.name: cfg[f.name] for f in dataclasses.fields(cls.Hyper) if f.name in cfg})
+
     @classmethod
     def inner_steps(cls, steps: int, maml_steps: int | None) -> int:
         """The inner steps this estimator takes where an experiment says K = ``steps``."""
@@ -179,5 +182,3 @@ def build(name: str, cfg: Mapping, steps: int, alpha: float, seed: int = 0) -> E
 def available() -> list[str]:
     return sorted(REGISTRY)
 
-
-Factory = Callable[[dict, int, float, int], Estimator]
