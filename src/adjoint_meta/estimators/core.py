@@ -91,7 +91,7 @@ LINEARIZE_BLOCK = 8
 
 
 def _nbytes(item) -> int:
-    return item.nbytes() if isinstance(item, Linearization) else item.numel() * item.element_size()
+    return item.nbytes() if not isinstance(item, Tensor) else item.numel() * item.element_size()
 
 
 class Trajectory:
@@ -160,7 +160,7 @@ class Trajectory:
         if j == self._n - 1 and self._last is not None:
             return self._last
         item = self._lookup(j)
-        if not isinstance(item, Linearization):
+        if isinstance(item, Tensor):
             return item
         if item.u is None:
             raise LookupError(f"state {j}: a trajectory that stores linearizations keeps only the last state")
@@ -172,7 +172,7 @@ class Trajectory:
         if j in self._ahead:
             return self._ahead.pop(j)
         item = self._lookup(j)
-        if isinstance(item, Linearization):
+        if not isinstance(item, Tensor):  # a stored linearization (of either model)
             return item
         block = [j]
         while len(block) < LINEARIZE_BLOCK and block[-1] - 1 >= 0 and isinstance(self.items.get(block[-1] - 1),
