@@ -207,6 +207,8 @@ CHECK_CASES = {
     "record_every": ({"evaluation.record_every": 300}, "evaluation.record_every: 300 exceeds experiments.table1"),
     "estimator_configurations": ({"estimators.amaml_rk4.backward": "discrete"},
                                  "estimators.amaml_rk4.backward: 'discrete' is the exact adjoint of an euler"),
+    "compile_backend": ({"runtime.compile": True, "datasets.alpine.backend": "torch_func"},
+                        "runtime.compile: true compiles the hand-derived MLP's passes; datasets.alpine.backend"),
     "reserved_names": ({"experiments.nrmse_definitions": copy.deepcopy(BASE["experiments"]["table1"])},
                        "experiments.nrmse_definitions: the name is taken"),
     "studies": ({"accuracy.real.estimators": ["amaml", "pretrain"]},

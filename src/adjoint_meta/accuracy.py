@@ -24,9 +24,8 @@ import math
 import pandas as pd
 import torch
 
-from adjoint_meta import config, runtime
+from adjoint_meta import backends, config, runtime
 from adjoint_meta.estimators import InnerProblem, build
-from adjoint_meta.model import build_model
 from adjoint_meta.profile import dtype_name, sample_batch, timed, write_csv
 from adjoint_meta.seeding import derive_seed, torch_generator
 from adjoint_meta.tasks import TaskPool
@@ -77,7 +76,7 @@ def run(spec: dict, name: str, tasks_path: str, out_csv: str, log_file: str | No
                                  f"allowed values: {', '.join(sorted(spec['estimators']))}")
 
     pool = TaskPool.load(tasks_path)
-    model = build_model(pool.input_dim, ds_cfg["hidden"], ds_cfg["activation"])
+    model = backends.of_dataset(ds_cfg, pool.input_dim)
     theta64 = model.init(torch_generator(master, "init", dataset, 0), torch.float64).to(device)
     theta = theta64.to(dtype)
     log.info("accuracy %s | %s %s | %d parameters | K in %s | %d batch(es) | %s | device %s %s (reference float64)",

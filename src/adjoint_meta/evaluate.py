@@ -26,10 +26,10 @@ from typing import Iterator
 
 import torch
 
-from adjoint_meta import model_file, nrmse, optim, runtime
+from adjoint_meta import backends, model_file, nrmse, optim, runtime
 from adjoint_meta.estimators.core import stack
 from adjoint_meta.io import atomic_path, write_json
-from adjoint_meta.model import MLP, Data, build_model
+from adjoint_meta.model import MLP, Data
 from adjoint_meta.tasks import TaskPool
 
 ADAM_WEIGHT_DECAY = 1e-6  # the released code's fine-tuning optimizer
@@ -147,7 +147,7 @@ def run(spec: dict, cell: dict, model_path: str, tasks_path: str, out_json: str,
     ds_cfg, setting, ev = spec["datasets"][cell["dataset"]], spec["settings"][cell["setting"]], spec["evaluation"]
     theta, train_summary = model_file.load(model_path)
     pool = TaskPool.load(tasks_path)
-    model = build_model(pool.input_dim, ds_cfg["hidden"], ds_cfg["activation"])
+    model = backends.of_dataset(ds_cfg, pool.input_dim)
     if model.n_params != theta.numel():
         raise ValueError(f"{model_path}: theta has {theta.numel()} parameters, the model of "
                          f"datasets.{cell['dataset']} has {model.n_params}; retrain")

@@ -87,12 +87,35 @@ def _refuse(module: nn.Module, loss: Loss, input_shape: tuple[int, ...]) -> None
                          "the task's examples (loss(out, y, w) -> a 0-dimensional tensor)")
 
 
-class FuncModel:
-    """``module`` (examples of shape ``input_shape``) and ``loss`` on task-stacked flat parameters."""
+class MLPModule(nn.Module):
+    """``model.MLP`` as a module: the same network, its parameters in the same flat order (per layer
+    ``W [n_in, n_out]`` then ``b [n_out]``), so both backends read the same theta the same way."""
 
-    def __init__(self, module: nn.Module, loss: Loss = squared_error, input_shape: tuple[int, ...] = (1,)):
+    def __init__(self, sizes: list[int], activation: str = "tanh"):
+        super().__init__()
+        self.sizes, self.activation = list(sizes), getattr(torch, activation)
+        for l, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+            self.register_parameter(f"W{l}", nn.Parameter(torch.zeros(n_in, n_out)))
+            self.register_parameter(f"b{l}", nn.Parameter(torch.zeros(n_out)))
+
+    def forward(self, x: Tensor) -> Tensor:
+        last = len(self.sizes) - 2
+        for l in range(last + 1):
+            x = x @ getattr(self, f"W{l}") + getattr(self, f"b{l}")
+            if l < last:
+                x = self.activation(x)
+        return x
+
+
+class FuncModel:
+    """``module`` (examples of shape ``input_shape``) and ``loss`` on task-stacked flat parameters.
+    ``init(generator, dtype)``, when given, draws the initial theta instead of the module's own
+    ``reset_parameters`` (``backends`` gives an MLP the hand-derived model's initialization)."""
+
+    def __init__(self, module: nn.Module, loss: Loss = squared_error, input_shape: tuple[int, ...] = (1,),
+                 init: Callable[[torch.Generator, torch.dtype], Tensor] | None = None):
         _refuse(module, loss, tuple(input_shape))
-        self.module, self.loss_fn, self.input_shape = module, loss, tuple(input_shape)
+        self.module, self.loss_fn, self.input_shape, self._init = module, loss, tuple(input_shape), init
         named = list(module.named_parameters())
         self.names = [n for n, _ in named]
         self.shapes = [p.shape for _, p in named]
@@ -108,6 +131,8 @@ class FuncModel:
     def init(self, generator: torch.Generator, dtype: torch.dtype = torch.float32) -> Tensor:
         """The module's own initialization (``reset_parameters`` of each submodule), drawn from a seed
         taken from ``generator``, flattened in the order of ``named_parameters``."""
+        if self._init is not None:
+            return self._init(generator, dtype)
         seed = int(torch.randint(0, 2 ** 62, (1,), generator=generator))
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
@@ -133,7 +158,9 @@ class FuncModel:
 
     # -- the interface of model.MLP -----------------------------------------
     def predict(self, u: Tensor, x: Tensor) -> Tensor:
-        return vmap(self._out)(u, x)
+        """The outputs ``[B, N, ...]``; a single output is squeezed to ``[B, N]`` (as ``model.MLP``'s)."""
+        out = vmap(self._out)(u, x)
+        return out.squeeze(-1) if out.dim() == 3 and out.shape[-1] == 1 else out
 
     def loss(self, u: Tensor, data: Data) -> Tensor:
         return self._loss(u, data.x, data.y, data.w)

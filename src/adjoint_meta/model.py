@@ -163,7 +163,8 @@ class Data:
     def repeat(self, times: int) -> "Data":
         """The same tasks stacked ``times`` times along the task axis (task-major blocks)."""
         items = None if self.items is None else self.items.repeat(times, 1)
-        return Data(self.x.repeat(times, 1, 1), self.y.repeat(times, 1), self.w.repeat(times, 1), items)
+        x = self.x.repeat(times, *[1] * (self.x.dim() - 1))  # inputs may be images: [B, N, C, H, W]
+        return Data(x, self.y.repeat(times, 1), self.w.repeat(times, 1), items)
 
     def to(self, device: torch.device | str, dtype: torch.dtype) -> "Data":
         items = None if self.items is None else self.items.to(device)

@@ -70,7 +70,7 @@ from typing import Any, Callable, TypeVar
 import pandas as pd
 import torch
 
-from adjoint_meta import config, optim, runtime
+from adjoint_meta import backends, config, optim, runtime
 from adjoint_meta.estimators import InnerProblem, build
 from adjoint_meta.estimators.core import plain_training
 from adjoint_meta.io import atomic_path
@@ -236,7 +236,7 @@ def run(spec: dict, profile: str, tasks_path: str, out_csv: str, log_file: str |
         if key in measured:
             log.info("%s): the model and K of point %d, measured there", head, measured[key][0])
         else:
-            model = MLP([pool.input_dim, *[at["units"]] * at["layers"], 1], ds_cfg["activation"])
+            model = backends.of_dataset(ds_cfg, pool.input_dim, [at["units"]] * at["layers"])
             gen = torch_generator(master, "profile", profile, "init", at["layers"], at["units"])
             theta = model.init(gen, dtype).to(device)
             floor, ests = profile_point(InnerProblem(model, support, query), theta, configs, seeds, at["steps"],
@@ -302,7 +302,7 @@ def _trained_rows(spec: dict, profile: str, prof: dict, pool: TaskPool, ds_cfg: 
         raise config.ParamsError(f"profiles.{profile}.trained.estimators: {unknown} are not among the profile's "
                                  "estimators")
     at = {k: int(prof["fixed"][k]) for k in SWEEP_VARIABLES}
-    model = MLP([pool.input_dim, *[at["units"]] * at["layers"], 1], ds_cfg["activation"])
+    model = backends.of_dataset(ds_cfg, pool.input_dim, [at["units"]] * at["layers"])
     theta0 = model.init(torch_generator(master, "profile", profile, "init", at["layers"], at["units"]), dtype)
     start = time.perf_counter()
     theta = train_theta(spec, profile, prof, pool, model, theta0.to(device), device, dtype)

@@ -12,11 +12,10 @@ import time
 
 import torch
 
-from adjoint_meta import checkpoint, config, model_file, optim, runtime
+from adjoint_meta import backends, checkpoint, config, model_file, optim, runtime
 from adjoint_meta.estimators import InnerProblem, build
 from adjoint_meta.estimators.flow import FlowError
 from adjoint_meta.io import atomic_path
-from adjoint_meta.model import build_model
 from adjoint_meta.seeding import derive_seed, torch_generator
 from adjoint_meta.tasks import TaskPool
 
@@ -44,7 +43,7 @@ def run(spec: dict, cell: dict, tasks_path: str, out_model: str, out_log: str,
     master, seed = int(spec["seed"]), int(cell["seed"])
 
     pool = TaskPool.load(tasks_path)
-    model = build_model(pool.input_dim, ds_cfg["hidden"], ds_cfg["activation"])
+    model = backends.of_dataset(ds_cfg, pool.input_dim)
     compiled = bool(spec["runtime"].get("compile"))
     if compiled:
         model.compile_passes()
@@ -134,7 +133,8 @@ def run(spec: dict, cell: dict, tasks_path: str, out_model: str, out_log: str,
     summary = {
         "cell": cell, "estimator_label": label, "kind": kind, "inner_steps": steps, "alpha": alpha,
         "outer": {"optimizer": optimizer, "lr": lr},
-        "n_params": model.n_params, "sizes": model.sizes, "activation": model.activation,
+        "n_params": model.n_params, "sizes": [pool.input_dim, *ds_cfg["hidden"], 1],
+        "activation": ds_cfg["activation"], "backend": ds_cfg.get("backend", backends.DEFAULT),
         "meta_steps": n_steps, "wall_seconds": wall, "skipped_tasks": skipped_total,
         "eligible_tasks": eligible, "device": runtime.describe_device(device),
         "dtype": str(dtype).replace("torch.", ""), "compiled": compiled,

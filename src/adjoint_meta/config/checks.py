@@ -18,7 +18,7 @@ from adjoint_meta.estimators import REGISTRY
 
 Check = Callable[[Mapping], Iterator[str]]
 CHECKS: dict[str, Check] = {}
-PARTIAL_CHECKS = ("estimator_configurations",)
+PARTIAL_CHECKS = ("estimator_configurations", "compile_backend")
 
 
 def check(fn: Check) -> Check:
@@ -136,6 +136,16 @@ def estimator_configurations(doc: Mapping) -> Iterator[str]:
             continue
         using = {e: x for e, x in experiments.items() if name in x.get("estimators", [])}
         yield from cls.checks(cls.hyper_of(cfg), f"estimators.{name}", using, alpha)
+
+
+@check
+def compile_backend(doc: Mapping) -> Iterator[str]:
+    """torch.compile applies to the hand-derived MLP's passes only."""
+    if _section(doc, "runtime").get("compile"):
+        for dname, ds in _section(doc, "datasets").items():
+            if ds.get("backend", "mlp") != "mlp":
+                yield (f"runtime.compile: true compiles the hand-derived MLP's passes; datasets.{dname}.backend is "
+                       f"{ds['backend']!r} (set runtime.compile: false, or backend: mlp)")
 
 
 @check

@@ -2,7 +2,8 @@
 
 The schema file (``schema/params.schema.yaml``) holds the layout of params.yaml; what the project
 registers elsewhere is filled in when it is loaded: the estimator kinds with each kind's
-hyper-parameters (``adjoint_meta.estimators``) and the raw sources (``adjoint_meta.data.sources``).
+hyper-parameters (``adjoint_meta.estimators``), the raw sources (``adjoint_meta.data.sources``) and
+the model backends (``adjoint_meta.backends``).
 After the schema, the named cross-checks of ``config.checks`` run.
 """
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any, Iterable, Mapping
 
 import jsonschema
 
-from adjoint_meta import kinds
+from adjoint_meta import backends, kinds
 from adjoint_meta.config import checks
 from adjoint_meta.config.documents import DEFAULT_PARAMS, ParamsError, parse_yaml_text
 from adjoint_meta.data.sources import SOURCES, SYNTHETIC
@@ -40,6 +41,8 @@ def schema() -> dict:
     doc["properties"]["raw"]["properties"]["sources"]["items"] = {"enum": sources}
     defs["dataset"]["properties"]["source"] = {"enum": [SYNTHETIC, *sources]}
     defs["dataset_collab"]["properties"]["source"] = {"enum": sources}
+    for name in ("dataset_synthetic", "dataset_collab"):
+        defs[name]["properties"]["backend"]["enum"] = list(backends.BACKENDS)
     return doc
 
 

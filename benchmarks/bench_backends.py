@@ -1,0 +1,195 @@
+"""The two model backends side by side with what a user would otherwise run, in one process.
+
+Identical data and theta for every row: the 100-40-40-1 tanh MLP on 5 tasks of 20 one-hot support
+and 20 query examples (the collaborative-filtering workload), float32, one thread, K inner steps.
+
+* ``hand``: the hand-derived task-stacked MLP (``model.MLP``);
+* ``func``: the same network through torch.func (``backends.build(..., "torch_func")``);
+* ``cnn``: a small CNN through torch.func, 5 tasks of 20 8x8 images, 10 classes, cross-entropy;
+* ``higher``, ``torchopt``: their MAML loops (benchmarks/bench_peers.py), one task at a time;
+* ``mixflow``: unrolled MAML in the style of mixed-mode meta-gradients: autograd over K custom
+  steps, each of which saves only its input u_k and computes its backward as a forward-over-reverse
+  product (``FuncModel.hvp``) recomputed from u_k.
+
+For each it prints the median ms per meta-update (interleaved rounds), the ratio to plain inner
+training of the same backend, and the bytes kept for the backward pass: autograd's saved tensors
+(``memory.saved_tensor_bytes``) for the autograd paths, the stored trajectory for the adjoint.
+Every meta-gradient is checked against the hand-derived exact adjoint first.
+
+    pip install -r requirements/bench.lock   # higher, torchopt (pinned)
+    python benchmarks/bench_backends.py --steps 200
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_peers import as_module, higher_maml, torchopt_maml  # noqa: E402
+from common import cf_problem, interleaved_ms  # noqa: E402
+
+from adjoint_meta import backends  # noqa: E402
+from adjoint_meta.estimators import InnerProblem, build  # noqa: E402
+from adjoint_meta.estimators.core import plain_training, stack  # noqa: E402
+from adjoint_meta.funcmodel import FuncModel, cross_entropy  # noqa: E402
+from adjoint_meta.memory import saved_tensor_bytes  # noqa: E402
+from adjoint_meta.model import Data  # noqa: E402
+from adjoint_meta.runtime import tune_allocator  # noqa: E402
+
+ALPHA = 0.01
+MB = 2 ** 20
+
+
+class SmallCNN(nn.Module):
+    """Two 3x3 convolutions (8 channels, tanh), 2x2 pooling, a linear layer to the classes."""
+
+    def __init__(self, classes: int = 10):
+        super().__init__()
+        self.net = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.Tanh(), nn.MaxPool2d(2),
+                                 nn.Conv2d(8, 8, 3, padding=1), nn.Tanh(), nn.Flatten(), nn.Linear(8 * 4 * 4, classes))
+
+    def forward(self, x):
+        return self.net(x)
+
+
+def cnn_problem(tasks: int = 5, examples: int = 20, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    model = FuncModel(SmallCNN(), cross_entropy, (1, 8, 8))
+
+    def data():
+        return Data(torch.randn(tasks, examples, 1, 8, 8, generator=g), torch.randint(0, 10, (tasks, examples),
+                    generator=g).float(), torch.full((tasks, examples), 1.0 / examples))
+
+    return model, InnerProblem(model, data(), data()), model.init(g, torch.float32)
+
+
+def mixflow_maml(model: FuncModel, problem: InnerProblem, theta: torch.Tensor, K: int,
+                 kept: list | None = None) -> torch.Tensor:
+    """dJ/dtheta by autograd over K steps that each keep only their input (MixFlow-style); the bytes
+    each step saves are appended to ``kept`` (saved-tensor hooks cannot watch torch.func.grad)."""
+    support = problem.support
+
+    class Step(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, u):
+            ctx.save_for_backward(u)
+            if kept is not None:
+                kept.append(u.untyped_storage().nbytes())
+            return u - ALPHA * model.grad(u, support)
+
+        @staticmethod
+        def backward(ctx, lam):
+            (u,) = ctx.saved_tensors
+            return lam - ALPHA * model.hvp(u, lam, support)
+
+    with torch.enable_grad():
+        u0 = stack(theta.detach(), problem.n_tasks).requires_grad_(True)
+        u = u0
+        for _ in range(K):
+            u = Step.apply(u)
+        (grad,) = torch.autograd.grad(model.loss(u, problem.query).sum(), u0)
+    return grad
+
+
+def passes(hand, func: FuncModel, problem: InnerProblem, theta: torch.Tensor, repeats: int) -> dict[str, float]:
+    """ms of one gradient and one Hessian-vector product of the 5 tasks on each backend, and of the
+    product by autograd's double backward through the vmapped forward (an alternative to jvp of grad)."""
+    support = problem.support
+    u = stack(theta, problem.n_tasks) + 0.01
+    v = torch.randn(u.shape, generator=torch.Generator().manual_seed(1))
+
+    def double_backward():
+        with torch.enable_grad():
+            w = u.clone().requires_grad_(True)
+            g = torch.autograd.grad(func.loss(w, support).sum(), w, create_graph=True)[0]
+            return torch.autograd.grad(g, w, v)[0]
+
+    torch.testing.assert_close(double_backward(), hand.hvp(u, v, support), rtol=1e-4, atol=1e-6)
+    return interleaved_ms({"hand: gradient": lambda: hand.grad(u, support),
+                           "hand: product": lambda: hand.hvp(u, v, support),
+                           "func: gradient (vmap grad)": lambda: func.grad(u, support),
+                           "func: product (vmap jvp grad)": lambda: func.hvp(u, v, support),
+                           "func: product (double backward)": double_backward}, repeats=6 * repeats)
+
+
+def rel(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a - b).norm() / b.norm())
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--steps", type=int, nargs="+", default=[200])
+    ap.add_argument("--repeats", type=int, default=5)
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    tune_allocator()
+    hand, problem, theta = cf_problem()
+    func = backends.build(hand.sizes[0], hand.sizes[1:-1], "tanh", "torch_func")
+    fproblem = InnerProblem(func, problem.support, problem.query)
+    cnn, cproblem, ctheta = cnn_problem()
+    peers = [p for p in ("higher", "torchopt") if __import__("importlib").util.find_spec(p)]
+    print(f"# {hand.sizes} tanh and a small CNN ({cnn.n_params} parameters), {problem.n_tasks} tasks x "
+          f"{problem.support.x.shape[1]} examples, float32, 1 thread; medians of {args.repeats} interleaved rounds"
+          + ("" if len(peers) == 2 else "; not installed: " + ", ".join({"higher", "torchopt"} - set(peers))))
+    for K in args.steps:
+        adj = build("maml_adjoint", {}, K, ALPHA)
+        maml = build("maml", {}, K, ALPHA)
+        runs = {
+            "hand: plain training": lambda: plain_training(problem, theta, K, ALPHA),
+            "hand: exact adjoint": lambda: adj(theta, problem),
+            "hand: unrolled MAML": lambda: maml(theta, problem),
+            "func: plain training": lambda: plain_training(fproblem, theta, K, ALPHA),
+            "func: exact adjoint": lambda: adj(theta, fproblem),
+            "func: unrolled MAML": lambda: maml(theta, fproblem),
+            "func: MixFlow-style MAML": lambda: mixflow_maml(func, fproblem, theta, K),
+            "cnn: plain training": lambda: plain_training(cproblem, ctheta, K, ALPHA),
+            "cnn: exact adjoint": lambda: adj(ctheta, cproblem),
+        }
+        nets = {p: as_module(hand, theta) for p in peers}
+        for p, fn in (("higher", higher_maml), ("torchopt", torchopt_maml)):
+            if p in peers:
+                runs[p] = lambda f=fn, n=nets[p]: f(n, problem, K)
+        reference = adj(theta, problem).grad
+        checks = {"func: exact adjoint": adj(theta, fproblem).grad, "func: unrolled MAML": maml(theta, fproblem).grad,
+                  "hand: unrolled MAML": maml(theta, problem).grad,
+                  "func: MixFlow-style MAML": mixflow_maml(func, fproblem, theta, K)}
+        diffs = {k: rel(v, reference) for k, v in checks.items()}
+        diffs.update({p: rel(runs[p]() * problem.n_tasks, reference.sum(0)) for p in peers})
+        bad = {k: d for k, d in diffs.items() if d > 1e-3}
+        assert not bad, f"meta-gradients disagree with the hand-derived exact adjoint at K={K}: {bad}"
+        cnn_check = rel(adj(ctheta, cproblem).grad, maml(ctheta, cproblem).grad)
+        memory = {name: saved_tensor_bytes(runs[name])[1] for name in ("hand: unrolled MAML", "func: unrolled MAML",
+                                                                       *peers)}
+        kept: list[int] = []
+        mixflow_maml(func, fproblem, theta, K, kept)
+        memory["func: MixFlow-style MAML"] = sum(kept)
+        memory["hand: exact adjoint"] = adj(theta, problem).stats["stored_bytes"]
+        memory["func: exact adjoint"] = adj(theta, fproblem).stats["stored_bytes"]
+        memory["cnn: exact adjoint"] = adj(ctheta, cproblem).stats["stored_bytes"]
+        ms = interleaved_ms(runs, repeats=args.repeats)
+        floor = {"hand": ms["hand: plain training"], "func": ms["func: plain training"], "cnn": ms["cnn: plain training"]}
+        print(f"\nK = {K}  (CNN exact adjoint vs unrolled MAML: {cnn_check:.1e} relative)")
+        print(f"{'method':28s} {'ms':>9s} {'x plain (same backend)':>23s} {'kept MB':>9s} {'rel. diff':>10s}")
+        for name, t in ms.items():
+            backend = name.split(":")[0]
+            ratio = f"{t / floor[backend]:.2f}" if backend in floor else "-"
+            kept = f"{memory[name] / MB:.2f}" if name in memory else "-"
+            print(f"{name:28s} {t:9.1f} {ratio:>23s} {kept:>9s} {diffs.get(name, float('nan')):10.1e}")
+        others = {n: ms[n] for n in (*peers, "func: MixFlow-style MAML")}
+        best = min(others, key=others.get)
+        print(f"func exact adjoint / func plain training: {ms['func: exact adjoint'] / floor['func']:.2f}x (target <= 3)")
+        print(f"fastest of {', '.join(others)}: {best}, {others[best] / ms['func: exact adjoint']:.2f}x the func "
+              "exact adjoint's time (target >= 2)")
+        print(f"hand-derived lead on the MLP: plain {floor['func'] / floor['hand']:.2f}x, exact adjoint "
+              f"{ms['func: exact adjoint'] / ms['hand: exact adjoint']:.2f}x")
+    print("\none pass, 5 tasks x 20 examples:")
+    for name, t in passes(hand, func, problem, theta, args.repeats).items():
+        print(f"{name:34s} {t:8.3f} ms")
+
+
+if __name__ == "__main__":
+    main()
