@@ -58,7 +58,7 @@ TOY_SOURCE = '''
 SOURCES["toyrate"] = Source(
     name="toyrate", title="Toy ratings", url="https://example.invalid/toyrate.zip",
     archive=Archive("toyrate.zip", "toyrate/ratings.tsv"), files=("ratings.tsv",),
-    parse=ratings.movielens_100k, scale=(1, 5), paper_task_count=0, published_ratings=1000)
+    parse="movielens_100k", scale=(1, 5), paper_task_count=0, published_ratings=1000)
 '''
 
 TOY_CELL = dict(experiment="table2", dataset="toy", setting="5shot-5val", estimator="toy", seed=0)

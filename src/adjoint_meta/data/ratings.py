@@ -33,10 +33,9 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-JESTER_JOKES = 100
+from adjoint_meta.data.sources import SOURCES
+
 JESTER_UNRATED = 99.0
-JESTER_RANGE = (-10.0, 10.0)
-MOVIELENS_RANGE = (1, 5)
 
 _BOM = b"\xef\xbb\xbf"
 _UNIT_SEP = b"\x1f"  # stands in for a multi-character separator while parsing
@@ -221,10 +220,10 @@ def _is_int(x: np.ndarray) -> np.ndarray:
     return np.floor(x) == x
 
 
-def _movielens(path: Path, values: np.ndarray) -> pd.DataFrame:
+def _movielens(path: Path, values: np.ndarray, scale: tuple[float, float]) -> pd.DataFrame:
     """Check user/item/rating/timestamp records and keep the first three columns."""
     user, item, rating, stamp = values.T
-    lo, hi = MOVIELENS_RANGE
+    lo, hi = scale
     _fail_first(path, ~(_is_int(user) & (user >= 1)), _line, lambda i: f"user id {user[i]:g} is not a positive integer")
     _fail_first(path, ~(_is_int(item) & (item >= 1)), _line, lambda i: f"item id {item[i]:g} is not a positive integer")
     _fail_first(path, ~(_is_int(rating) & (rating >= lo) & (rating <= hi)), _line,
@@ -248,7 +247,7 @@ def _check_unique(path: Path, table: pd.DataFrame, where: Where) -> None:
 def _jester(path: Path, values: np.ndarray, where: Where) -> pd.DataFrame:
     """Check the Jester matrix (count column + 100 joke columns) and return the rated cells."""
     count, cells = values[:, 0], values[:, 1:]
-    lo, hi = JESTER_RANGE
+    lo, hi = SOURCES["jester"].scale
     ok = ((cells >= lo) & (cells <= hi)) | (cells == JESTER_UNRATED)
     bad_row = ~ok.all(axis=1)
 
@@ -272,28 +271,30 @@ def _jester(path: Path, values: np.ndarray, where: Where) -> pd.DataFrame:
 
 def movielens_100k(path: Path) -> pd.DataFrame:
     """``u.data``: ``user<TAB>item<TAB>rating<TAB>timestamp``."""
-    return _movielens(path, read_delimited(path, "\t", 4))
+    return _movielens(path, read_delimited(path, "\t", 4), SOURCES["ml100k"].scale)
 
 
 def movielens_1m(path: Path) -> pd.DataFrame:
     """``ratings.dat`` (or its gzip): ``UserID::MovieID::Rating::Timestamp``."""
-    return _movielens(path, read_delimited(path, "::", 4))
+    return _movielens(path, read_delimited(path, "::", 4), SOURCES["ml1m"].scale)
 
 
 def jester(path: Path) -> pd.DataFrame:
     """``jester-data-1.xls`` (first sheet) or its comma-separated export."""
+    columns = SOURCES["jester"].all_items + 1  # the count, then one column per joke
     if path.suffix.lower() == ".xls":
-        return _jester(path, read_sheet(path, JESTER_JOKES + 1), _sheet_row)
-    return _jester(path, read_delimited(path, ",", JESTER_JOKES + 1), _line)
+        return _jester(path, read_sheet(path, columns), _sheet_row)
+    return _jester(path, read_delimited(path, ",", columns), _line)
 
 
 def read(name: str, path: str | Path) -> pd.DataFrame:
     """The ratings of raw source ``name`` (``adjoint_meta.data.sources``) in file ``path``."""
-    from adjoint_meta.data.sources import SOURCES  # the registry names the parsers above
-
     path = Path(path)
     if not path.is_file():
         raise RatingsError(path, "no such file")
     if name not in SOURCES:
         raise ValueError(f"unknown ratings format {name!r}; known: {', '.join(SOURCES)}")
-    return SOURCES[name].parse(path)
+    parser = globals().get(SOURCES[name].parse)  # the registry names a function of this module
+    if not callable(parser):
+        raise ValueError(f"sources.SOURCES[{name!r}].parse: {SOURCES[name].parse!r} is not a parser in {__name__}")
+    return parser(path)

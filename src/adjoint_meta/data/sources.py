@@ -2,7 +2,9 @@
 
 An entry (:class:`Source`) holds where the data comes from (the official archive, its
 checksums, the file names accepted when placed by hand, the names a directory of local copies
-may use), how to read it (``parse``: the ratings file to a table ``user, item, rating``), the
+may use), how to read it (``parse``: the parser in ``data/ratings.py`` that turns the file into a table
+``user, item, rating``, named rather than imported, so the steps that only need the sources' names do
+not depend on the parsers), the
 filter rule for its items (``all_items``: a fixed item set kept whole, as Jester's 100 jokes;
 otherwise the ``n_items`` most-rated), its rating scale, and the published dataset's size
 beside the task count the paper reports.  The parameter schema's source names, the Snakemake
@@ -24,12 +26,7 @@ Checksums (the only place the project keeps them):
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Callable, Mapping
-
-import pandas as pd
-
-from adjoint_meta.data import ratings
+from typing import Mapping
 
 SYNTHETIC = "synthetic"  # datasets.<name>.source of a generated family (adjoint_meta.data.synthetic)
 
@@ -56,7 +53,7 @@ class Source:
     url: str
     archive: Archive  # the official download (archive.file, archive.sha256, archive.member)
     files: tuple[str, ...]  # ratings files accepted as they are, most preferred first
-    parse: Callable[[Path], pd.DataFrame]  # a ratings file -> user, item, rating (adjoint_meta.data.ratings)
+    parse: str  # the function of adjoint_meta.data.ratings that reads the file into user, item, rating
     scale: tuple[float, float]  # the nominal rating range (nRMSE definition 3 divides by its width)
     paper_task_count: int  # tasks the paper reports, set beside ours
     published_ratings: int  # ratings in the complete published dataset (a smaller file is a partial copy)
@@ -87,11 +84,11 @@ SOURCES: dict[str, Source] = {s.name: s for s in (
         archive=Archive("jester_dataset_1_1.zip", "jester-data-1.xls",
                         sha256="cb7841756ded125b15f3d95c9f8241224065e96354c132a46ae4214deeab7615"),
         files=("jester-data-1.xls", "jester-data-1.csv"),
-        parse=ratings.jester,
-        scale=ratings.JESTER_RANGE,
+        parse="jester",
+        scale=(-10.0, 10.0),
         paper_task_count=24983,
         published_ratings=1810455,
-        all_items=ratings.JESTER_JOKES,
+        all_items=100,
         discrete=False,
         # a zip holding the comma-separated export of the sheet
         other_archives=(Archive("jester-data-1.zip", "jester-data-1.csv"),),
@@ -105,8 +102,8 @@ SOURCES: dict[str, Source] = {s.name: s for s in (
                         sha256="50d2a982c66986937beb9ffb3aa76efe955bf3d5c6b761f4e3a7cd717c6a3229",
                         md5="0e33842e24a9c977be4e0107933c0723", size=4924029),
         files=("u.data",),
-        parse=ratings.movielens_100k,
-        scale=ratings.MOVIELENS_RANGE,
+        parse="movielens_100k",
+        scale=(1, 5),
         paper_task_count=489,
         published_ratings=100000,
         known={"u.data": "06416e597f82b7342361e41163890c81036900f418ad91315590814211dca490"},
@@ -119,8 +116,8 @@ SOURCES: dict[str, Source] = {s.name: s for s in (
                         sha256="a6898adb50b9ca05aa231689da44c217cb524e7ebd39d264c56e2832f2c54e20",
                         md5="c4d9eecfca2ab87c1945afe126590906", size=5917549),
         files=("ratings.dat", "ratings.dat.gz"),  # the gzip of the same file is read as it is
-        parse=ratings.movielens_1m,
-        scale=ratings.MOVIELENS_RANGE,
+        parse="movielens_1m",
+        scale=(1, 5),
         paper_task_count=4985,
         published_ratings=1000209,
         copy_patterns=(("ratings*.dat.gz", "ratings.dat.gz"), ("ratings*.dat", "ratings.dat")),
