@@ -13,11 +13,13 @@ and 20 query examples (the collaborative-filtering workload), float32, one threa
 
 For each it prints the median ms per meta-update (interleaved rounds), the ratio to plain inner
 training of the same backend, and the bytes kept for the backward pass: autograd's saved tensors
-(``memory.saved_tensor_bytes``) for the autograd paths, the stored trajectory for the adjoint.
-Every meta-gradient is checked against the hand-derived exact adjoint first.
+(``memory.saved_tensor_bytes``) for the autograd paths, the stored trajectory for the adjoint; on
+CUDA also the peak of ``torch.cuda.max_memory_allocated`` over one call, above what was allocated
+before it.  Every meta-gradient is checked against the hand-derived exact adjoint first.
 
     pip install -r requirements/bench.lock   # higher, torchopt (pinned)
-    python benchmarks/bench_backends.py --steps 200
+    python benchmarks/bench_backends.py --steps 200                 # CUDA when there is a GPU
+    python benchmarks/bench_backends.py --steps 200 --device cpu
 """
 from __future__ import annotations
 
@@ -56,15 +58,16 @@ class SmallCNN(nn.Module):
         return self.net(x)
 
 
-def cnn_problem(tasks: int = 5, examples: int = 20, seed: int = 0):
+def cnn_problem(device: str, tasks: int = 5, examples: int = 20, seed: int = 0):
     g = torch.Generator().manual_seed(seed)
     model = FuncModel(SmallCNN(), cross_entropy, (1, 8, 8))
 
     def data():
         return Data(torch.randn(tasks, examples, 1, 8, 8, generator=g), torch.randint(0, 10, (tasks, examples),
-                    generator=g).float(), torch.full((tasks, examples), 1.0 / examples))
+                    generator=g).float(), torch.full((tasks, examples), 1.0 / examples)).to(device, torch.float32)
 
-    return model, InnerProblem(model, data(), data()), model.init(g, torch.float32)
+    theta = model.init(g, torch.float32).to(device)
+    return model.to(device), InnerProblem(model, data(), data()), theta
 
 
 def mixflow_maml(model: FuncModel, problem: InnerProblem, theta: torch.Tensor, K: int,
@@ -95,12 +98,24 @@ def mixflow_maml(model: FuncModel, problem: InnerProblem, theta: torch.Tensor, K
     return grad
 
 
-def passes(hand, func: FuncModel, problem: InnerProblem, theta: torch.Tensor, repeats: int) -> dict[str, float]:
+def peak_bytes(fn, device: str) -> int | None:
+    """CUDA: the most memory allocated during one call of ``fn`` above what was allocated before it."""
+    if device != "cuda":
+        return None
+    torch.cuda.synchronize()
+    before = torch.cuda.memory_allocated()
+    torch.cuda.reset_peak_memory_stats()
+    fn()
+    torch.cuda.synchronize()
+    return torch.cuda.max_memory_allocated() - before
+
+
+def passes(hand, func: FuncModel, problem: InnerProblem, theta: torch.Tensor, repeats: int, sync) -> dict[str, float]:
     """ms of one gradient and one Hessian-vector product of the 5 tasks on each backend, and of the
     product by autograd's double backward through the vmapped forward (an alternative to jvp of grad)."""
     support = problem.support
     u = stack(theta, problem.n_tasks) + 0.01
-    v = torch.randn(u.shape, generator=torch.Generator().manual_seed(1))
+    v = torch.randn(u.shape, generator=torch.Generator().manual_seed(1)).to(u.device)
 
     def double_backward():
         with torch.enable_grad():
@@ -113,7 +128,7 @@ def passes(hand, func: FuncModel, problem: InnerProblem, theta: torch.Tensor, re
                            "hand: product": lambda: hand.hvp(u, v, support),
                            "func: gradient (vmap grad)": lambda: func.grad(u, support),
                            "func: product (vmap jvp grad)": lambda: func.hvp(u, v, support),
-                           "func: product (double backward)": double_backward}, repeats=6 * repeats)
+                           "func: product (double backward)": double_backward}, repeats=6 * repeats, sync=sync)
 
 
 def rel(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -124,16 +139,20 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--steps", type=int, nargs="+", default=[200])
     ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = ap.parse_args()
     torch.set_num_threads(1)
     tune_allocator()
-    hand, problem, theta = cf_problem()
-    func = backends.build(hand.sizes[0], hand.sizes[1:-1], "tanh", "torch_func")
+    device = args.device
+    sync = torch.cuda.synchronize if device == "cuda" else None
+    hand, problem, theta = cf_problem(device=device)
+    func = backends.build(hand.sizes[0], hand.sizes[1:-1], "tanh", "torch_func").to(device)
     fproblem = InnerProblem(func, problem.support, problem.query)
-    cnn, cproblem, ctheta = cnn_problem()
+    cnn, cproblem, ctheta = cnn_problem(device)
     peers = [p for p in ("higher", "torchopt") if __import__("importlib").util.find_spec(p)]
     print(f"# {hand.sizes} tanh and a small CNN ({cnn.n_params} parameters), {problem.n_tasks} tasks x "
-          f"{problem.support.x.shape[1]} examples, float32, 1 thread; medians of {args.repeats} interleaved rounds"
+          f"{problem.support.x.shape[1]} examples, float32, 1 thread, device {device}; medians of {args.repeats} "
+          "interleaved rounds"
           + ("" if len(peers) == 2 else "; not installed: " + ", ".join({"higher", "torchopt"} - set(peers))))
     for K in args.steps:
         adj = build("maml_adjoint", {}, K, ALPHA)
@@ -149,7 +168,7 @@ def main() -> None:
             "cnn: plain training": lambda: plain_training(cproblem, ctheta, K, ALPHA),
             "cnn: exact adjoint": lambda: adj(ctheta, cproblem),
         }
-        nets = {p: as_module(hand, theta) for p in peers}
+        nets = {p: as_module(hand, theta).to(device) for p in peers}
         for p, fn in (("higher", higher_maml), ("torchopt", torchopt_maml)):
             if p in peers:
                 runs[p] = lambda f=fn, n=nets[p]: f(n, problem, K)
@@ -170,15 +189,18 @@ def main() -> None:
         memory["hand: exact adjoint"] = adj(theta, problem).stats["stored_bytes"]
         memory["func: exact adjoint"] = adj(theta, fproblem).stats["stored_bytes"]
         memory["cnn: exact adjoint"] = adj(ctheta, cproblem).stats["stored_bytes"]
-        ms = interleaved_ms(runs, repeats=args.repeats)
+        peaks = {name: peak_bytes(fn, device) for name, fn in runs.items()}
+        ms = interleaved_ms(runs, repeats=args.repeats, sync=sync)
         floor = {"hand": ms["hand: plain training"], "func": ms["func: plain training"], "cnn": ms["cnn: plain training"]}
         print(f"\nK = {K}  (CNN exact adjoint vs unrolled MAML: {cnn_check:.1e} relative)")
-        print(f"{'method':28s} {'ms':>9s} {'x plain (same backend)':>23s} {'kept MB':>9s} {'rel. diff':>10s}")
+        print(f"{'method':28s} {'ms':>9s} {'x plain (same backend)':>23s} {'kept MB':>9s} {'peak MB':>9s} "
+              f"{'rel. diff':>10s}")
         for name, t in ms.items():
             backend = name.split(":")[0]
             ratio = f"{t / floor[backend]:.2f}" if backend in floor else "-"
             kept = f"{memory[name] / MB:.2f}" if name in memory else "-"
-            print(f"{name:28s} {t:9.1f} {ratio:>23s} {kept:>9s} {diffs.get(name, float('nan')):10.1e}")
+            peak = f"{peaks[name] / MB:.2f}" if peaks[name] is not None else "-"
+            print(f"{name:28s} {t:9.1f} {ratio:>23s} {kept:>9s} {peak:>9s} {diffs.get(name, float('nan')):10.1e}")
         others = {n: ms[n] for n in (*peers, "func: MixFlow-style MAML")}
         best = min(others, key=others.get)
         print(f"func exact adjoint / func plain training: {ms['func: exact adjoint'] / floor['func']:.2f}x (target <= 3)")
@@ -187,7 +209,7 @@ def main() -> None:
         print(f"hand-derived lead on the MLP: plain {floor['func'] / floor['hand']:.2f}x, exact adjoint "
               f"{ms['func: exact adjoint'] / ms['hand: exact adjoint']:.2f}x")
     print("\none pass, 5 tasks x 20 examples:")
-    for name, t in passes(hand, func, problem, theta, args.repeats).items():
+    for name, t in passes(hand, func, problem, theta, args.repeats, sync).items():
         print(f"{name:34s} {t:8.3f} ms")
 
 

@@ -10,6 +10,8 @@
 """
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 from torch import nn
@@ -200,6 +202,20 @@ def test_amaml_heun_converges_to_the_exact_gradient_as_h_shrinks(classifier):
     errors = [((build("amaml", dict(forward="rk4", backward="heun", h=T / n), n, T / n)(theta, problem).grad - exact)
                .norm() / exact.norm()).item() for n in (4, 8, 16)]
     assert errors[0] > errors[1] > errors[2] and errors[0] / errors[2] > 10, errors
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("name", available())
+def test_every_estimator_on_cuda_matches_the_cpu(classifier, name):
+    """The same code path on a GPU: float64 meta-gradients of the classifier agree with the CPU's."""
+    func, theta, support, query = classifier
+    on_gpu = FuncModel(copy.deepcopy(func.module), cross_entropy, input_shape=(4,)).to("cuda")
+    gpu = InnerProblem(on_gpu, support.to("cuda", D), query.to("cuda", D))
+    cfg, steps = CONFIG.get(name, {}), (1 if name == "maml1" else K)
+    want = build(name, cfg, steps, ALPHA, seed=2)(theta, InnerProblem(func, support, query))
+    got = build(name, cfg, steps, ALPHA, seed=2)(theta.to("cuda"), gpu)
+    assert got.grad.device.type == "cuda"
+    torch.testing.assert_close(got.grad.cpu(), want.grad, rtol=1e-8, atol=1e-12)
 
 
 # ---------------------------------------------------------------- refused at construction

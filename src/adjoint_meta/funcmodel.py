@@ -127,6 +127,12 @@ class FuncModel:
         self._loss = vmap(self._task_loss)
         self._hvp = vmap(self._task_hvp)
 
+    def to(self, device: torch.device | str) -> "FuncModel":
+        """The template (and so its buffers) on ``device``; the parameters are always the caller's."""
+        self.module.to(device)
+        self.buffers = dict(self.module.named_buffers())
+        return self
+
     # -- parameters -------------------------------------------------------
     def init(self, generator: torch.Generator, dtype: torch.dtype = torch.float32) -> Tensor:
         """The module's own initialization (``reset_parameters`` of each submodule), drawn from a seed
