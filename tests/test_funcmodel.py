@@ -204,6 +204,25 @@ def test_amaml_heun_converges_to_the_exact_gradient_as_h_shrinks(classifier):
     assert errors[0] > errors[1] > errors[2] and errors[0] / errors[2] > 10, errors
 
 
+def test_the_double_backward_product_equals_the_jvp_one(classifier, monkeypatch):
+    """The product a torch takes whose vmap cannot batch a jvp (2.11), forced here: same numbers, also
+    inside inference mode, where the estimators call it; and the estimators agree on it."""
+    func, theta, support, query = classifier
+    u = theta.unsqueeze(0).repeat(2, 1) + 0.1
+    v = torch.randn(u.shape, generator=torch.Generator().manual_seed(8), dtype=D)
+    jvp_product = func.hvp(u, v, support)
+    with torch.inference_mode():
+        double = func._double_backward_hvp(u, v, support.x, support.y, support.w)
+    torch.testing.assert_close(double, jvp_product, rtol=1e-12, atol=1e-14)
+    monkeypatch.setattr(FuncModel, "_batches_jvp", lambda self: False)
+    fallback = FuncModel(func.module, cross_entropy, input_shape=(4,))
+    assert fallback.hvp_method == "double backward" and func.hvp_method == "jvp of grad"
+    for name in ("maml_adjoint", "imaml"):
+        a = build(name, CONFIG.get(name, {}), K, ALPHA)(theta, InnerProblem(func, support, query)).grad
+        b = build(name, CONFIG.get(name, {}), K, ALPHA)(theta, InnerProblem(fallback, support, query)).grad
+        torch.testing.assert_close(b, a, rtol=1e-10, atol=1e-13)
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 @pytest.mark.parametrize("name", available())
 def test_every_estimator_on_cuda_matches_the_cpu(classifier, name):

@@ -125,7 +125,9 @@ class FuncModel:
         self._grad = vmap(grad(self._task_loss))
         self._grad_and_value = vmap(grad_and_value(self._task_loss))
         self._loss = vmap(self._task_loss)
-        self._hvp = vmap(self._task_hvp)
+        self._hvp, self.hvp_method = vmap(self._task_hvp), "jvp of grad"
+        if not self._batches_jvp():
+            self._hvp, self.hvp_method = self._double_backward_hvp, "double backward"
 
     def to(self, device: torch.device | str) -> "FuncModel":
         """The template (and so its buffers) on ``device``; the parameters are always the caller's."""
@@ -161,6 +163,28 @@ class FuncModel:
 
     def _task_hvp(self, u_b: Tensor, v_b: Tensor, x_b: Tensor, y_b: Tensor, w_b: Tensor) -> Tensor:
         return jvp(lambda p: grad(self._task_loss)(p, x_b, y_b, w_b), (u_b,), (v_b,))[1]
+
+    def _double_backward_hvp(self, u: Tensor, v: Tensor, x: Tensor, y: Tensor, w: Tensor) -> Tensor:
+        """H v by reverse over reverse through the vmapped forward: for a torch whose vmap cannot batch
+        a jvp (2.11: no batching rule for _make_dual).  Exact like the jvp (the same derivatives)."""
+        with torch.inference_mode(False), torch.enable_grad():
+            u, v = u.clone().requires_grad_(True), v.clone()
+            g = torch.autograd.grad(self._loss(u, x, y, w).sum(), u, create_graph=True)[0]
+            return torch.autograd.grad(g, u, v)[0]
+
+    def _batches_jvp(self) -> bool:
+        """Whether this torch's vmap batches the jvp of a gradient (probed once on a tiny batch)."""
+        p = next(self.module.parameters())
+        u = torch.zeros(1, self.n_params, dtype=p.dtype, device=p.device)
+        x = torch.zeros(1, 2, *self.input_shape, dtype=p.dtype, device=p.device)
+        y, w = torch.zeros(1, 2, dtype=p.dtype, device=p.device), torch.full((1, 2), 0.5, dtype=p.dtype, device=p.device)
+        try:
+            self._hvp(u, u, x, y, w)
+            return True
+        except RuntimeError as exc:
+            if "Batching rule not implemented" in str(exc):
+                return False
+            raise
 
     # -- the interface of model.MLP -----------------------------------------
     def predict(self, u: Tensor, x: Tensor) -> Tensor:
