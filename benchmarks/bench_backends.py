@@ -151,8 +151,8 @@ def main() -> None:
     cnn, cproblem, ctheta = cnn_problem(device)
     peers = [p for p in ("higher", "torchopt") if __import__("importlib").util.find_spec(p)]
     print(f"# {hand.sizes} tanh and a small CNN ({cnn.n_params} parameters), {problem.n_tasks} tasks x "
-          f"{problem.support.x.shape[1]} examples, float32, 1 thread, device {device}; medians of {args.repeats} "
-          "interleaved rounds"
+          f"{problem.support.x.shape[1]} examples, float32, 1 thread, device {device}, torch {torch.__version__}, "
+          f"torch.func products by {func.hvp_method}; medians of {args.repeats} interleaved rounds"
           + ("" if len(peers) == 2 else "; not installed: " + ", ".join({"higher", "torchopt"} - set(peers))))
     for K in args.steps:
         adj = build("maml_adjoint", {}, K, ALPHA)
