@@ -4,7 +4,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from adjoint_meta.model import MLP, Data, build_model
+from adjoint_meta.backends import build as build_model
+from adjoint_meta.model import MLP, Data
 
 D = torch.float64
 

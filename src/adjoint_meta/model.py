@@ -462,7 +462,3 @@ class MLP:
     def hvp(self, u: Tensor, v: Tensor, data: Data) -> Tensor:
         """Batched Hessian-vector product ``H_b(u_b) v_b`` of each task's loss, shape ``[B, P]``."""
         return self.hvp_at(self.linearize(u, data), v, data)
-
-
-def build_model(input_dim: int, hidden: list[int], activation: str) -> MLP:
-    return MLP([int(input_dim), *map(int, hidden), 1], activation)
