@@ -13,7 +13,7 @@ import torch
 
 from adjoint_meta import baselines, config, kinds, make_tasks, model_file, train
 from adjoint_meta.estimators import REGISTRY
-from adjoint_meta.model import build_model
+from adjoint_meta.backends import build as build_model
 from adjoint_meta.report import discussion
 from adjoint_meta.seeding import torch_generator
 from adjoint_meta.tasks import TaskPool
