@@ -18,6 +18,8 @@ from torch import nn
 from torch.func import functional_call
 
 from adjoint_meta.estimators import InnerProblem, available, build
+from adjoint_meta.fewshot import cnn
+from adjoint_meta.fewshot.digits import SHAPE
 from adjoint_meta.funcmodel import FuncModel, ModelError, cross_entropy, squared_error
 from adjoint_meta.model import MLP, Data
 
@@ -192,6 +194,29 @@ def test_every_estimator_on_a_layernorm_gelu_classifier(classifier, name):
     assert err <= EXACT[name], (name, err)
     if name == "maml":  # and the second-order terms matter on this model
         assert ((got - _reference(func, theta, support, query, "fomaml")).norm() / got.norm()) > 1e-3
+
+
+@pytest.fixture(scope="module")
+def cnn_classifier():
+    """The few-shot experiment's CNN (two 3x3 convolutions, ReLU, max pooling, a linear head) on 8x8 images."""
+    func = FuncModel(cnn.classifier(channels=2, ways=3).to(D), cross_entropy, input_shape=SHAPE)
+    theta = func.init(torch.Generator().manual_seed(1), D)
+    g = torch.Generator().manual_seed(9)
+
+    def data(n):
+        x = torch.rand(2, n, *SHAPE, generator=g, dtype=D)
+        return Data(x, torch.randint(0, 3, (2, n), generator=g).to(D), torch.full((2, n), 1.0 / n, dtype=D))
+    return func, theta, data(6), data(5)
+
+
+@pytest.mark.parametrize("name", [n for n in available() if n != "es"])
+def test_every_estimator_on_the_fewshot_cnn(cnn_classifier, name):
+    func, theta, support, query = cnn_classifier
+    steps = 1 if name == "maml1" else K
+    got = build(name, CONFIG.get(name, {}), steps, ALPHA, seed=2)(theta, InnerProblem(func, support, query)).grad
+    want = _reference(func, theta, support, query, name)
+    err = ((got - want).norm() / want.norm().clamp_min(1e-300)).item() if want.norm() > 0 else got.norm().item()
+    assert err <= EXACT[name], (name, err)
 
 
 def test_amaml_heun_converges_to_the_exact_gradient_as_h_shrinks(classifier):

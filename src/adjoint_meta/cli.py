@@ -109,6 +109,19 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     evaluate.run(_spec(args, "evaluate", **cell), cell, args.model, args.tasks, args.out, args.out_curve, args.log)
 
 
+def cmd_fewshot(args: argparse.Namespace) -> None:
+    from adjoint_meta.fewshot import run
+
+    spec = _spec(args, "fewshot", estimator=args.estimator, seed=args.seed)
+    run.estimator(spec, args.estimator, args.seed, args.out, args.out_curve, args.log)
+
+
+def cmd_protonet(args: argparse.Namespace) -> None:
+    from adjoint_meta.fewshot import run
+
+    run.protonet(_spec(args, "protonet", seed=args.seed), args.seed, args.out, args.out_curve, args.log)
+
+
 def cmd_profile(args: argparse.Namespace) -> None:
     from adjoint_meta import profile
 
@@ -203,6 +216,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tasks", required=True, help="task table from make-tasks")
     p.add_argument("--out", required=True, help="metrics of the cell (.json)")
     p.add_argument("--out-curve", required=True, help="error of every test task along fine-tuning (.csv)")
+    p.add_argument("--log", help="log file")
+
+    p = add("fewshot", cmd_fewshot, "few-shot classification: meta-train one estimator's CNN initialization on the "
+            "digits and fine-tune the held-out tasks from it")
+    _add_cell(p, ("estimator", "seed"))
+    p.add_argument("--out", required=True, help="accuracy along fine-tuning, summary (.json)")
+    p.add_argument("--out-curve", required=True, help="accuracy and cross-entropy of every test task (.csv)")
+    p.add_argument("--log", help="log file")
+
+    p = add("protonet", cmd_protonet, "few-shot classification: train Prototypical Networks on the digits and "
+            "classify the held-out tasks")
+    _add_cell(p, ("seed",))
+    p.add_argument("--out", required=True, help="accuracy, summary (.json)")
+    p.add_argument("--out-curve", required=True, help="accuracy and cross-entropy of every test task (.csv)")
     p.add_argument("--log", help="log file")
 
     p = add("profile", cmd_profile, "time and memory of every estimator's meta-update over a profile's sweeps, "

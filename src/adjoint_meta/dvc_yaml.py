@@ -96,6 +96,25 @@ def stages(params: Mapping) -> dict[str, dict]:
     }
     for exp in params["experiments"]:
         out.update(_cell_stages(exp))
+    few = {"estimator": "${item.estimator}", "seed": "${item.seed}"}
+    out["fewshot"] = {
+        "matrix": {"estimator": "${fewshot.estimators}", "seed": "${meta.seeds}"},
+        "cmd": _cmd("fewshot", f"--estimator {few['estimator']} --seed {few['seed']}", "--out", paths.FEWSHOT.format(**few),
+                    "--out-curve", paths.FEWSHOT_CURVE.format(**few),
+                    "--log", paths.LOG.format(step="fewshot", name=paths.FEWSHOT_NAME.format(**few))),
+        "deps": list(codedeps.step_files("fewshot")),
+        "params": _params("fewshot", **few),
+        "outs": [paths.FEWSHOT.format(**few), paths.FEWSHOT_CURVE.format(**few)],
+    }
+    proto = {"seed": "${item}"}
+    out["protonet"] = {"foreach": "${meta.seeds}", "do": {
+        "cmd": _cmd("protonet", "--seed", proto["seed"], "--out", paths.PROTONET.format(**proto),
+                    "--out-curve", paths.PROTONET_CURVE.format(**proto),
+                    "--log", paths.LOG.format(step="protonet", name=paths.PROTONET_NAME.format(**proto))),
+        "deps": list(codedeps.step_files("protonet")),
+        "params": _params("protonet", **proto),
+        "outs": [paths.PROTONET.format(**proto), paths.PROTONET_CURVE.format(**proto)],
+    }}
     prof = {"profile": "${key}", "dataset": "${item.dataset}", "setting": "${item.setting}"}
     out["profile"] = {"foreach": "${profiles}", "do": {
         "cmd": _cmd("profile", "--profile", prof["profile"], "--tasks", paths.TASKS.format(**prof),
@@ -116,7 +135,8 @@ def stages(params: Mapping) -> dict[str, dict]:
     out["summarize"] = {
         "cmd": _cmd("summarize", "--log", paths.LOG.format(step="summarize", name="summarize")),
         # data/tasks: the predictor baselines are fitted on the collaborative task pools
-        "deps": ["results/eval", "results/train", "results/profile", "results/accuracy", _dir(paths.TASKS),
+        "deps": ["results/eval", "results/train", "results/profile", "results/accuracy", _dir(_dir(paths.FEWSHOT)),
+                 _dir(paths.PROTONET), _dir(paths.TASKS),
                  *codedeps.step_files("summarize")],
         "params": _params("summarize"),
         "outs": summary,

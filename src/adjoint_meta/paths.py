@@ -17,6 +17,11 @@ TRAIN_LOG = "results/train/" + _CELL + ".csv"
 EVAL = "results/eval/" + _CELL + ".json"
 EVAL_CURVE = "results/eval/" + _CELL + ".csv"
 
+FEWSHOT = "results/fewshot/{estimator}/seed{seed}.json"  # the few-shot experiment, one estimator and seed
+FEWSHOT_CURVE = "results/fewshot/{estimator}/seed{seed}.csv"
+PROTONET = "results/protonet/seed{seed}.json"
+PROTONET_CURVE = "results/protonet/seed{seed}.csv"
+
 PROFILE = "results/profile/{profile}.csv"  # every estimator of the profile
 ACCURACY = "results/accuracy/{name}.csv"
 
@@ -27,6 +32,8 @@ CURVES = "reports/plots/{experiment}_curves.csv"
 JOBS = "reports/jobs.csv"
 PROFILES = "reports/profiles.csv"
 ACCURACY_TABLE = "reports/accuracy.csv"
+FEWSHOT_TABLE = "reports/fewshot.csv"
+FEWSHOT_CURVES = "reports/fewshot_curves.csv"
 FIGURE = "reports/figures/{name}.png"
 REPORT = "reports/report.html"
 
@@ -34,6 +41,8 @@ LOG = "logs/{step}/{name}.log"
 BENCHMARK = "logs/benchmarks/{step}/{name}.tsv"
 # job names in LOG and BENCHMARK (training and evaluation share the cell's name)
 CELL_NAME = "{experiment}__{dataset}__{setting}__{estimator}__seed{seed}"
+FEWSHOT_NAME = "{estimator}__seed{seed}"
+PROTONET_NAME = "seed{seed}"
 PROFILE_NAME = "{profile}"
 
 
@@ -43,6 +52,7 @@ def figure_names(params: dict) -> dict[str, str]:
     names.update({f"profile_{p}_{var}_{metric}": "profile" for p, prof in params["profiles"].items()
                   for var in prof["sweep"] for metric in ("memory", "time")})
     names.update({f"accuracy_{a}": "accuracy" for a in params["accuracy"]})
+    names["fewshot_accuracy"] = "fewshot"
     return names
 
 
@@ -55,6 +65,8 @@ def summary_outputs(experiments) -> dict[str, str | list[str]]:
         jobs=JOBS,
         profiles=PROFILES,
         accuracy=ACCURACY_TABLE,
+        fewshot=FEWSHOT_TABLE,
+        fewshot_curves=FEWSHOT_CURVES,
         nrmse_definitions=NRMSE_DEFINITIONS,
         tables=[TABLE.format(experiment=e) for e in experiments],
         curves=[CURVES.format(experiment=e) for e in experiments],

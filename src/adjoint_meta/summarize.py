@@ -11,6 +11,7 @@ Outputs (all read by the report; the metrics also by ``dvc metrics``):
 * ``reports/plots/{experiment}_curves.csv``: mean and std of nRMSE over test tasks per
   fine-tuning step;
 * ``reports/profiles.csv``, ``reports/accuracy.csv``: all profiling and accuracy rows;
+* ``reports/fewshot.csv``, ``reports/fewshot_curves.csv``: the few-shot experiment (``fewshot.summary``);
 * ``reports/jobs.csv``: wall time, device and solver counters of every training job;
 * ``reports/tables/nrmse_definitions.csv``: every candidate definition of the paper's nRMSE
   (``adjoint_meta.nrmse``) for every cell each experiment trains, with the paper's value and
@@ -32,6 +33,7 @@ import pandas as pd
 from scipy import stats
 
 from adjoint_meta import baselines, config, kinds, model_file, nrmse, paths, runtime
+from adjoint_meta.fewshot import summary as fewshot_summary
 from adjoint_meta.io import atomic_path, read_json, write_json
 from adjoint_meta.reference import table_value
 from adjoint_meta.tasks import TaskPool
@@ -273,6 +275,9 @@ def run(params: dict, root: str = ".", log_file: str | None = None) -> dict:
                base / paths.PROFILES)
     _write_csv(_concat([str(base / paths.ACCURACY.format(**j)) for j in config.accuracy_jobs(params)]),
                base / paths.ACCURACY_TABLE)
+    fewshot_table, fewshot_curves = fewshot_summary.tables(params, base)
+    _write_csv(fewshot_table, base / paths.FEWSHOT_TABLE)
+    _write_csv(fewshot_curves, base / paths.FEWSHOT_CURVES)
     log.info("summarized %d training cells, %d profiling jobs and %d accuracy studies", len(config.cells(params)),
              len(config.profile_jobs(params)), len(config.accuracy_jobs(params)))
     return metrics

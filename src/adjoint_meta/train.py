@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
 import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
 
 import torch
 
 from adjoint_meta import backends, checkpoint, config, model_file, optim, runtime
-from adjoint_meta.estimators import InnerProblem, build
+from adjoint_meta.estimators import Estimator, InnerProblem, build
 from adjoint_meta.estimators.flow import FlowError
 from adjoint_meta.io import atomic_path
 from adjoint_meta.seeding import derive_seed, torch_generator
@@ -65,7 +69,55 @@ def run(spec: dict, cell: dict, tasks_path: str, out_model: str, out_log: str,
              optimizer, lr, eligible, pool.n_train_tasks, runtime.describe_device(device),
              str(dtype).replace("torch.", ""), " compiled" if compiled else "")
 
-    ckpt_path, owner = checkpoint.path_for(out_model), checkpoint.owner_of(spec, cell)
+    # an estimator that makes no outer updates (random_init) writes the initial theta as it is
+    n_steps = int(meta["meta_epochs"]) if estimator.trains else 0
+    sample = lambda: pool.sample(gen, int(meta["meta_batch"]), shot, val, dtype)  # noqa: E731
+    loop = meta_train(estimator, model, theta, opt, gen, sample, n_steps, what=f"{cell['dataset']} ({label}, K={steps})",
+                      outer=(optimizer, lr), on_nonfinite=meta["on_nonfinite"], rt=spec["runtime"], device=device,
+                      dtype=dtype, ckpt_path=checkpoint.path_for(out_model), owner=checkpoint.owner_of(spec, cell),
+                      log=log)
+    rows, skipped_total, extra, wall = loop.rows, loop.skipped, loop.extra, loop.wall
+
+    if not n_steps:
+        log.info("meta-step 0/0: no outer updates (%s); theta is the initial one", label)
+    summary = {
+        "cell": cell, "estimator_label": label, "kind": kind, "inner_steps": steps, "alpha": alpha,
+        "outer": {"optimizer": optimizer, "lr": lr},
+        "n_params": model.n_params, "sizes": [pool.input_dim, *ds_cfg["hidden"], 1],
+        "activation": ds_cfg["activation"], "backend": ds_cfg.get("backend", backends.DEFAULT),
+        "meta_steps": n_steps, "wall_seconds": wall, "skipped_tasks": skipped_total,
+        "eligible_tasks": eligible, "device": runtime.describe_device(device),
+        "dtype": str(dtype).replace("torch.", ""), "compiled": compiled,
+        "stats_per_step": {k: v / n_steps for k, v in extra.items()},
+    }
+    write_curve(out_log, rows)
+    model_file.save(out_model, theta, summary, spec)
+    checkpoint.path_for(out_model).unlink(missing_ok=True)
+    log.info("done in %.1fs; wrote %s", wall, out_model)
+    return summary
+
+
+@dataclass
+class Loop:
+    """What the outer loop leaves: one CSV row per meta-step, the tasks it skipped, the estimator's
+    counters summed over meta-steps, and its seconds."""
+    rows: list
+    skipped: int
+    extra: dict
+    wall: float
+
+
+def meta_train(estimator: Estimator, model, theta: torch.Tensor, opt, gen: torch.Generator,
+               sample: Callable[[], tuple], n_steps: int, *, what: str, outer: tuple[str, float], on_nonfinite: str,
+               rt: dict, device: torch.device, dtype: torch.dtype, ckpt_path: Path, owner: dict,
+               log: logging.Logger, alpha_key: str = "inner.alpha") -> Loop:
+    """The outer loop of every meta-training job: ``n_steps`` updates of ``theta`` (in place, by ``opt``)
+    along the mean meta-gradient of the meta-batches ``sample()`` draws from ``gen`` (task ids, support,
+    query).  A non-finite meta-gradient stops it, or with ``on_nonfinite = skip`` drops its tasks;
+    progress is logged every ``rt['log_every']`` steps and the whole state checkpointed every
+    ``rt['checkpoint_every']`` at ``ckpt_path``, from which a rerun resumes.  ``what`` names the job,
+    ``alpha_key`` the parameter of its inner step."""
+    optimizer, lr = outer
     rows: list[list] = []
     skipped_total, done, spent = 0, 0, 0.0
     extra: dict[str, float] = {}
@@ -79,26 +131,23 @@ def run(spec: dict, cell: dict, tasks_path: str, out_model: str, out_log: str,
         done, spent = state["step"], state["seconds"]
         log.info("resuming from %s at meta-step %d", ckpt_path, done)
 
-    # an estimator that makes no outer updates (random_init) writes the initial theta as it is
-    n_steps = int(meta["meta_epochs"]) if estimator.trains else 0
-    every = int(spec["runtime"]["log_every"])
-    ckpt_every = int(spec["runtime"].get("checkpoint_every", 0))
+    every = int(rt["log_every"])
+    ckpt_every = int(rt.get("checkpoint_every", 0))
     start = time.perf_counter() - spent
     for step in range(done + 1, n_steps + 1):
-        task_ids, support, query = pool.sample(gen, int(meta["meta_batch"]), shot, val, dtype)
+        task_ids, support, query = sample()
         problem = InnerProblem(model, support.to(device, dtype), query.to(device, dtype))
-        where = f"at meta-step {step} for training task(s) {task_ids.tolist()} of {cell['dataset']} ({label}, K={steps})"
         try:
             mg = estimator(theta, problem)
         except FlowError as exc:
-            raise NonFiniteError(f"forward solve failed {where}: {exc}") from None
+            raise NonFiniteError(f"forward solve failed at meta-step {step} for training task(s) "
+                                 f"{task_ids.tolist()} of {what}: {exc}") from None
         ok = torch.isfinite(mg.grad).all(1) & torch.isfinite(mg.query_loss)
         if not bool(ok.all()):
             bad = [int(task_ids[i]) for i in torch.nonzero(~ok).flatten().tolist()]
-            msg = (f"non-finite meta-gradient at meta-step {step} for training task(s) {bad} of "
-                   f"{cell['dataset']} ({label}, K={steps}): the inner loop or its adjoint "
-                   f"diverged; lower inner.alpha or check the data")
-            if meta["on_nonfinite"] == "stop" or not bool(ok.any()):
+            msg = (f"non-finite meta-gradient at meta-step {step} for training task(s) {bad} of {what}: the inner "
+                   f"loop or its adjoint diverged; lower {alpha_key} or check the data")
+            if on_nonfinite == "stop" or not bool(ok.any()):
                 raise NonFiniteError(msg)
             log.warning("%s; skipping them (meta.on_nonfinite = skip)", msg)
             skipped_total += len(bad)
@@ -126,25 +175,12 @@ def run(spec: dict, cell: dict, tasks_path: str, out_model: str, out_log: str,
                 "step": step, "seconds": elapsed, "theta": theta.cpu(), "optimizer": opt.state_dict(),
                 "generator": gen.get_state(), "estimator": estimator.state_dict(), "rows": rows,
                 "skipped": skipped_total, "extra": extra}, owner)
+    return Loop(rows, skipped_total, extra, time.perf_counter() - start)
 
-    if not n_steps:
-        log.info("meta-step 0/0: no outer updates (%s); theta is the initial one", label)
-    wall = time.perf_counter() - start
-    summary = {
-        "cell": cell, "estimator_label": label, "kind": kind, "inner_steps": steps, "alpha": alpha,
-        "outer": {"optimizer": optimizer, "lr": lr},
-        "n_params": model.n_params, "sizes": [pool.input_dim, *ds_cfg["hidden"], 1],
-        "activation": ds_cfg["activation"], "backend": ds_cfg.get("backend", backends.DEFAULT),
-        "meta_steps": n_steps, "wall_seconds": wall, "skipped_tasks": skipped_total,
-        "eligible_tasks": eligible, "device": runtime.describe_device(device),
-        "dtype": str(dtype).replace("torch.", ""), "compiled": compiled,
-        "stats_per_step": {k: v / n_steps for k, v in extra.items()},
-    }
+
+def write_curve(path: str, rows: list[list]) -> None:
+    """The training curve: one CSV row per meta-step."""
     text = io.StringIO()
     csv.writer(text).writerows([["meta_step", "query_loss", "grad_norm", "seconds", "skipped_tasks"], *rows])
-    with atomic_path(out_log) as tmp:
+    with atomic_path(path) as tmp:
         tmp.write_text(text.getvalue())
-    model_file.save(out_model, theta, summary, spec)
-    ckpt_path.unlink(missing_ok=True)
-    log.info("done in %.1fs; wrote %s", wall, out_model)
-    return summary

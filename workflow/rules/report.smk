@@ -7,6 +7,10 @@ rule summarize:
         models=[paths.MODEL.format(**c) for c in CELLS],
         profiles=[paths.PROFILE.format(**j) for j in amc.profile_jobs(P)],
         accuracy=[paths.ACCURACY.format(**j) for j in amc.accuracy_jobs(P)],
+        fewshot=[paths.FEWSHOT.format(**j) for j in amc.fewshot_jobs(P)]
+        + [paths.FEWSHOT_CURVE.format(**j) for j in amc.fewshot_jobs(P)],
+        protonet=[paths.PROTONET.format(**j) for j in amc.protonet_jobs(P)]
+        + [paths.PROTONET_CURVE.format(**j) for j in amc.protonet_jobs(P)],
         # the predictor baselines (adjoint_meta.baselines) are fitted on the collaborative task pools
         tasks=[paths.TASKS.format(dataset=d) for d in amc.baseline_datasets(P)],
         summaries=[paths.TASKS_SUMMARY.format(dataset=d) for d in amc.baseline_datasets(P)],

@@ -157,6 +157,30 @@ def reserved_names(doc: Mapping) -> Iterator[str]:
 
 
 @check
+def fewshot(doc: Mapping) -> Iterator[str]:
+    """The few-shot experiment names defined estimators, a meta-learner among them as its reference,
+    and tasks both class sets can serve (the digits have classes 0..9)."""
+    fs, estimators = _section(doc, "fewshot"), _section(doc, "estimators")
+    if not fs:
+        return
+    for name in fs.get("estimators", []):
+        if name not in estimators:
+            yield (f"fewshot.estimators: {name!r} is not defined under 'estimators'; allowed values: "
+                   f"{', '.join(sorted(estimators)) or '(none)'}")
+    ref = fs.get("reference")
+    if ref not in fs.get("estimators", []):
+        yield f"fewshot.reference: {ref!r} is not one of fewshot.estimators ({', '.join(fs.get('estimators', []))})"
+    elif ref in estimators and is_baseline(estimators[ref]):
+        yield f"fewshot.reference: {ref!r} is an initialization baseline; the reference is a meta-learner"
+    test = set(fs.get("test_classes", []))
+    ways = fs.get("ways", 0)
+    for role, n in (("test", len(test)), ("meta-training", 10 - len(test))):
+        if ways > n:
+            yield (f"fewshot.ways: {ways} classes per task, but the {role} tasks have {n} (fewshot.test_classes "
+                   f"holds {sorted(test)}); lower ways or move classes")
+
+
+@check
 def studies(doc: Mapping) -> Iterator[str]:
     """Profiles and accuracy studies name defined datasets, settings and meta-gradient estimators."""
     datasets, settings, estimators = _section(doc, "datasets"), _section(doc, "settings"), _section(doc, "estimators")

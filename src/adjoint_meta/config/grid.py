@@ -87,6 +87,19 @@ def accuracy_jobs(params: Mapping) -> list[dict]:
             for name, study in params["accuracy"].items()]
 
 
+def fewshot_jobs(params: Mapping) -> list[dict]:
+    """One few-shot job per estimator of the experiment and training seed."""
+    return [dict(estimator=e, seed=int(seed)) for e in params["fewshot"]["estimators"] for seed in params["meta"]["seeds"]]
+
+
+def protonet_jobs(params: Mapping) -> list[dict]:
+    """One ProtoNet job per training seed."""
+    return [dict(seed=int(seed)) for seed in params["meta"]["seeds"]]
+
+
+_FEWSHOT_TASKS = ["fewshot.test_classes", "fewshot.ways", "fewshot.shot", "fewshot.query", "fewshot.n_test_tasks",
+                  "fewshot.channels", "fewshot.meta"]
+
 # Keys each step reads, as dotted templates over the job's wildcards. The DVC
 # stages list exactly these under ``params:`` (checked by a test).
 RELEVANT_KEYS: dict[str, list[str]] = {
@@ -112,8 +125,12 @@ RELEVANT_KEYS: dict[str, list[str]] = {
         "seed", "runtime", "inner", "meta.meta_batch", "datasets.{dataset}", "settings.{setting}",
         "estimators", "accuracy.{name}",
     ],
+    "fewshot": ["seed", "runtime", *_FEWSHOT_TASKS, "fewshot.alpha", "fewshot.steps", "fewshot.maml_steps",
+                "fewshot.eval_steps", "fewshot.record_every", "estimators.{estimator}"],
+    "protonet": ["seed", "runtime", *_FEWSHOT_TASKS],
     # the predictor baselines (adjoint_meta.baselines) read the task pools: the datasets and settings
-    "summarize": ["experiments", "profiles", "accuracy", "estimators", "meta.seeds", "datasets", "settings"],
+    "summarize": ["seed", "experiments", "profiles", "accuracy", "estimators", "meta.seeds", "datasets", "settings",
+                  "fewshot"],
     # the report states the hash of the effective parameters, so it reads them all
     "report": ["*"],
 }
@@ -157,6 +174,12 @@ def job_slice(params: Mapping, step: str, *, whole: bool = True, **keys: Any) ->
         raise ParamsError("no experiment in the parameters has the cell " +
                           " ".join(f"{k}={v}" for k, v in keys.items()) +
                           f"; experiments: {', '.join(params['experiments'])}")
+    if whole and step in ("fewshot", "protonet"):
+        jobs = fewshot_jobs(params) if step == "fewshot" else protonet_jobs(params)
+        if dict(keys) not in jobs:
+            raise ParamsError(f"no {step} job has " + " ".join(f"{k}={v}" for k, v in keys.items()) +
+                              f"; fewshot.estimators: {', '.join(params['fewshot']['estimators'])}, meta.seeds: "
+                              f"{params['meta']['seeds']}")
     return prune(params, step, **_job_wildcards(params, step, keys))
 
 

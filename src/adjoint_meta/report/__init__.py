@@ -22,6 +22,7 @@ from adjoint_meta import paths, runtime
 from adjoint_meta.io import write_text
 from adjoint_meta.reference import paper
 from adjoint_meta.report import candidates, claims, discussion, figures, loading, provenance, tables
+from adjoint_meta.report import fewshot as fewshot_section
 from adjoint_meta.summarize import need
 
 
@@ -75,6 +76,16 @@ def run(params: dict, out_html: str, root: str = ".", log_file: str | None = Non
                                    f"accuracy {name}", "Mean over meta-batches; bars ± one std."),
                  "table": tables.accuracy(res.accuracy, name, labels)} for name, a in params["accuracy"].items()]
 
+    fs = params["fewshot"]
+    fs_table = pd.read_csv(need(base / paths.FEWSHOT_TABLE))
+    fewshot = {"fs": fs, "steps": fs["steps"], "eval_steps": fs["eval_steps"], "seeds": len(params["meta"]["seeds"]),
+               "figure": _figure("fewshot_accuracy", figures.save(fewshot_section.figure(
+                   pd.read_csv(need(base / paths.FEWSHOT_CURVES)), fs["steps"]), base, "fewshot_accuracy"),
+                   "few-shot accuracy", "Test accuracy while fine-tuning from each learned initialization (mean over "
+                   f"seeds, band ± one std over seeds; dotted line: step K = {fs['steps']}); dashed: Prototypical "
+                   "Networks, which take no fine-tuning steps."),
+               "table": fewshot_section.table(fs_table, fs["reference"]),
+               "findings": fewshot_section.findings(fs_table, fs["reference"], params["preset"])}
     verdicts = claims.rows(claims.evidence(params, res.profiles, base))
     doc = render({
         "params": params, "verdicts": verdicts, "verdict_method": claims.method(),
@@ -93,7 +104,7 @@ def run(params: dict, out_html: str, root: str = ".", log_file: str | None = Non
         "experiments": {"with_paper": [experiment(e) for e in with_paper], "others": [experiment(e) for e in others],
                         "ablations": [experiment(e) for e in ablations]},
         "candidates": candidates.section(res.definitions, with_paper, params["evaluation"]["released_protocol"]),
-        "profiles": profiles, "accuracy": accuracy,
+        "profiles": profiles, "accuracy": accuracy, "fewshot": fewshot,
         "datasets": [provenance.dataset(ds, s) for ds, s in res.summaries.items()],
         "data_files": [provenance.data_file(ds, s) for ds, s in res.summaries.items()],
         "job_times": provenance.job_times(params, res.bench),
