@@ -230,22 +230,26 @@ def test_amaml_heun_converges_to_the_exact_gradient_as_h_shrinks(classifier):
 
 
 def test_the_double_backward_product_equals_the_jvp_one(classifier, monkeypatch):
-    """The product a torch takes whose vmap cannot batch a jvp (2.11), forced here: same numbers, also
-    inside inference mode, where the estimators call it; and the estimators agree on it."""
+    """The two Hessian-vector products (reverse over reverse, the default; forward over reverse by
+    torch.func.jvp): the same numbers, also inside inference mode, where the estimators call them,
+    and the same meta-gradients; a torch whose vmap cannot batch the jvp (2.11, forced here) gets
+    the double backward."""
     func, theta, support, query = classifier
+    forward = FuncModel(func.module, cross_entropy, input_shape=(4,), hvp="jvp")
+    assert func.hvp_method == "double backward" and forward.hvp_method == "jvp of grad"
     u = theta.unsqueeze(0).repeat(2, 1) + 0.1
     v = torch.randn(u.shape, generator=torch.Generator().manual_seed(8), dtype=D)
-    jvp_product = func.hvp(u, v, support)
     with torch.inference_mode():
-        double = func._double_backward_hvp(u, v, support.x, support.y, support.w)
-    torch.testing.assert_close(double, jvp_product, rtol=1e-12, atol=1e-14)
-    monkeypatch.setattr(FuncModel, "_batches_jvp", lambda self: False)
-    fallback = FuncModel(func.module, cross_entropy, input_shape=(4,))
-    assert fallback.hvp_method == "double backward" and func.hvp_method == "jvp of grad"
+        double = func.hvp(u, v, support)
+    torch.testing.assert_close(double, forward.hvp(u, v, support), rtol=1e-12, atol=1e-14)
     for name in ("maml_adjoint", "imaml"):
-        a = build(name, CONFIG.get(name, {}), K, ALPHA)(theta, InnerProblem(func, support, query)).grad
-        b = build(name, CONFIG.get(name, {}), K, ALPHA)(theta, InnerProblem(fallback, support, query)).grad
+        a = build(name, CONFIG.get(name, {}), K, ALPHA)(theta, InnerProblem(forward, support, query)).grad
+        b = build(name, CONFIG.get(name, {}), K, ALPHA)(theta, InnerProblem(func, support, query)).grad
         torch.testing.assert_close(b, a, rtol=1e-10, atol=1e-13)
+    monkeypatch.setattr(FuncModel, "_batches_jvp", lambda self: False)
+    assert FuncModel(func.module, cross_entropy, input_shape=(4,), hvp="jvp").hvp_method.startswith("double backward")
+    with pytest.raises(ModelError, match="hvp='hessian'; allowed values: double_backward, jvp"):
+        FuncModel(func.module, cross_entropy, input_shape=(4,), hvp="hessian")
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")

@@ -43,9 +43,13 @@ def check_outputs(root: Path, params: dict) -> dict:
     assert cells and not bad, f"non-finite table cells: {bad[:5]}"
     for section in ("Where we agree with the paper", "Definitions and settings",
                     "What the paper's nRMSE could have been", "Tasks per dataset",
-                    "Provenance", "Wall time of every job", "Software", "Effective parameters"):
+                    "Provenance", "Wall time of every job", "Software", "Effective parameters",
+                    "Few-shot classification"):
         assert re.search(rf"<h[23]>{re.escape(section)}", html), f"report section {section!r} missing"
     check_verdict_table(html)
+    fewshot = pd.read_csv(root / paths.FEWSHOT_TABLE)  # every estimator of the experiment and ProtoNet
+    assert list(fewshot["method"]) == [*params["fewshot"]["estimators"], "protonet"]
+    assert fewshot[["accuracy_step0", "accuracy_K", "accuracy_final"]].stack().between(0, 1).all()
     seeds = ", ".join(map(str, params["meta"]["seeds"]))
     assert f"seeds\n{seeds} (master seed {params['seed']})" in html, "the report states the seeds"
     for ds in params["datasets"]:

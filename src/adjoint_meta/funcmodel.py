@@ -5,16 +5,25 @@ flat task-stacked parameters ``u [B, P]``, so every estimator runs on it unchang
 
 * task b's parameters are views of ``u[b]`` that ``torch.func.functional_call`` puts in place of the
   module's own (the module is a template; its parameters only give the layout and the initial values);
-* ``torch.func.vmap`` maps over the tasks, ``torch.func.grad`` differentiates a task's loss;
-* a Hessian-vector product is forward-over-reverse, the ``jvp`` of the gradient along v (the way
-  mixed-mode meta-gradient work computes it), so it costs about two gradients and keeps no graph.
+* ``torch.func.vmap`` maps the module's forward over the tasks; torch.autograd differentiates the
+  sum of the tasks' losses, whose gradient with respect to ``u [B, P]`` is every task's own gradient;
+* a Hessian-vector product is reverse over reverse by default (``hvp="double_backward"``: the
+  gradient's graph, then its vector-Jacobian product with v, keeping no graph afterwards), or
+  forward over reverse (``hvp="jvp"``: ``torch.func.jvp`` of ``torch.func.grad`` along v, vmapped,
+  the way mixed-mode meta-gradient work computes it).  Both are exact; benchmarks/bench_backends.py
+  times them (the double backward was the faster on this project's MLP and CNN, README,
+  Performance), and a torch whose vmap cannot batch the jvp (2.11) gets the double backward.
 
 A task's loss is ``loss(out, y, w)`` with the module's outputs ``out [N, ...]`` for its N examples,
 their targets ``y [N]`` and weights ``w [N]`` (1/n on real examples, 0 on padding), and returns a
 scalar.  ``squared_error`` is the MLP's loss; ``cross_entropy`` reads ``y`` as class indices.
 
-A *linearization* here is the state itself: a product at u recomputes what it needs (torch.func
-keeps nothing between calls), so storing linearizations saves no work on this backend.
+A *linearization* (``FuncLinearization``) holds the state and, with double-backward products, the
+graph of the gradient there: a product is then one backward pass through that graph.  It is built
+when a gradient is asked for with the linearization (the forward sweep of ``store:
+linearizations``, iMAML's solve: the products that follow cost one pass each; memory: what autograd
+saves, counted in ``nbytes``), or on the first product at a bare state (the backward sweep of
+``store: states``, which re-linearizes every state anyway).
 """
 from __future__ import annotations
 
@@ -23,8 +32,9 @@ from typing import Callable
 
 import torch
 from torch import nn
-from torch.func import functional_call, grad, grad_and_value, jvp, vmap
+from torch.func import functional_call, grad, jvp, vmap
 
+from adjoint_meta.memory import saved_tensor_bytes
 from adjoint_meta.model import Data
 
 Tensor = torch.Tensor
@@ -42,19 +52,27 @@ def cross_entropy(out: Tensor, y: Tensor, w: Tensor) -> Tensor:
     return (w * nn.functional.cross_entropy(out, y.long(), reduction="none")).sum()
 
 
+HVP_METHODS = ("double_backward", "jvp")
+
+
 class ModelError(ValueError):
     """A module or loss the torch.func backend cannot use; the message says what to change."""
 
 
 @dataclass
 class FuncLinearization:
-    """What a product at ``u`` needs on this backend: the state (and the gradient and loss there)."""
+    """What a product at ``u`` needs on this backend: the state, the gradient and loss there, and
+    (double-backward products) ``graph``: the leaf and the gradient with its graph, ``graph_bytes``
+    what autograd saved for it."""
     u: Tensor | None
     grad: Tensor | None
     loss: Tensor | None
+    graph: tuple[Tensor, Tensor] | None = None
+    graph_bytes: int = 0
 
     def nbytes(self) -> int:
-        return sum(t.numel() * t.element_size() for t in (self.u, self.grad) if t is not None)
+        return (sum(t.numel() * t.element_size() for t in (self.u, self.grad) if t is not None)
+                + (self.graph_bytes if self.graph is not None else 0))
 
     def without_grad(self) -> "FuncLinearization":
         return replace(self, grad=None)
@@ -63,6 +81,7 @@ class FuncLinearization:
         return replace(self, grad=None, loss=None)
 
     def rows(self, start: int, stop: int) -> "FuncLinearization":
+        """Tasks start..stop-1 (without the graph, which spans every task: rebuilt at the first product)."""
         cut = lambda t: None if t is None else t[start:stop]  # noqa: E731
         return FuncLinearization(cut(self.u), cut(self.grad), cut(self.loss))
 
@@ -85,6 +104,11 @@ def _refuse(module: nn.Module, loss: Loss, input_shape: tuple[int, ...]) -> None
         shape = tuple(value.shape) if isinstance(value, Tensor) else type(value).__name__
         raise ModelError(f"{name}: the loss returns {shape} for one task, not a scalar; sum or average it over "
                          "the task's examples (loss(out, y, w) -> a 0-dimensional tensor)")
+
+
+def _recordable(*tensors: Tensor) -> tuple[Tensor, ...]:
+    """The tensors, those made in inference mode copied, so that autograd may save them."""
+    return tuple(t.clone() if t.is_inference() else t for t in tensors)
 
 
 class MLPModule(nn.Module):
@@ -113,7 +137,7 @@ class FuncModel:
     ``reset_parameters`` (``backends`` gives an MLP the hand-derived model's initialization)."""
 
     def __init__(self, module: nn.Module, loss: Loss = squared_error, input_shape: tuple[int, ...] = (1,),
-                 init: Callable[[torch.Generator, torch.dtype], Tensor] | None = None):
+                 init: Callable[[torch.Generator, torch.dtype], Tensor] | None = None, hvp: str = "double_backward"):
         _refuse(module, loss, tuple(input_shape))
         self.module, self.loss_fn, self.input_shape, self._init = module, loss, tuple(input_shape), init
         named = list(module.named_parameters())
@@ -122,12 +146,16 @@ class FuncModel:
         self.numels = [p.numel() for _, p in named]
         self.n_params = sum(self.numels)
         self.buffers = dict(module.named_buffers())
-        self._grad = vmap(grad(self._task_loss))
-        self._grad_and_value = vmap(grad_and_value(self._task_loss))
         self._loss = vmap(self._task_loss)
-        self._hvp, self.hvp_method = vmap(self._task_hvp), "jvp of grad"
-        if not self._batches_jvp():
-            self._hvp, self.hvp_method = self._double_backward_hvp, "double backward"
+        self._graph_bytes: dict[tuple, int] = {}  # saved bytes of a gradient's graph, per shape
+        if hvp not in HVP_METHODS:
+            raise ModelError(f"hvp={hvp!r}; allowed values: {', '.join(HVP_METHODS)}")
+        self._hvp, self.hvp_method = self._double_backward_hvp, "double backward"
+        if hvp == "jvp":
+            self._hvp, self.hvp_method = vmap(self._task_hvp), "jvp of grad"
+            if not self._batches_jvp():
+                self._hvp, self.hvp_method = self._double_backward_hvp, "double backward (this torch cannot vmap the jvp)"
+        self._keeps_graph = self.hvp_method.startswith("double backward")  # linearizations hold the gradient's graph
 
     def to(self, device: torch.device | str) -> "FuncModel":
         """The template (and so its buffers) on ``device``; the parameters are always the caller's."""
@@ -165,12 +193,12 @@ class FuncModel:
         return jvp(lambda p: grad(self._task_loss)(p, x_b, y_b, w_b), (u_b,), (v_b,))[1]
 
     def _double_backward_hvp(self, u: Tensor, v: Tensor, x: Tensor, y: Tensor, w: Tensor) -> Tensor:
-        """H v by reverse over reverse through the vmapped forward: for a torch whose vmap cannot batch
-        a jvp (2.11: no batching rule for _make_dual).  Exact like the jvp (the same derivatives)."""
+        """H v by reverse over reverse through the vmapped forward (also inside inference mode, where the
+        estimators call it)."""
         with torch.inference_mode(False), torch.enable_grad():
-            u, v = u.clone().requires_grad_(True), v.clone()
-            g = torch.autograd.grad(self._loss(u, x, y, w).sum(), u, create_graph=True)[0]
-            return torch.autograd.grad(g, u, v)[0]
+            u = u.detach().clone().requires_grad_(True)
+            g = torch.autograd.grad(self._loss(u, *_recordable(x, y, w)).sum(), u, create_graph=True)[0]
+            return torch.autograd.grad(g, u, *_recordable(v))[0]
 
     def _batches_jvp(self) -> bool:
         """Whether this torch's vmap batches the jvp of a gradient (probed once on a tiny batch)."""
@@ -196,27 +224,54 @@ class FuncModel:
         return self._loss(u, data.x, data.y, data.w)
 
     def grad(self, u: Tensor, data: Data) -> Tensor:
-        if torch.is_grad_enabled() and u.requires_grad:
-            # differentiated through (unrolled MAML): torch.autograd with create_graph, since an outer
-            # torch.autograd pass through torch.func.grad misses second-order terms of some operations
-            # (measured: layer_norm under vmap, 2e-3 relative on tests/test_funcmodel.py's classifier)
+        if torch.is_grad_enabled() and u.requires_grad:  # differentiated through (unrolled MAML)
             return torch.autograd.grad(self.loss(u, data).sum(), u, create_graph=True)[0]
-        return self._grad(u, data.x, data.y, data.w)
+        return self.loss_and_grad(u, data)[1]
 
     def loss_and_grad(self, u: Tensor, data: Data) -> tuple[Tensor, Tensor]:
-        g, value = self._grad_and_value(u, data.x, data.y, data.w)
-        return value, g
+        """Per-task losses [B] and gradients [B, P] (torch.autograd through the vmapped forward; the
+        tasks' parameters are separate rows of u, so one backward pass gives every task's gradient)."""
+        with torch.inference_mode(False), torch.enable_grad():
+            leaf = u.detach().clone().requires_grad_(True)
+            value = self._loss(leaf, *_recordable(data.x, data.y, data.w))
+            (g,) = torch.autograd.grad(value.sum(), leaf)
+        return value.detach(), g
 
     def linearize(self, u: Tensor, data: Data, with_loss: bool = False, with_grad: bool = True) -> FuncLinearization:
         if with_loss:
             value, g = self.loss_and_grad(u, data)
             return FuncLinearization(u, g if with_grad else None, value)
-        return FuncLinearization(u, self.grad(u, data) if with_grad else None, None)
+        if not with_grad or not self._keeps_graph:
+            return FuncLinearization(u, self.grad(u, data) if with_grad else None, None)
+        lin = FuncLinearization(u, None, None)
+        self._build_graph(lin, data)
+        lin.grad = lin.graph[1].detach()
+        return lin
+
+    def _build_graph(self, lin: FuncLinearization, data: Data) -> None:
+        """The gradient at ``lin.u`` with its graph, kept in ``lin`` for the products that follow."""
+        key = (tuple(lin.u.shape), tuple(data.x.shape), lin.u.dtype, lin.u.device)
+        count = key not in self._graph_bytes
+        with torch.inference_mode(False), torch.enable_grad():
+            leaf = lin.u.detach().clone().requires_grad_(True)
+            build = lambda: torch.autograd.grad(self._loss(leaf, *_recordable(data.x, data.y, data.w)).sum(),  # noqa: E731
+                                                leaf, create_graph=True)[0]
+            if count:  # the bytes depend only on the shapes: counted at the first graph of each
+                g, self._graph_bytes[key], _ = saved_tensor_bytes(build)
+            else:
+                g = build()
+        lin.graph, lin.graph_bytes = (leaf, g), self._graph_bytes[key]
 
     def hvp_at(self, lin: FuncLinearization, v: Tensor, data: Data) -> Tensor:
-        if lin.u is None:
+        if lin.u is None and lin.graph is None:
             raise LookupError("a stored linearization of the torch.func backend keeps its state; this one has none")
-        return self._hvp(lin.u, v, data.x, data.y, data.w)
+        if not self._keeps_graph:
+            return self._hvp(lin.u, v, data.x, data.y, data.w)
+        if lin.graph is None:
+            self._build_graph(lin, data)
+        leaf, g = lin.graph
+        with torch.inference_mode(False), torch.enable_grad():
+            return torch.autograd.grad(g, leaf, *_recordable(v), retain_graph=True)[0]
 
     def hvp(self, u: Tensor, v: Tensor, data: Data) -> Tensor:
         return self._hvp(u, v, data.x, data.y, data.w)
