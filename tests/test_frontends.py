@@ -11,7 +11,7 @@ from conftest import ROOT, TEST_PARAMS, copy_project, run_tool
 
 STAGE_PREFIXES = (("fetch", "fetch"), ("make_tasks", "make-tasks"), ("train_", "train"),
                   ("evaluate_", "evaluate"), ("profile", "profile"), ("accuracy", "accuracy"),
-                  ("summarize", "summarize"), ("report", "report"))
+                  ("summarize", "summarize"), ("report", "report"), ("fewshot", "fewshot"), ("protonet", "protonet"))
 
 
 def step_of(stage) -> str:
@@ -81,6 +81,10 @@ def _wildcards(stage, params: dict) -> dict:
         return {"name": key, "dataset": a["dataset"], "setting": a["setting"]}
     if stage.name.startswith("make_tasks"):
         return {"dataset": Path(out).stem}
+    m = re.match(r"results/fewshot/(?P<estimator>[^/]+)/seed(?P<seed>\d+)\.", out) or re.match(
+        r"results/protonet/seed(?P<seed>\d+)\.", out)
+    if m:
+        return m.groupdict()
     m = re.match(r"results/\w+/(?P<experiment>[^/]+)/(?P<dataset>[^/]+)/(?P<setting>[^/]+)/"
                  r"(?P<estimator>[^/]+)/seed(?P<seed>\d+)\.", out)
     return m.groupdict() if m else {}
@@ -130,7 +134,7 @@ def test_snakemake_config_overrides_reach_the_jobs_typed(tmp_path):
     out = run_tool(["snakemake", "-n", "-p", "--cores", "1", "--config", "meta={lr: 0.5, meta_epochs: 3}",
                     "runtime={compile: true}", "datasets={ml100k: {backend: mlp}}"], project).stdout
     slices = re.findall(r"--slice '([^']*)'", out)
-    train = [s for s in slices if '"meta_epochs"' in s]
+    train = [s for s in slices if '"meta_epochs"' in s and '"fewshot"' not in s]  # the few-shot jobs have their own
     assert train and all('"lr":0.5' in s and '"meta_epochs":3' in s and '"compile":true' in s for s in train)
     bad = run_tool(["snakemake", "-n", "--cores", "1", "--config", "meta={lr: fast}"], project, check=False)
     assert bad.returncode != 0 and "meta.lr" in bad.stdout + bad.stderr

@@ -211,6 +211,7 @@ CHECK_CASES = {
                         "runtime.compile: true compiles the hand-derived MLP's passes; datasets.alpine.backend"),
     "reserved_names": ({"experiments.nrmse_definitions": copy.deepcopy(BASE["experiments"]["table1"])},
                        "experiments.nrmse_definitions: the name is taken"),
+    "fewshot": ({"fewshot.ways": 6}, "fewshot.ways: 6 classes per task, but the test tasks have 5"),
     "studies": ({"accuracy.real.estimators": ["amaml", "pretrain"]},
                 "accuracy.real.estimators: 'pretrain' is a baseline"),
     "paired_tests": ({"experiments.table2.paired_test": {"estimator": "es"}},

@@ -229,6 +229,8 @@ def _page(verdict_rows: list[dict]) -> str:
                                         "profiles", "accuracy")} |
         {"released_code": "r"},
         "experiments": {"with_paper": [x], "others": [], "ablations": []}, "profiles": [], "accuracy": [],
+        "fewshot": {"fs": params["fewshot"], "steps": 3, "eval_steps": 4, "seeds": 2, "table": "", "findings": [],
+                    "figure": fig | {"name": "fewshot_accuracy"}},
         "datasets": [], "data_files": [], "job_times": None, "jobs": [], "jobs_hours": 0.0, "versions": {},
         "paper_source": "p", "params_json": "{}", "metrics_path": "m", "metrics_json": "{}",
         "candidates": candidates.section(NO_DEFINITIONS, [], params["evaluation"]["released_protocol"])})

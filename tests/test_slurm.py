@@ -42,7 +42,7 @@ if os.environ.get(OPT_IN) != "1":
 
 SCRIPT = ROOT / "scripts" / "slurm" / "local_cluster.sh"
 PROFILE = "workflow/profiles/slurm"
-GPU_STEPS = {"train", "profile", "accuracy"}                       # rules declaring resources: gpu=1
+GPU_STEPS = {"train", "profile", "accuracy", "fewshot", "protonet"}  # rules declaring resources: gpu=1
 CPU_STEPS = {"fetch", "make-tasks", "evaluate", "summarize", "report"}
 GPU_VARS = ("CUDA_VISIBLE_DEVICES", "SLURM_STEP_GPUS", "SLURM_JOB_GPUS", "SLURM_GPUS_ON_NODE",
             "GPU_DEVICE_ORDINAL")
