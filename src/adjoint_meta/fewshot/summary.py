@@ -7,7 +7,7 @@
   95% interval from the paired bootstrap over training seeds and test tasks that the verdicts use
   (``verdicts.paired_bootstrap``: every method is tested on the same tasks for each seed).
   ProtoNet takes no fine-tuning steps: its one accuracy stands at every step.
-* ``reports/fewshot_curves.csv``: per method and recorded step, the mean accuracy and
+* ``reports/fewshot_curves.csv``: per method (its label and role) and recorded step, the mean accuracy and
   cross-entropy, the std over seeds and the mean std over test tasks.
 """
 from __future__ import annotations
@@ -66,7 +66,7 @@ def tables(params: dict, root: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
         for step in sorted(set().union(*(set(c["step"]) for _, c in runs))):
             acc = np.stack([_at(c, step) for _, c in runs])
             ce = np.stack([_at(c, step, "cross_entropy") for _, c in runs])
-            curves.append({"method": method, "label": first["label"], "step": step, "accuracy_mean": acc.mean(),
+            curves.append({"method": method, "label": first["label"], "role": first["role"], "step": step, "accuracy_mean": acc.mean(),
                            "accuracy_seed_std": acc.mean(1).std(ddof=1) if len(runs) > 1 else np.nan,
                            "accuracy_task_std": acc.std(1, ddof=1).mean() if acc.shape[1] > 1 else np.nan,
                            "cross_entropy_mean": ce.mean()})

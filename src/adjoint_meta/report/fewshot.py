@@ -7,10 +7,11 @@ import math
 
 import matplotlib.pyplot as plt
 import pandas as pd
+import seaborn as sns
 
 from adjoint_meta import verdicts
 from adjoint_meta.fewshot import PROTONET
-from adjoint_meta.report.figures import _palette, _require
+from adjoint_meta.report.figures import _require
 from adjoint_meta.report.markup import Markup, html, join
 
 
@@ -18,20 +19,22 @@ def figure(curves: pd.DataFrame, steps: int) -> plt.Figure:
     """Mean test accuracy vs fine-tuning steps (band: ± one std over seeds); ProtoNet, which takes no
     steps, as a horizontal line."""
     _require(curves, "the few-shot curves")
-    fig, ax = plt.subplots(figsize=(7.5, 4.2))
-    palette = _palette(list(curves["method"]))
+    fig, ax = plt.subplots(figsize=(9.5, 4.4))
+    methods = list(dict.fromkeys(curves["method"]))
+    palette = dict(zip(methods, sns.color_palette("tab20", len(methods))))  # one color each
     for method, c in curves.groupby("method", sort=False):
         label = c["label"].iloc[0]
         if method == PROTONET:
             ax.axhline(c["accuracy_mean"].iloc[0], color="black", ls="--", lw=1.4, label=label)
             continue
-        ax.plot(c["step"], c["accuracy_mean"], color=palette[method], lw=1.4, label=label)
+        baseline = c["role"].iloc[0] == "baseline" if "role" in c else False
+        ax.plot(c["step"], c["accuracy_mean"], color=palette[method], lw=1.4, ls="-." if baseline else "-", label=label)
         band = c["accuracy_seed_std"].fillna(0.0)
         ax.fill_between(c["step"], c["accuracy_mean"] - band, c["accuracy_mean"] + band, color=palette[method], alpha=0.12)
     ax.axvline(steps, color="grey", ls=":", lw=1)
     ax.set_xlabel("fine-tuning steps on the support set")
     ax.set_ylabel("test accuracy (query set)")
-    ax.legend(fontsize=7, ncol=2, loc="lower right")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     return fig
 
 
@@ -42,7 +45,7 @@ def _num(x: float, spec: str = ".3f") -> str:
 def table(frame: pd.DataFrame, reference: str) -> Markup:
     head = html("<tr><th class=l>method</th><th>seeds</th><th>accuracy, step 0</th><th>step K</th>"
                 "<th>last step</th><th>± seeds</th><th>cross-entropy, last step</th>"
-                "<th>{} ahead by (95% interval)</th></tr>", reference)
+                "<th>{} ahead by (95% interval)</th></tr>", frame.loc[frame["method"] == reference, "label"].iloc[0])
     rows = []
     for r in frame.to_dict("records"):
         lead = ("reference" if r["method"] == reference else
@@ -62,7 +65,7 @@ def findings(frame: pd.DataFrame, reference: str, preset: str) -> list[str]:
     best = frame.sort_values("accuracy_final", ascending=False).iloc[0]
     out.append(f"Highest accuracy at the last step: {best['label']} ({best['accuracy_final']:.3f}).")
     ref = frame[frame["method"] == reference].iloc[0]
-    for method in [PROTONET, *frame.loc[frame["role"] == "baseline", "method"]]:
+    for method in dict.fromkeys([PROTONET, *frame.loc[frame["role"] == "baseline", "method"]]):
         row = frame[frame["method"] == method]
         if row.empty or method == reference:
             continue
