@@ -106,6 +106,19 @@ def _refuse(module: nn.Module, loss: Loss, input_shape: tuple[int, ...]) -> None
                          "the task's examples (loss(out, y, w) -> a 0-dimensional tensor)")
 
 
+def module_init(module: nn.Module, generator: torch.Generator, dtype: torch.dtype) -> Tensor:
+    """``module``'s own initialization (``reset_parameters`` of each submodule) from a seed drawn from
+    ``generator`` (the global generator is left as it was), flattened in ``named_parameters`` order."""
+    seed = int(torch.randint(0, 2 ** 62, (1,), generator=generator))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        for sub in module.modules():
+            if hasattr(sub, "reset_parameters"):
+                sub.reset_parameters()
+    with torch.no_grad():
+        return torch.cat([p.detach().reshape(-1) for p in module.parameters()]).to(dtype)
+
+
 def _recordable(*tensors: Tensor) -> tuple[Tensor, ...]:
     """The tensors, those made in inference mode copied, so that autograd may save them."""
     return tuple(t.clone() if t.is_inference() else t for t in tensors)
@@ -167,16 +180,7 @@ class FuncModel:
     def init(self, generator: torch.Generator, dtype: torch.dtype = torch.float32) -> Tensor:
         """The module's own initialization (``reset_parameters`` of each submodule), drawn from a seed
         taken from ``generator``, flattened in the order of ``named_parameters``."""
-        if self._init is not None:
-            return self._init(generator, dtype)
-        seed = int(torch.randint(0, 2 ** 62, (1,), generator=generator))
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            for sub in self.module.modules():
-                if hasattr(sub, "reset_parameters"):
-                    sub.reset_parameters()
-        with torch.no_grad():
-            return torch.cat([p.detach().reshape(-1) for p in self.module.parameters()]).to(dtype)
+        return self._init(generator, dtype) if self._init is not None else module_init(self.module, generator, dtype)
 
     def unflatten(self, u_b: Tensor) -> dict[str, Tensor]:
         """One task's parameters ``[P]`` as the module's named parameters (views)."""

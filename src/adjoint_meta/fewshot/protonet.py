@@ -13,6 +13,7 @@ from torch import nn
 from torch.func import functional_call, grad_and_value, vmap
 
 from adjoint_meta.estimators.base import MetaGradient
+from adjoint_meta.funcmodel import module_init
 from adjoint_meta.model import Data
 
 Tensor = torch.Tensor
@@ -30,14 +31,7 @@ class ProtoNet:
 
     def init(self, generator: torch.Generator, dtype: torch.dtype = torch.float32) -> Tensor:
         """The modules' own initialization, drawn from a seed taken from ``generator``."""
-        seed = int(torch.randint(0, 2 ** 62, (1,), generator=generator))
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            for sub in self.module.modules():
-                if hasattr(sub, "reset_parameters"):
-                    sub.reset_parameters()
-        with torch.no_grad():
-            return torch.cat([p.detach().reshape(-1) for p in self.module.parameters()]).to(dtype)
+        return module_init(self.module, generator, dtype)
 
     def embed(self, theta: Tensor, x: Tensor) -> Tensor:
         """Embeddings ``[T, N, D]`` of images ``x [T, N, *input_shape]``."""
