@@ -88,6 +88,8 @@ def estimator(spec: dict, name: str, seed: int, out_json: str, out_curve: str, l
     log.info("fewshot %s seed=%d | %s | CNN %d parameters | %d-way %d-shot | K=%d alpha=%g | outer %s lr %g | device %s",
              name, seed, label, model.n_params, fs["ways"], fs["shot"], steps, alpha, *outer,
              runtime.describe_device(device))
+    if spec["runtime"].get("compile"):
+        log.info("runtime.compile applies to the hand-derived MLP; this CNN on the torch.func backend runs eagerly")
     loop = _meta_train(spec, {"estimator": name, "seed": seed}, method, model, theta, train_family,
                        f"the digits ({label}, K={steps})", outer, out_json, log, device, dtype)
     _, support, query = test_tasks(master, test_family, int(fs["n_test_tasks"]), dtype)
