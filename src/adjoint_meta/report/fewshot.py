@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 
 import matplotlib.pyplot as plt
+from matplotlib.ticker import MaxNLocator
 import pandas as pd
 import seaborn as sns
 
@@ -32,6 +33,7 @@ def figure(curves: pd.DataFrame, steps: int) -> plt.Figure:
         band = c["accuracy_seed_std"].fillna(0.0)
         ax.fill_between(c["step"], c["accuracy_mean"] - band, c["accuracy_mean"] + band, color=palette[method], alpha=0.12)
     ax.axvline(steps, color="grey", ls=":", lw=1)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("fine-tuning steps on the support set")
     ax.set_ylabel("test accuracy (query set)")
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
