@@ -27,6 +27,7 @@ from adjoint_meta.io import atomic_path, write_json
 from adjoint_meta.seeding import derive_seed, torch_generator
 from adjoint_meta.train import meta_train
 
+
 def episodes(fs: dict) -> tuple[Episodes, Episodes]:
     """Task families of the meta-training classes and of the held-out test classes."""
     digits = Digits.load()
@@ -36,7 +37,7 @@ def episodes(fs: dict) -> tuple[Episodes, Episodes]:
             Episodes(digits, test_classes, ways, shot, query, "test"))
 
 
-def test_tasks(master: int, family: Episodes, n: int, dtype: torch.dtype):
+def held_out_tasks(master: int, family: Episodes, n: int, dtype: torch.dtype):
     """The held-out tasks every method and seed is tested on: (classes, support, query)."""
     return family.sample(torch_generator(master, "fewshot", "test"), n, dtype)
 
@@ -92,7 +93,7 @@ def estimator(spec: dict, name: str, seed: int, out_json: str, out_curve: str, l
         log.info("runtime.compile applies to the hand-derived MLP; this CNN on the torch.func backend runs eagerly")
     loop = _meta_train(spec, {"estimator": name, "seed": seed}, method, model, theta, train_family,
                        f"the digits ({label}, K={steps})", outer, out_json, log, device, dtype)
-    _, support, query = test_tasks(master, test_family, int(fs["n_test_tasks"]), dtype)
+    _, support, query = held_out_tasks(master, test_family, int(fs["n_test_tasks"]), dtype)
     support, query = support.to(device, dtype), query.to(device, dtype)
     recorded = record_steps(int(fs["eval_steps"]), int(fs["record_every"]), [steps])
     curve = {}
@@ -121,7 +122,7 @@ def protonet(spec: dict, seed: int, out_json: str, out_curve: str, log_file: str
              seed, net.n_params, fs["ways"], fs["shot"], *outer, runtime.describe_device(device))
     loop = _meta_train(spec, {"method": PROTONET, "seed": seed}, Episodic(net, int(fs["ways"])), net, theta,
                        train_family, "the digits (ProtoNet)", outer, out_json, log, device, dtype)
-    _, support, query = test_tasks(master, test_family, int(fs["n_test_tasks"]), dtype)
+    _, support, query = held_out_tasks(master, test_family, int(fs["n_test_tasks"]), dtype)
     support, query = support.to(device, dtype), query.to(device, dtype)
     with torch.inference_mode():
         curve = {0: scores(net.logits(theta, support, query, int(fs["ways"])), query)}
