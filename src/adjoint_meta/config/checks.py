@@ -15,6 +15,7 @@ from typing import Callable, Iterator, Mapping
 from adjoint_meta import kinds, paths
 from adjoint_meta.config.documents import FULL_PRESET, ParamsError
 from adjoint_meta.estimators import REGISTRY
+from adjoint_meta.fewshot import CLASSES
 
 Check = Callable[[Mapping], Iterator[str]]
 CHECKS: dict[str, Check] = {}
@@ -174,7 +175,7 @@ def fewshot(doc: Mapping) -> Iterator[str]:
         yield f"fewshot.reference: {ref!r} is an initialization baseline; the reference is a meta-learner"
     test = set(fs.get("test_classes", []))
     ways = fs.get("ways", 0)
-    for role, n in (("test", len(test)), ("meta-training", 10 - len(test))):
+    for role, n in (("test", len(test)), ("meta-training", CLASSES - len(test))):
         if ways > n:
             yield (f"fewshot.ways: {ways} classes per task, but the {role} tasks have {n} (fewshot.test_classes "
                    f"holds {sorted(test)}); lower ways or move classes")

@@ -10,3 +10,4 @@ summarize step tabulates accuracy against fine-tuning steps (docs/fewshot.md).
 """
 
 PROTONET = "protonet"  # the method name of ProtoNet's rows in the outputs
+CLASSES = 10  # the digits 0..9: scikit-learn's load_digits

@@ -13,10 +13,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from adjoint_meta.fewshot import CLASSES
 from adjoint_meta.model import Data
 
 Tensor = torch.Tensor
-CLASSES = 10
 SHAPE = (1, 8, 8)  # one channel, 8 x 8 pixels
 
 
@@ -45,7 +45,7 @@ def split(test_classes: list[int]) -> tuple[list[int], list[int]]:
     """(meta-training classes, test classes), checked."""
     bad = [c for c in test_classes if not 0 <= int(c) < CLASSES]
     if bad or len(set(test_classes)) != len(test_classes):
-        raise FewShotError(f"fewshot.test_classes {test_classes}: distinct digits 0..9 expected")
+        raise FewShotError(f"fewshot.test_classes {test_classes}: distinct digits 0..{CLASSES - 1} expected")
     test = sorted(int(c) for c in test_classes)
     return [c for c in range(CLASSES) if c not in test], test
 

@@ -37,8 +37,8 @@ def _jobs(params: dict, root: Path) -> dict[str, list[tuple[dict, pd.DataFrame]]
 
 
 def _at(curve: pd.DataFrame, step: int, column: str = "accuracy") -> np.ndarray:
-    """Per-task values at ``step`` (ProtoNet's one record stands for every step), in task order."""
-    rows = curve[curve["step"] == (step if step in set(curve["step"]) else curve["step"].max())]
+    """Per-task values at ``step`` in task order; a curve of one step (ProtoNet's) stands for every step."""
+    rows = curve[curve["step"] == (curve["step"].iloc[0] if curve["step"].nunique() == 1 else step)]
     return rows.sort_values("task")[column].to_numpy(dtype=float)
 
 
