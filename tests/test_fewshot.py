@@ -136,7 +136,7 @@ def test_a_job_tests_the_shared_tasks_and_is_reproducible(spec, tmp_path):
     assert again["accuracy"] == record["accuracy"]
     # random_init keeps the shared initial theta: its step-0 scores are those of the untrained CNN
     ri, ri_curve = _job(spec, tmp_path, "random_init")
-    assert ri["meta_steps"] == 0
+    assert ri["meta_steps"] == 0 and ri["steps_recorded"] == steps  # the experiment's K even where the method has none
     proto, proto_curve = _job(spec, tmp_path, PROTONET)
     assert proto_curve["step"].unique().tolist() == [0] and len(proto_curve) == fs["n_test_tasks"]
 

@@ -95,7 +95,7 @@ def estimator(spec: dict, name: str, seed: int, out_json: str, out_curve: str, l
                        f"the digits ({label}, K={steps})", outer, out_json, log, device, dtype)
     _, support, query = held_out_tasks(master, test_family, int(fs["n_test_tasks"]), dtype)
     support, query = support.to(device, dtype), query.to(device, dtype)
-    recorded = record_steps(int(fs["eval_steps"]), int(fs["record_every"]), [steps])
+    recorded = record_steps(int(fs["eval_steps"]), int(fs["record_every"]), [int(fs["steps"]), steps])  # the table's K, and this K
     curve = {}
     with torch.inference_mode():
         for step, u in finetune(model, theta, support, recorded, "gd", alpha):
