@@ -57,6 +57,24 @@ def maml_grad(m: MLP, theta: torch.Tensor, support: Data, query: Data, steps: in
     return torch.stack(out)
 
 
+def rated_grads(m: MLP, theta: torch.Tensor, support: Data, query: Data, steps: int, group: torch.Tensor,
+                log_alpha: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-task (dJ/dtheta [B, P], dJ/dlog_alpha [B, R]) by autograd through K steps
+    u <- u - exp(log_alpha)[group] * g(u)."""
+    g_theta, g_rate = [], []
+    for b in range(support.n_tasks):
+        th = theta.detach().clone().requires_grad_(True)
+        la = log_alpha.detach().clone().requires_grad_(True)
+        a, u = la.exp()[group], th
+        for _ in range(steps):
+            (g,) = torch.autograd.grad(loss(m, u, support, b), u, create_graph=True)
+            u = u - a * g
+        dt, dl = torch.autograd.grad(loss(m, u, query, b), (th, la))
+        g_theta.append(dt)
+        g_rate.append(dl)
+    return torch.stack(g_theta), torch.stack(g_rate)
+
+
 def first_order_maml_grad(m: MLP, theta: torch.Tensor, support: Data, query: Data, steps: int,
                           alpha: float) -> torch.Tensor:
     """Per-task first-order MAML, [B, P]: ``steps`` plain gradient-descent steps on L_tr from theta

@@ -68,6 +68,17 @@ def test_every_key_with_a_wrong_type_is_named(path):
     ({"evaluation.record_every": 5000}, "evaluation.record_every: 5000 exceeds experiments.table1.eval_steps"),
     ({"experiments.table1.estimators": ["amaml", "tbptt"], "estimators.tbptt.window": 80},
      "estimators.tbptt.window: 80 exceeds experiments.table1.steps (50)"),
+    # learned inner step sizes
+    ({"estimators.maml_adjoint.learn_rate": "layer", "estimators.maml_adjoint.rate_init": 0},
+     "estimators.maml_adjoint.rate_init: must be > 0"),
+    ({"estimators.maml_adjoint.learn_rate": "scalar", "estimators.maml_adjoint.rate_method": "es",
+      "estimators.maml_adjoint.es_population": 4, "estimators.maml_adjoint.es_elite": 6},
+     "estimators.maml_adjoint.es_elite: 6 particles kept of a population of estimators.maml_adjoint.es_population"),
+    ({"estimators.maml_adjoint.learn_rate": "parameter", "estimators.maml_adjoint.rate_method": "forward"},
+     "estimators.maml_adjoint.rate_method: forward mode carries one tangent per learned rate"),
+    ({"estimators.maml_adjoint.learn_rate": "layer", "estimators.maml_adjoint.rate_method": "es"},
+     "estimators.maml_adjoint.learn_rate: selection ES (rate_method: es) learns one scalar step size"),
+    ({"estimators.maml_adjoint.learn_rate": "every"}, "estimators.maml_adjoint.learn_rate: 'every' is not allowed"),
     # the released code's test protocol (a candidate nRMSE definition)
     ({"evaluation.released_protocol.steps": 0}, "evaluation.released_protocol.steps: must be >= 1"),
     ({"evaluation.released_protocol.lr": 0}, "evaluation.released_protocol.lr: must be > 0"),

@@ -130,16 +130,17 @@ class MLPModule(nn.Module):
 
     def __init__(self, sizes: list[int], activation: str = "tanh"):
         super().__init__()
-        self.sizes, self.activation = list(sizes), getattr(torch, activation)
-        for l, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
-            self.register_parameter(f"W{l}", nn.Parameter(torch.zeros(n_in, n_out)))
-            self.register_parameter(f"b{l}", nn.Parameter(torch.zeros(n_out)))
+        self.activation = getattr(torch, activation)
+        self.layers = nn.ModuleList()  # one submodule per layer: its W and b are one layer (layer_index)
+        for n_in, n_out in zip(sizes[:-1], sizes[1:]):
+            layer = nn.Module()
+            layer.W, layer.b = nn.Parameter(torch.zeros(n_in, n_out)), nn.Parameter(torch.zeros(n_out))
+            self.layers.append(layer)
 
     def forward(self, x: Tensor) -> Tensor:
-        last = len(self.sizes) - 2
-        for l in range(last + 1):
-            x = x @ getattr(self, f"W{l}") + getattr(self, f"b{l}")
-            if l < last:
+        for l, layer in enumerate(self.layers):
+            x = x @ layer.W + layer.b
+            if l < len(self.layers) - 1:
                 x = self.activation(x)
         return x
 
@@ -181,6 +182,13 @@ class FuncModel:
         """The module's own initialization (``reset_parameters`` of each submodule), drawn from a seed
         taken from ``generator``, flattened in the order of ``named_parameters``."""
         return self._init(generator, dtype) if self._init is not None else module_init(self.module, generator, dtype)
+
+    def layer_index(self) -> Tensor:
+        """The layer of each parameter ``[P]``: the submodule that owns it (a ``Linear``'s or
+        ``Conv2d``'s weight and bias share one), numbered in the order of ``named_parameters``."""
+        owners = [n.rpartition(".")[0] for n in self.names]
+        number = {o: i for i, o in enumerate(dict.fromkeys(owners))}
+        return torch.cat([torch.full((k,), number[o], dtype=torch.long) for o, k in zip(owners, self.numels)])
 
     def unflatten(self, u_b: Tensor) -> dict[str, Tensor]:
         """One task's parameters ``[P]`` as the module's named parameters (views)."""

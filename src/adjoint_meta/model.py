@@ -266,6 +266,11 @@ class MLP:
             theta[ws:end] = (torch.rand(end - ws, generator=generator, dtype=torch.float64) * 2 - 1) * bound
         return theta.to(dtype)
 
+    def layer_index(self) -> Tensor:
+        """The layer of each parameter ``[P]`` (0, 1, ...: a layer's weights and bias share one)."""
+        return torch.cat([torch.full((end - ws,), l, dtype=torch.long)
+                          for l, (ws, _, end, _, _) in enumerate(self.layers)])
+
     def unflatten(self, u: Tensor) -> list[tuple[Tensor, Tensor]]:
         parts = u.split(self._split, dim=1)
         return [(parts[2 * l].view(-1, n_in, n_out), parts[2 * l + 1])

@@ -12,6 +12,7 @@ import torch
 
 from adjoint_meta.estimators import flow
 from adjoint_meta.estimators.base import Estimator, MetaGradient, Stored, hyper, register
+from adjoint_meta.estimators.learned_rates import LearnsRates, RateHyper
 from adjoint_meta.estimators.core import (InnerProblem, Trajectory, continuous_adjoint, descend,
                                           discrete_adjoint, gd_step, keep_every_for, stack)
 
@@ -92,21 +93,28 @@ class Amaml(Estimator):
         return MetaGradient(grad, loss, {"nfe": nfe, "hvp": hvps, "states": n + 1, "stored_bytes": traj.nbytes()})
 
 
+@dataclass(frozen=True)
+class MamlAdjointHyper(RateHyper, Stored):
+    pass
+
+
 @register
-class MamlAdjoint(Estimator):
-    """MAML's exact gradient through K steps by the discrete adjoint (memory K x P, no graph)."""
+class MamlAdjoint(LearnsRates):
+    """MAML's exact gradient through K steps by the discrete adjoint (memory K x P, no graph); with
+    learned step sizes the same sweep also gives dJ/dalpha (the trajectory then keeps each step's
+    gradient as well: memory 2 K x P)."""
     name = "maml_adjoint"
     label = "MAML (exact discrete adjoint)"
-    Hyper = Stored
+    Hyper = MamlAdjointHyper
     maml_variant = 2  # after the paper's MAML and the first-order one
     step_cost = 3.1  # a gradient, a linearization again in the backward sweep and a product
 
-    def estimate(self, theta: torch.Tensor, problem: InnerProblem) -> MetaGradient:
-        traj = Trajectory(problem, self.hp.store, keep_every_for(self.hp.keep_every, self.steps),
-                          gd_step(self.alpha))
-        uK = descend(problem, stack(theta, problem.n_tasks), self.steps, self.alpha, traj)
+    def estimate_at(self, theta: torch.Tensor, problem: InnerProblem, rate, rate_grad) -> MetaGradient:
+        traj = Trajectory(problem, self.hp.store, keep_every_for(self.hp.keep_every, self.steps), gd_step(rate),
+                          keep_grads=rate_grad is not None)
+        uK = descend(problem, stack(theta, problem.n_tasks), self.steps, rate, traj)
         loss, lam = problem.query_loss_and_grad(uK)
-        return MetaGradient(discrete_adjoint(problem, traj, lam, self.alpha), loss,
+        return MetaGradient(discrete_adjoint(problem, traj, lam, rate, rate_grad=rate_grad), loss,
                             {"hvp": self.steps, "states": self.steps, "stored_bytes": traj.nbytes()})
 
 

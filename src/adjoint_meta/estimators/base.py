@@ -133,6 +133,23 @@ class Estimator:
         """Problems of configuration ``key`` (``estimators.<name>``) given the experiments that use it."""
         return []
 
+    # -- what the outer optimizer updates (theta, or more: ``learned_rates.LearnsRates``)
+    def meta_init(self, theta: Tensor, model) -> Tensor:
+        """The vector the outer optimizer updates, starting from ``theta``: theta itself here."""
+        return theta
+
+    def theta_of(self, phi: Tensor) -> Tensor:
+        """The initialization within the vector ``phi`` the outer optimizer updates."""
+        return phi
+
+    def rates(self, phi: Tensor) -> dict | None:
+        """The learned inner step sizes at ``phi`` (None: the experiment's alpha, fixed)."""
+        return None
+
+    def rate_columns(self, phi: Tensor) -> dict[str, float]:
+        """The learned step sizes as training-curve columns (none here)."""
+        return {}
+
     # -- the estimate
     def __call__(self, theta: Tensor, problem: InnerProblem) -> MetaGradient:
         """The meta-gradient.  Estimators that do not use autograd run in inference mode, where

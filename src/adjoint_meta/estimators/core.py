@@ -7,17 +7,21 @@ Conventions: ``theta`` is ``[P]``; states ``u`` are ``[B, P]`` (one row per task
 Inner objective with an optional proximal term (iMAML, the released A-MAML):
     L(u) = L_tr(u) + reg/2 |u - theta|^2 ,
 so grad L = g(u) + reg (u - theta) and Hess L v = H(u) v + reg v.
+
+An inner step ``rate`` is a number, or a tensor broadcast against the states: ``[P]`` (one rate per
+parameter, shared by the tasks: learned rates, ``adjoint_meta.rates``) or ``[B, 1]`` (one per row).
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Union
 import torch
 
 from adjoint_meta.model import MLP, Data, Linearization
 
 Tensor = torch.Tensor
+Rate = Union[float, Tensor]
 
 
 @dataclass
@@ -107,18 +111,23 @@ class Trajectory:
     ``step(u_i, lin_i, i) -> u_{i+1}``, linearizing each state once (which the sweep needs
     anyway).  Memory ~ (n / c + c) states, smallest at c = sqrt(n); for gradient descent and
     fixed-step solvers the result is identical, for dopri5 equal within its tolerance.
+    ``keep_grads``: also each step's inner gradient, which the derivative in the step sizes
+    needs (``grad(j)``; one more parameter vector per kept state, none recomputed).
     """
 
     def __init__(self, problem: InnerProblem, store: str = "states", keep_every: int = 1,
-                 step: Callable[[Tensor, Linearization, int], Tensor] | None = None):
+                 step: Callable[[Tensor, Linearization, int], Tensor] | None = None, keep_grads: bool = False):
         if store not in STORE_MODES:
             raise ValueError(f"store {store!r}; allowed values: {', '.join(STORE_MODES)}")
         if keep_every > 1 and step is None:
             raise ValueError("checkpointing (keep_every > 1) needs the step that recomputes states")
         self.problem, self.store, self.keep_every, self.step = problem, store, max(1, int(keep_every)), step
         self.items: dict[int, Tensor | Linearization] = {}
+        self.keep_grads = keep_grads
+        self.grads: dict[int, Tensor] = {}
         self._n = 0
         self._last: Tensor | None = None
+        self._last_grad: Tensor | None = None
         self._segment: dict[int, Linearization] = {}
         self._segment_peak = 0
         self._ahead: dict[int, Linearization] = {}  # linearized together with a later state, not yet asked for
@@ -126,13 +135,18 @@ class Trajectory:
     def __len__(self) -> int:
         return self._n
 
-    def record(self, u: Tensor, lin: Linearization | None = None) -> None:
+    def record(self, u: Tensor, lin: Linearization | None = None, grad: Tensor | None = None) -> None:
+        """State u_j (with its linearization when the trajectory keeps those, and the gradient the
+        step took when it keeps gradients)."""
         j = self._n
         self._n += 1
         self._last = u
+        self._last_grad = grad
         if j % self.keep_every == 0:
             keep_lin = lin is not None and self.store == "linearizations" and self.keep_every == 1
             self.items[j] = lin.for_storage() if keep_lin else u
+            if self.keep_grads:
+                self.grads[j] = grad
 
     def _lookup(self, j: int) -> Tensor | Linearization:
         if j in self.items:
@@ -153,7 +167,7 @@ class Trajectory:
             lin = self.problem.linearize(u)
             if i + 1 < end:
                 u = self.step(u, lin, i)
-            self._segment[i] = lin.without_grad()
+            self._segment[i] = lin if self.keep_grads else lin.without_grad()
         self._segment_peak = max(self._segment_peak, sum(_nbytes(v) for v in self._segment.values()))
 
     def state(self, j: int) -> Tensor:
@@ -185,10 +199,22 @@ class Trajectory:
         self._segment_peak = max(self._segment_peak, sum(lin.nbytes() for lin in lins))
         return lins[0]
 
+    def grad(self, j: int) -> Tensor:
+        """The inner gradient of step j (a trajectory made with ``keep_grads``)."""
+        if j in self.grads:
+            return self.grads[j]
+        if not self.keep_grads:
+            raise LookupError("this trajectory keeps no gradients (keep_grads=False)")
+        if j == self._n - 1:
+            return self._last_grad
+        self._lookup(j)
+        return self._segment[j].grad
+
     def nbytes(self) -> int:
-        """Bytes the trajectory holds at its peak: kept states plus the largest recomputed or
-        batch-linearized segment."""
-        return sum(_nbytes(v) for v in self.items.values()) + self._segment_peak
+        """Bytes the trajectory holds at its peak: kept states (and gradients) plus the largest
+        recomputed or batch-linearized segment."""
+        kept = [*self.items.values(), *self.grads.values()]
+        return sum(_nbytes(v) for v in kept) + self._segment_peak
 
 
 def keep_every_for(spec: int | str, n: int) -> int:
@@ -201,23 +227,28 @@ def stack(theta: Tensor, n: int) -> Tensor:
     return theta.unsqueeze(0).expand(n, -1).clone()
 
 
-def gd_step(alpha: float) -> Callable[[Tensor, Linearization, int], Tensor]:
+def take_step(u: Tensor, g: Tensor, rate: Rate) -> Tensor:
+    """u - rate * g, for a number or a tensor of rates."""
+    return u - rate * g if isinstance(rate, Tensor) else torch.add(u, g, alpha=-rate)
+
+
+def gd_step(rate: Rate) -> Callable[[Tensor, Linearization, int], Tensor]:
     """One gradient-descent step from a linearization (what a checkpointed trajectory replays)."""
-    return lambda u, lin, i: torch.add(u, lin.grad, alpha=-alpha)
+    return lambda u, lin, i: take_step(u, lin.grad, rate)
 
 
-def descend(problem: InnerProblem, u: Tensor, steps: int, alpha: float,
+def descend(problem: InnerProblem, u: Tensor, steps: int, rate: Rate,
             trajectory: Trajectory | None = None) -> Tensor:
-    """``steps`` gradient-descent steps u <- u - alpha grad L(u); records u_0..u_{K-1} in ``trajectory``."""
+    """``steps`` gradient-descent steps u <- u - rate grad L(u); records u_0..u_{K-1} in ``trajectory``."""
     for _ in range(steps):
         if trajectory is None:
             g = problem.grad(u)
         else:
             keep = trajectory.store == "linearizations" and trajectory.keep_every == 1
             lin = problem.linearize(u) if keep else None
-            trajectory.record(u, lin)
             g = lin.grad if lin is not None else problem.grad(u)
-        u = torch.add(u, g, alpha=-alpha)
+            trajectory.record(u, lin, g)
+        u = take_step(u, g, rate)
     return u
 
 
@@ -228,21 +259,34 @@ def plain_training(problem: InnerProblem, theta: Tensor, steps: int, alpha: floa
         return descend(problem, stack(theta, problem.n_tasks), steps, alpha)
 
 
-def discrete_adjoint(problem: InnerProblem, trajectory: Trajectory, lam: Tensor, alpha: float,
-                     steps: int | None = None) -> Tensor:
+def discrete_adjoint(problem: InnerProblem, trajectory: Trajectory, lam: Tensor, rate: Rate,
+                     steps: int | None = None, rate_grad: Tensor | None = None) -> Tensor:
     """Exact reverse sweep of K gradient-descent steps.
 
-    u_{j+1} = u_j - alpha (g(u_j) + reg (u_j - theta)) gives
-        lam_j = (I - alpha Hess L(u_j)) lam_{j+1},   dJ/dtheta = lam_0 + alpha reg sum_j lam_{j+1},
+    u_{j+1} = u_j - a * (g(u_j) + reg (u_j - theta)), with a a number or one rate per parameter, gives
+        lam_j = lam_{j+1} - Hess L(u_j) (a * lam_{j+1}),   dJ/dtheta = lam_0 + reg sum_j a * lam_{j+1},
+        dJ/da = -sum_j lam_{j+1} * grad L(u_j)   (added to ``rate_grad [B, P]`` when given; the
+                trajectory must keep the gradients),
     one Hessian-vector product per step on the stored trajectory (u_0..u_{K-1}; ``steps``
     = K when the trajectory also holds the final state).
     """
+    scalar = not isinstance(rate, Tensor)
     direct = torch.zeros_like(lam) if problem.reg else None
     for j in range((len(trajectory) if steps is None else steps) - 1, -1, -1):
-        if direct is not None:
-            direct += lam
-        lam = torch.add(lam, problem.hvp_at(trajectory.linearization(j), lam), alpha=-alpha)
-    return lam + (alpha * problem.reg) * direct if direct is not None else lam
+        if rate_grad is not None:
+            rate_grad.sub_(lam * trajectory.grad(j))
+        if scalar:
+            if direct is not None:
+                direct += lam
+            lam = torch.add(lam, problem.hvp_at(trajectory.linearization(j), lam), alpha=-rate)
+        else:
+            scaled = rate * lam
+            if direct is not None:
+                direct += scaled
+            lam = lam - problem.hvp_at(trajectory.linearization(j), scaled)
+    if direct is None:
+        return lam
+    return lam + ((rate if scalar else 1.0) * problem.reg) * direct
 
 
 def continuous_adjoint(problem: InnerProblem, trajectory: Trajectory, lam: Tensor,
