@@ -218,6 +218,8 @@ CHECK_CASES = {
     "record_every": ({"evaluation.record_every": 300}, "evaluation.record_every: 300 exceeds experiments.table1"),
     "estimator_configurations": ({"estimators.amaml_rk4.backward": "discrete"},
                                  "estimators.amaml_rk4.backward: 'discrete' is the exact adjoint of an euler"),
+    "learned_rates": ({"estimators.maml_adjoint.learn_rate": "layer", "evaluation.optimizer": "adam"},
+                      "evaluation.optimizer: 'adam' cannot fine-tune with the step sizes that estimators.maml_adjoint"),
     "compile_backend": ({"runtime.compile": True, "datasets.alpine.backend": "torch_func"},
                         "runtime.compile: true compiles the hand-derived MLP's passes; datasets.alpine.backend"),
     "reserved_names": ({"experiments.nrmse_definitions": copy.deepcopy(BASE["experiments"]["table1"])},

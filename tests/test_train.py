@@ -118,3 +118,79 @@ def test_finetuning_equals_a_plain_loop(optimizer):
         for got, want in zip(curve[step], expect[step]):
             assert torch.allclose(got, want, rtol=1e-12, atol=0)
     assert not torch.allclose(curve[7][0], curve[0][0])  # it did move
+
+
+@pytest.mark.parametrize("learn, method", [("layer", "reverse"), ("scalar", "forward"), ("scalar", "es")])
+def test_learned_step_sizes_are_trained_recorded_and_used_at_test_time(tasks, tmp_path, learn, method):
+    """The outer loop moves theta and the step sizes; the curve has a column per learned rate, the
+    model file holds them, a resumed run ends where an uninterrupted one does, and evaluation
+    fine-tunes with them."""
+    from adjoint_meta import evaluate
+
+    params, d = tasks
+    params = copy.deepcopy(params)
+    params["estimators"]["maml_adjoint"].update(learn_rate=learn, rate_method=method, es_population=4, es_elite=2)
+    spec, cell = _spec(params, "maml_adjoint", lr=0.01)
+    summary = train.run(spec, cell, str(d / "t.parquet"), str(tmp_path / "m.pt"), str(tmp_path / "c.csv"))
+    alpha = summary["learned_rates"]["alpha"]
+    assert len(alpha) == (3 if learn == "layer" else 1) and all(a > 0 for a in alpha)
+    assert alpha != pytest.approx([params["inner"]["alpha"]] * len(alpha), rel=1e-6)  # they moved
+    curve = pd.read_csv(tmp_path / "c.csv")
+    columns = [c for c in curve.columns if c.startswith("alpha")]
+    assert columns == ({"layer": ["alpha_0", "alpha_1", "alpha_2"]}.get(learn)
+                       or (["alpha", "alpha_sigma"] if method == "es" else ["alpha"]))
+    assert curve[columns[0]].iloc[-1] == pytest.approx(alpha[0], rel=1e-6)
+    theta, _ = model_file.load(tmp_path / "m.pt")
+    assert theta.numel() == summary["n_params"]  # theta alone: the step sizes are beside it
+
+    # resume from a checkpoint taken half-way: same theta and step sizes
+    resumed = copy.deepcopy(spec)
+    resumed["runtime"]["checkpoint_every"] = 10
+    with pytest.raises(KeyboardInterrupt):
+        _interrupt_after(10, lambda: train.run(resumed, cell, str(d / "t.parquet"), str(tmp_path / "r.pt"),
+                                               str(tmp_path / "rc.csv")))
+    again = train.run(resumed, cell, str(d / "t.parquet"), str(tmp_path / "r.pt"), str(tmp_path / "rc.csv"))
+    assert again["learned_rates"]["alpha"] == pytest.approx(alpha, rel=1e-12)
+    assert torch.equal(model_file.load(tmp_path / "r.pt")[0], theta)
+
+    ecell = dict(cell)
+    ev_spec = config.prune(params, "evaluate", **ecell)
+    result = evaluate.run(ev_spec, ecell, str(tmp_path / "m.pt"), str(d / "t.parquet"), str(tmp_path / "e.json"),
+                          str(tmp_path / "e.csv"))
+    fixed = copy.deepcopy(ev_spec)
+    blob = torch.load(tmp_path / "m.pt", weights_only=False)
+    blob["summary"]["learned_rates"] = None
+    torch.save(blob, tmp_path / "fixed.pt")
+    other = evaluate.run(fixed, ecell, str(tmp_path / "fixed.pt"), str(d / "t.parquet"), str(tmp_path / "f.json"),
+                         str(tmp_path / "f.csv"))
+    assert result["nrmse"]["per_task"] != other["nrmse"]["per_task"]  # the learned rates were used
+    assert result["at_start"] == other["at_start"]
+
+
+def _interrupt_after(steps: int, job):
+    """Run ``job`` and stop it (as Ctrl-C would) at meta-step ``steps`` + 1."""
+    from unittest import mock
+
+    calls = {"n": 0}
+    real = train.InnerProblem
+
+    def counting(*a, **k):
+        calls["n"] += 1
+        if calls["n"] > steps:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    with mock.patch.object(train, "InnerProblem", counting):
+        job()
+
+
+def test_a_step_size_that_overflows_is_named_and_undone(tasks, tmp_path):
+    params, d = tasks
+    params = copy.deepcopy(params)
+    params["estimators"]["maml_adjoint"].update(learn_rate="layer")
+    spec, cell = _spec(params, "maml_adjoint", optimizer="sgd", lr=1e12)
+    with pytest.raises(train.NonFiniteError) as info:
+        train.run(spec, cell, str(d / "t.parquet"), str(tmp_path / "m.pt"), str(tmp_path / "c.csv"))
+    message = str(info.value)
+    assert re.search(r"meta-step 1 of .*the step size of layer \d became (inf|0)", message), message
+    assert "left as they were" in message and not (tmp_path / "m.pt").exists()

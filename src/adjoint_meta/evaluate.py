@@ -30,6 +30,7 @@ from adjoint_meta import backends, model_file, nrmse, optim, runtime
 from adjoint_meta.estimators.core import stack
 from adjoint_meta.io import atomic_path, write_json
 from adjoint_meta.model import MLP, Data
+from adjoint_meta.rates import rate_for
 from adjoint_meta.tasks import TaskPool
 
 ADAM_WEIGHT_DECAY = 1e-6  # the released code's fine-tuning optimizer
@@ -57,10 +58,11 @@ def record_steps(eval_steps: int, every: int, marks: list[int]) -> list[int]:
 
 
 def finetune(model: MLP, theta: torch.Tensor, support: Data, steps: list[int], optimizer: str,
-             lr: float) -> Iterator[tuple[int, torch.Tensor]]:
+             lr: float | torch.Tensor) -> Iterator[tuple[int, torch.Tensor]]:
     """Fine-tune every test task from theta on its support examples (all tasks stacked: one batched
     run) and yield ``(step, u)`` at each of the increasing ``steps``; ``u [T, P]`` is the live
-    iterate (Adam updates it in place): copy it to keep it."""
+    iterate (Adam updates it in place): copy it to keep it.  Gradient descent takes ``lr`` as a
+    number or one step size per parameter ``[P]`` (learned step sizes)."""
     u = stack(theta, support.n_tasks)
     # Adam is elementwise, so one optimizer on [T, P] = T independent ones
     opt = optim.Adam(u, lr, weight_decay=ADAM_WEIGHT_DECAY) if optimizer == "adam" else None
@@ -152,6 +154,7 @@ def run(spec: dict, cell: dict, model_path: str, tasks_path: str, out_json: str,
         raise ValueError(f"{model_path}: theta has {theta.numel()} parameters, the model of "
                          f"datasets.{cell['dataset']} has {model.n_params}; retrain")
     support, evaluation = pool.test_split(int(setting["shot"]), dtype)
+    learned = train_summary.get("learned_rates")  # gradient descent takes them (config.checks.learned_rates)
     K, K_maml = int(exp["steps"]), int(exp["maml_steps"])
     steps = record_steps(int(exp["eval_steps"]), int(ev["record_every"]), [K, K_maml])
     log.info("evaluate %s on %d test tasks, %d fine-tuning steps (%s, lr %g)",
@@ -163,7 +166,8 @@ def run(spec: dict, cell: dict, model_path: str, tasks_path: str, out_json: str,
     with torch.inference_mode():
         span = nrmse.value_range(ds_cfg["source"], evaluation.y.to(torch.float64) * scale + shift,
                                  (evaluation.w > 0).to(torch.float64))
-        for s, u in finetune(model, theta, support, steps, ev["optimizer"], float(ev["lr"])):
+        lr = rate_for(learned, model, float(ev["lr"]), theta)  # the learned step sizes, if any
+        for s, u in finetune(model, theta, support, steps, ev["optimizer"], lr):
             curve[s] = errors(model, u, evaluation, shift, scale)
             if s == K:
                 definitions = definitions_at(model, u, support, evaluation, shift, scale, span)

@@ -75,6 +75,18 @@ class Layout:
         return (self.group.to(like.device) == r).to(like.dtype)
 
 
+def rate_for(learned: dict | None, model, alpha: float, like: Tensor) -> float | Tensor:
+    """The inner step of a trained initialization: its learned step sizes (``LearnsRates.rates``) as
+    one per parameter ``[P]``, or the experiment's ``alpha`` when none were learned."""
+    if not learned:
+        return alpha
+    layout = Layout.of(learned["learn"], model)
+    values = torch.tensor(learned["alpha"], dtype=like.dtype, device=like.device)
+    if values.numel() != layout.n:
+        raise ValueError(f"{len(learned['alpha'])} learned step sizes ({learned['learn']}), the model has {layout.n}")
+    return values[layout.group.to(like.device)]
+
+
 def forward_rate_grad(problem: InnerProblem, theta: Tensor, steps: int, layout: Layout,
                       log_alpha: Tensor) -> tuple[Tensor, Tensor]:
     """(dJ/dlog_alpha ``[B, n]``, query loss ``[B]``) by forward-mode differentiation of K steps:

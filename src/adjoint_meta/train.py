@@ -54,7 +54,6 @@ def run(spec: dict, cell: dict, tasks_path: str, out_model: str, out_log: str,
     theta = model.init(torch_generator(master, "init", cell["dataset"], seed), dtype).to(device)
     estimator = build(kind, est_cfg, steps, alpha, seed=derive_seed(master, "estimator", *cell.values()))
     label = est_cfg.get("label") or estimator.label
-    opt = optim.make(optimizer, theta, lr)
     gen = torch_generator(master, "tasks", cell["dataset"], cell["setting"], seed)
     shot, val = int(setting["shot"]), int(setting["val"])
     eligible = int(pool.eligible(shot, val).numel())
@@ -72,7 +71,7 @@ def run(spec: dict, cell: dict, tasks_path: str, out_model: str, out_log: str,
     # an estimator that makes no outer updates (random_init) writes the initial theta as it is
     n_steps = int(meta["meta_epochs"]) if estimator.trains else 0
     sample = lambda: pool.sample(gen, int(meta["meta_batch"]), shot, val, dtype)  # noqa: E731
-    loop = meta_train(estimator, model, theta, opt, gen, sample, n_steps, what=f"{cell['dataset']} ({label}, K={steps})",
+    loop = meta_train(estimator, model, theta, gen, sample, n_steps, what=f"{cell['dataset']} ({label}, K={steps})",
                       outer=(optimizer, lr), on_nonfinite=meta["on_nonfinite"], rt=spec["runtime"], device=device,
                       dtype=dtype, ckpt_path=checkpoint.path_for(out_model), owner=checkpoint.owner_of(spec, cell),
                       log=log)
@@ -89,10 +88,14 @@ def run(spec: dict, cell: dict, tasks_path: str, out_model: str, out_log: str,
         "eligible_tasks": eligible, "device": runtime.describe_device(device),
         "dtype": str(dtype).replace("torch.", ""), "compiled": compiled,
         "stats_per_step": {k: v / n_steps for k, v in extra.items()},
+        "learned_rates": loop.rates,
     }
-    write_curve(out_log, rows)
+    write_curve(out_log, rows, loop.columns)
     model_file.save(out_model, theta, summary, spec)
     checkpoint.path_for(out_model).unlink(missing_ok=True)
+    if loop.rates and rows:
+        log.info("learned step sizes (%s, %s): %s", loop.rates["learn"], loop.rates["method"],
+                 ", ".join(f"{c} {v}" for c, v in zip(loop.columns, rows[-1][-len(loop.columns):])))
     log.info("done in %.1fs; wrote %s", wall, out_model)
     return summary
 
@@ -100,30 +103,38 @@ def run(spec: dict, cell: dict, tasks_path: str, out_model: str, out_log: str,
 @dataclass
 class Loop:
     """What the outer loop leaves: one CSV row per meta-step, the tasks it skipped, the estimator's
-    counters summed over meta-steps, and its seconds."""
+    counters summed over meta-steps, its seconds, the learned step sizes (None: fixed) and the names
+    of the rows' columns after the standard ones (the learned step sizes)."""
     rows: list
     skipped: int
     extra: dict
     wall: float
+    rates: dict | None = None
+    columns: tuple[str, ...] = ()
 
 
-def meta_train(estimator: Estimator, model, theta: torch.Tensor, opt, gen: torch.Generator,
+def meta_train(estimator: Estimator, model, theta: torch.Tensor, gen: torch.Generator,
                sample: Callable[[], tuple], n_steps: int, *, what: str, outer: tuple[str, float], on_nonfinite: str,
                rt: dict, device: torch.device, dtype: torch.dtype, ckpt_path: Path, owner: dict,
                log: logging.Logger, alpha_key: str = "inner.alpha") -> Loop:
-    """The outer loop of every meta-training job: ``n_steps`` updates of ``theta`` (in place, by ``opt``)
-    along the mean meta-gradient of the meta-batches ``sample()`` draws from ``gen`` (task ids, support,
-    query).  A non-finite meta-gradient stops it, or with ``on_nonfinite = skip`` drops its tasks;
-    progress is logged every ``rt['log_every']`` steps and the whole state checkpointed every
-    ``rt['checkpoint_every']`` at ``ckpt_path``, from which a rerun resumes.  ``what`` names the job,
-    ``alpha_key`` the parameter of its inner step."""
+    """The outer loop of every meta-training job: ``n_steps`` updates of ``theta`` (in place) by the outer
+    optimizer ``outer`` (name, learning rate) along the mean meta-gradient of the meta-batches
+    ``sample()`` draws from ``gen`` (task ids, support, query); an estimator that learns its inner step
+    sizes updates them with theta (``estimator.meta_init``).  A non-finite meta-gradient stops it, or
+    with ``on_nonfinite = skip`` drops its tasks; an update that makes theta or a learned step size
+    non-finite is undone and stops it.  Progress is logged every ``rt['log_every']`` steps and the whole
+    state checkpointed every ``rt['checkpoint_every']`` at ``ckpt_path``, from which a rerun resumes.
+    ``what`` names the job, ``alpha_key`` the parameter of its inner step."""
     optimizer, lr = outer
+    phi = estimator.meta_init(theta, model)  # theta, or theta and the log step sizes
+    opt = optim.make(optimizer, phi, lr)
+    columns = tuple(estimator.rate_columns(phi))
     rows: list[list] = []
     skipped_total, done, spent = 0, 0, 0.0
     extra: dict[str, float] = {}
     state = checkpoint.load(ckpt_path, owner)
     if state is not None:
-        theta.copy_(state["theta"].to(device, dtype))
+        phi.copy_(state["theta"].to(device, dtype))
         opt.load_state_dict(state["optimizer"])
         gen.set_state(state["generator"])
         estimator.load_state_dict(state["estimator"])
@@ -138,49 +149,62 @@ def meta_train(estimator: Estimator, model, theta: torch.Tensor, opt, gen: torch
         task_ids, support, query = sample()
         problem = InnerProblem(model, support.to(device, dtype), query.to(device, dtype))
         try:
-            mg = estimator(theta, problem)
+            mg = estimator(phi, problem)
         except FlowError as exc:
             raise NonFiniteError(f"forward solve failed at meta-step {step} for training task(s) "
                                  f"{task_ids.tolist()} of {what}: {exc}") from None
         ok = torch.isfinite(mg.grad).all(1) & torch.isfinite(mg.query_loss)
         if not bool(ok.all()):
             bad = [int(task_ids[i]) for i in torch.nonzero(~ok).flatten().tolist()]
+            rates = estimator.rate_columns(phi)
             msg = (f"non-finite meta-gradient at meta-step {step} for training task(s) {bad} of {what}: the inner "
-                   f"loop or its adjoint diverged; lower {alpha_key} or check the data")
+                   f"loop or its adjoint diverged; lower {alpha_key} or check the data" + (
+                       " (learned step sizes: " + ", ".join(f"{k} {v:.4g}" for k, v in rates.items()) + ")"
+                       if rates else ""))
             if on_nonfinite == "stop" or not bool(ok.any()):
                 raise NonFiniteError(msg)
             log.warning("%s; skipping them (meta.on_nonfinite = skip)", msg)
             skipped_total += len(bad)
         grad = mg.grad[ok].mean(0)
-        previous = theta.clone()
+        previous = phi.clone()
         try:
             opt.step(grad)
         except RuntimeError as exc:  # e.g. a learning rate that overflows the optimizer's arithmetic
             raise NonFiniteError(f"the outer update failed at meta-step {step} ({optimizer}, lr {lr:g}): {exc}; "
                                  "lower the outer learning rate") from None
-        if not bool(torch.isfinite(theta).all()):
-            theta.copy_(previous)
+        if not bool(torch.isfinite(phi).all()):
+            phi.copy_(previous)
             raise NonFiniteError(f"theta became non-finite after the outer update at meta-step {step} "
                                  f"({optimizer}, lr {lr:g}); lower the outer learning rate")
+        rate_problem = estimator.rate_problem(phi)
+        if rate_problem:
+            phi.copy_(previous)
+            raise NonFiniteError(f"after the outer update at meta-step {step} of {what}, {rate_problem}; theta and "
+                                 f"the step sizes are left as they were before it; lower the outer learning rate "
+                                 f"({optimizer}, lr {lr:g})")
         for k, v in mg.stats.items():
             extra[k] = extra.get(k, 0.0) + float(v)
         loss = float(mg.query_loss[ok].mean())
         elapsed = time.perf_counter() - start
-        rows.append([step, f"{loss:.8g}", f"{float(grad.norm()):.8g}", f"{elapsed:.4f}", skipped_total])
+        rows.append([step, f"{loss:.8g}", f"{float(grad.norm()):.8g}", f"{elapsed:.4f}", skipped_total,
+                     *(f"{v:.8g}" for v in estimator.rate_columns(phi).values())])
         if step % every == 0 or step == n_steps or step == 1:
             eta = elapsed / step * (n_steps - step)
             log.info("meta-step %d/%d  query loss %.5g  elapsed %.1fs  eta %.1fs", step, n_steps, loss, elapsed, eta)
         if ckpt_every and step % ckpt_every == 0 and step < n_steps:
             checkpoint.save(ckpt_path, {
-                "step": step, "seconds": elapsed, "theta": theta.cpu(), "optimizer": opt.state_dict(),
+                "step": step, "seconds": elapsed, "theta": phi.cpu(), "optimizer": opt.state_dict(),
                 "generator": gen.get_state(), "estimator": estimator.state_dict(), "rows": rows,
                 "skipped": skipped_total, "extra": extra}, owner)
-    return Loop(rows, skipped_total, extra, time.perf_counter() - start)
+    if phi is not theta:
+        theta.copy_(estimator.theta_of(phi))
+    return Loop(rows, skipped_total, extra, time.perf_counter() - start, estimator.rates(phi), columns)
 
 
-def write_curve(path: str, rows: list[list]) -> None:
-    """The training curve: one CSV row per meta-step."""
+def write_curve(path: str, rows: list[list], columns: tuple[str, ...] = ()) -> None:
+    """The training curve: one CSV row per meta-step (and a column per learned step size)."""
     text = io.StringIO()
-    csv.writer(text).writerows([["meta_step", "query_loss", "grad_norm", "seconds", "skipped_tasks"], *rows])
+    csv.writer(text).writerows([["meta_step", "query_loss", "grad_norm", "seconds", "skipped_tasks", *columns],
+                                *rows])
     with atomic_path(path) as tmp:
         tmp.write_text(text.getvalue())

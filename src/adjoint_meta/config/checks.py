@@ -140,6 +140,17 @@ def estimator_configurations(doc: Mapping) -> Iterator[str]:
 
 
 @check
+def learned_rates(doc: Mapping) -> Iterator[str]:
+    """Test tasks are fine-tuned with learned inner step sizes, which only gradient descent takes."""
+    optimizer = _section(doc, "evaluation").get("optimizer")
+    used = {n for x in _section(doc, "experiments").values() for n in x.get("estimators", [])}
+    for name, cfg in _section(doc, "estimators").items():
+        if name in used and cfg.get("learn_rate") and optimizer != "gd":
+            yield (f"evaluation.optimizer: {optimizer!r} cannot fine-tune with the step sizes that "
+                   f"estimators.{name} learns (learn_rate: {cfg['learn_rate']}); use gd")
+
+
+@check
 def compile_backend(doc: Mapping) -> Iterator[str]:
     """torch.compile applies to the hand-derived MLP's passes only."""
     if _section(doc, "runtime").get("compile"):

@@ -88,7 +88,32 @@ def hyper_defaults(hyper_cls: type) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------- the interface
-class Estimator:
+class MetaParameters:
+    """What the outer optimizer updates: theta here; theta and learned inner step sizes for
+    ``learned_rates.LearnsRates``."""
+
+    def meta_init(self, theta: Tensor, model) -> Tensor:
+        """The vector the outer optimizer updates, starting from ``theta`` (here theta itself)."""
+        return theta
+
+    def theta_of(self, phi: Tensor) -> Tensor:
+        """The initialization within that vector."""
+        return phi
+
+    def rates(self, phi: Tensor) -> dict | None:
+        """The learned inner step sizes at ``phi`` (None: the experiment's alpha, fixed)."""
+        return None
+
+    def rate_columns(self, phi: Tensor) -> dict[str, float]:
+        """The learned step sizes as training-curve columns (none here)."""
+        return {}
+
+    def rate_problem(self, phi: Tensor) -> str | None:
+        """What is wrong with the learned step sizes at ``phi`` (an overflow), if anything."""
+        return None
+
+
+class Estimator(MetaParameters):
     """Computes dJ_b/dtheta for each task b of an inner problem.
 
     ``steps`` is the number of inner gradient steps K (A-MAML integrates the gradient flow to
@@ -132,23 +157,6 @@ class Estimator:
     def checks(cls, hp: Any, key: str, experiments: Mapping[str, Mapping], alpha: float | None) -> list[str]:
         """Problems of configuration ``key`` (``estimators.<name>``) given the experiments that use it."""
         return []
-
-    # -- what the outer optimizer updates (theta, or more: ``learned_rates.LearnsRates``)
-    def meta_init(self, theta: Tensor, model) -> Tensor:
-        """The vector the outer optimizer updates, starting from ``theta``: theta itself here."""
-        return theta
-
-    def theta_of(self, phi: Tensor) -> Tensor:
-        """The initialization within the vector ``phi`` the outer optimizer updates."""
-        return phi
-
-    def rates(self, phi: Tensor) -> dict | None:
-        """The learned inner step sizes at ``phi`` (None: the experiment's alpha, fixed)."""
-        return None
-
-    def rate_columns(self, phi: Tensor) -> dict[str, float]:
-        """The learned step sizes as training-curve columns (none here)."""
-        return {}
 
     # -- the estimate
     def __call__(self, theta: Tensor, problem: InnerProblem) -> MetaGradient:

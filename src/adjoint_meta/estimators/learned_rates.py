@@ -123,6 +123,18 @@ class LearnsRates(Estimator):
         values = torch.tensor(alpha)  # one per parameter: summarized per layer
         return {f"alpha_{l}_median": float(values[self.layers == l].median()) for l in range(int(self.layers.max()) + 1)}
 
+    def rate_problem(self, phi: Tensor) -> str | None:
+        if not self.by_gradient:
+            return None
+        alpha = phi[phi.numel() - self.layout.n:].exp()
+        bad = ~torch.isfinite(alpha) | (alpha == 0)
+        if not bool(bad.any()):
+            return None
+        r = int(torch.nonzero(bad).flatten()[0])
+        where = {"scalar": "the step size", "layer": f"the step size of layer {r}",
+                 "parameter": f"the step size of parameter {r} (layer {int(self.layers[r])})"}[self.layout.learn]
+        return f"{where} became {float(alpha[r]):g} (log {float(phi[phi.numel() - self.layout.n + r]):g})"
+
     # -- the estimate
     def __call__(self, phi: Tensor, problem: InnerProblem) -> MetaGradient:
         if not self.hp.learn_rate:

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 from torch.func import functional_call, grad_and_value, vmap
 
-from adjoint_meta.estimators.base import MetaGradient
+from adjoint_meta.estimators.base import MetaGradient, MetaParameters
 from adjoint_meta.funcmodel import module_init
 from adjoint_meta.model import Data
 
@@ -54,7 +54,7 @@ class ProtoNet:
         return (query.w * ce).sum(1)
 
 
-class Episodic:
+class Episodic(MetaParameters):
     """ProtoNet's training signal in the shape of a meta-gradient, so the one outer loop
     (``train.meta_train``) trains it: per task, the gradient of its query cross-entropy at ``theta``."""
     trains = True

@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import torch
 
-from adjoint_meta import checkpoint, config, optim, runtime
+from adjoint_meta import checkpoint, config, runtime
 from adjoint_meta.estimators import build
 from adjoint_meta.evaluate import finetune, record_steps
+from adjoint_meta.rates import rate_for
 from adjoint_meta.fewshot import PROTONET, cnn
 from adjoint_meta.fewshot.digits import SHAPE, Digits, Episodes, split
 from adjoint_meta.fewshot.metrics import scores
@@ -53,9 +54,8 @@ def _meta_train(spec: dict, job: dict, method, model, theta: torch.Tensor, famil
         _, support, query = family.sample(gen, B, dtype)
         return torch.arange(B), support, query
 
-    opt = optim.make(outer[0], theta, outer[1])
     n_steps = int(meta["meta_epochs"]) if method.trains else 0
-    return meta_train(method, model, theta, opt, gen, sample, n_steps, what=what, outer=outer, on_nonfinite="stop",
+    return meta_train(method, model, theta, gen, sample, n_steps, what=what, outer=outer, on_nonfinite="stop",
                       rt=spec["runtime"], device=device, dtype=dtype, ckpt_path=checkpoint.path_for(out_json),
                       owner=checkpoint.owner_of(spec, job), log=log, alpha_key="fewshot.alpha")
 
@@ -98,10 +98,12 @@ def estimator(spec: dict, name: str, seed: int, out_json: str, out_curve: str, l
     recorded = record_steps(int(fs["eval_steps"]), int(fs["record_every"]), [int(fs["steps"]), steps])  # the table's K, and this K
     curve = {}
     with torch.inference_mode():
-        for step, u in finetune(model, theta, support, recorded, "gd", alpha):
+        rate = rate_for(loop.rates, model, alpha, theta)  # fine-tuned with the learned step sizes, if any
+        for step, u in finetune(model, theta, support, recorded, "gd", rate):
             curve[step] = scores(model.predict(u, query.x), query)
     record = {"method": name, "label": label, "kind": kind, "role": method.role, "seed": seed, "inner_steps": steps,
-              "meta_steps": len(loop.rows), "wall_seconds": loop.wall, "n_params": model.n_params}
+              "meta_steps": len(loop.rows), "wall_seconds": loop.wall, "n_params": model.n_params,
+              "learned_rates": loop.rates}
     _write(out_json, out_curve, record, curve)
     checkpoint.path_for(out_json).unlink(missing_ok=True)
     log.info("done in %.1fs: accuracy %.3f at step 0, %.3f at step %d", loop.wall, record["accuracy"][0],
