@@ -126,6 +126,32 @@ def flow_grad(m: MLP, theta: torch.Tensor, support: Data, query: Data, T: float,
     return torch.stack(out)
 
 
+def flow_rated_grads(m: MLP, theta: torch.Tensor, support: Data, query: Data, T: float, group: torch.Tensor,
+                     log_alpha: torch.Tensor, alpha: float, rtol: float = 1e-12,
+                     atol: float = 1e-12) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-task (dJ/dtheta, dJ/dlog_alpha) of L_val(u(T)) for the flow du/dt = -(a / alpha) g(u),
+    a = exp(log_alpha)[group], by autograd through a tight dopri5 solve."""
+    from torchdiffeq import odeint
+
+    g_theta, g_rate = [], []
+    for b in range(support.n_tasks):
+        th = theta.detach().clone().requires_grad_(True)
+        la = log_alpha.detach().clone().requires_grad_(True)
+        scale = la.exp()[group] / alpha
+
+        def f(t, u, b=b):
+            with torch.enable_grad():
+                uu = u if u.requires_grad else u.requires_grad_(True)
+                (g,) = torch.autograd.grad(loss(m, uu, support, b), uu, create_graph=True)
+            return -scale * g
+
+        sol = odeint(f, th, torch.tensor([0.0, T], dtype=D), rtol=rtol, atol=atol, method="dopri5")
+        dt, dl = torch.autograd.grad(loss(m, sol[-1], query, b), (th, la))
+        g_theta.append(dt)
+        g_rate.append(dl)
+    return torch.stack(g_theta), torch.stack(g_rate)
+
+
 def problem_data(sizes: list[int], B: int, n_support: int, n_query: int, seed: int = 0,
                  scale: float = 1.0) -> tuple[Data, Data]:
     g = torch.Generator().manual_seed(seed)

@@ -91,6 +91,55 @@ def test_the_torch_func_backend_learns_the_same_rates(setup):
     assert ref.rel(est_f(phi, func_problem).grad, est(phi, problem).grad) < 1e-10
 
 
+# ---------------------------------------------------------------- A-MAML
+AMAML = dict(forward="euler", backward="discrete", h=None, rtol=1e-5, atol=1e-6, reg=0.0)
+
+
+def _amaml(cfg, model, theta, log_alpha=None):
+    est = build("amaml", {**AMAML, **cfg}, K, ALPHA)
+    phi = est.meta_init(theta, model)
+    return est, phi if log_alpha is None else torch.cat([theta, log_alpha])
+
+
+@pytest.mark.parametrize("learn", ["scalar", "layer", "parameter"])
+def test_amaml_with_an_euler_forward_and_the_discrete_adjoint_learns_the_rates_exactly(setup, learn):
+    """Euler steps of h = alpha on the flow of D = a / alpha are gradient descent with rates a."""
+    m, problem, theta = setup
+    est, _ = _amaml({"learn_rate": learn}, m, theta)
+    log_alpha = _log_alpha(est.layout)
+    phi = torch.cat([theta, log_alpha])
+    expect = torch.cat(ref.rated_grads(m, theta, problem.support, problem.query, K, est.layout.group, log_alpha), 1)
+    assert ref.rel(est(phi, problem).grad, expect) < 1e-10
+
+
+@pytest.mark.parametrize("forward, backward", [("rk4", "heun"), ("rk4", "euler"), ("dopri5", "heun")])
+def test_amaml_rate_gradients_converge_to_the_flows(setup, forward, backward):
+    """Against autograd through a tight solve of du/dt = -(a / alpha) grad L: the error shrinks as the
+    grid h does, at the order of the backward scheme (Heun 2, Euler 1)."""
+    m, problem, theta = setup
+    layout = Layout.of("layer", m)
+    log_alpha = _log_alpha(layout)
+    T = K * ALPHA
+    expect_theta, expect_rate = ref.flow_rated_grads(m, theta, problem.support, problem.query, T, layout.group,
+                                                     log_alpha, ALPHA)
+    errors = []
+    for h in (ALPHA, ALPHA / 2):
+        est, phi = _amaml({"learn_rate": "layer", "forward": forward, "backward": backward, "h": h,
+                           "rtol": 1e-10, "atol": 1e-10}, m, theta, log_alpha)
+        grad = est(phi, problem).grad
+        errors.append((ref.rel(grad[:, :m.n_params], expect_theta), ref.rel(grad[:, m.n_params:], expect_rate)))
+    order = 2 if backward == "heun" else 1
+    for which in (0, 1):  # theta, then the rates
+        assert errors[1][which] < errors[0][which] / 2 ** (order - 0.5), errors
+    assert errors[1][1] < (3e-4 if order == 2 else 2e-2), errors
+
+
+def test_amaml_refuses_learned_rates_with_the_proximal_term():
+    from adjoint_meta.estimators.adjoint import Amaml
+    hp = Amaml.hyper_of({"learn_rate": "scalar", "reg": 1.0})
+    assert any("estimators.x.reg: learned step sizes" in msg for msg in Amaml.checks(hp, "estimators.x", {}, ALPHA))
+
+
 # ---------------------------------------------------------------- selection ES
 def _quadratic(h: float, n: int = 8) -> tuple[InnerProblem, torch.Tensor]:
     """A linear model y = w x + b on inputs +-1 (balanced, weights h / (2n)): its squared loss has

@@ -12,13 +12,13 @@ import torch
 
 from adjoint_meta.estimators import flow
 from adjoint_meta.estimators.base import Estimator, MetaGradient, Stored, hyper, register
-from adjoint_meta.estimators.learned_rates import LearnsRates, RateHyper
-from adjoint_meta.estimators.core import (InnerProblem, Trajectory, continuous_adjoint, descend,
+from adjoint_meta.estimators.core import (InnerProblem, Preconditioned, Trajectory, continuous_adjoint, descend,
                                           discrete_adjoint, gd_step, keep_every_for, stack)
+from adjoint_meta.estimators.learned_rates import LearnsRates, RateHyper, rate_checks
 
 
 @dataclass(frozen=True)
-class AmamlHyper(Stored):
+class AmamlHyper(RateHyper, Stored):
     forward: str = hyper("dopri5", "forward solver of the gradient flow (dopri5: torchdiffeq's algorithm on "
                          "stacked states; dopri5_torchdiffeq: torchdiffeq itself)",
                          choices=("dopri5", "dopri5_torchdiffeq", "rk4", "euler"))
@@ -37,7 +37,7 @@ _FORWARD_COST = {"rk4": 4.0, "euler": 1.0, "dopri5": 0.4, "dopri5_torchdiffeq": 
 
 
 @register
-class Amaml(Estimator):
+class Amaml(LearnsRates):
     """A-MAML: forward solve of the gradient flow to T = K alpha, states recorded every h,
     adjoint ODE solved backwards on them; the meta-gradient is lam(0).
 
@@ -45,6 +45,10 @@ class Amaml(Estimator):
     authors' released code: rk4 forward, Euler backward, reg = 1 (and SGD outside).
     ``backward: discrete`` with an euler forward and h = alpha is the exact adjoint
     of K gradient-descent steps, i.e. MAML's gradient.
+
+    With learned step sizes a the flow is du/dt = -(a / alpha) grad L(u) on the same grid
+    (``core.Preconditioned``): its Euler steps of h = alpha are gradient descent with rates a, and
+    dJ/da = -(1 / alpha) int_0^T lam * grad L dt, by the backward scheme's own quadrature.
     """
     name = "amaml"
     label = "A-MAML"
@@ -58,7 +62,10 @@ class Amaml(Estimator):
 
     @classmethod
     def checks(cls, hp: AmamlHyper, key: str, experiments, alpha) -> list[str]:
-        msgs = []
+        msgs = rate_checks(hp, key)
+        if hp.learn_rate and hp.reg:
+            msgs.append(f"{key}.reg: learned step sizes are implemented without the proximal term; set reg: 0 "
+                        "(or learn_rate: null)")
         if alpha:
             h = hp.h or alpha
             for ename, exp in experiments.items():
@@ -74,21 +81,28 @@ class Amaml(Estimator):
                 msgs.append(f"{key}.h: the discrete adjoint needs h = inner.alpha ({alpha}); got {hp.h}")
         return msgs
 
-    def estimate(self, theta: torch.Tensor, problem: InnerProblem) -> MetaGradient:
+    def estimate_at(self, theta: torch.Tensor, problem: InnerProblem, rate, rate_grad) -> MetaGradient:
         hp = self.hp
         h = float(hp.h or self.alpha)
         n = max(1, round(self.steps * self.alpha / h))
         reg = float(hp.reg)
         prob = InnerProblem(problem.model, problem.support, problem.query, reg, theta if reg else None)
+        if isinstance(rate, torch.Tensor) or rate != self.alpha:  # learned step sizes: the flow of D = a / alpha
+            prob = Preconditioned.of(prob, torch.as_tensor(rate / self.alpha, dtype=theta.dtype, device=theta.device))
         traj, nfe = flow.solve(prob, stack(theta, prob.n_tasks), n, h, hp.forward,
                                rtol=float(hp.rtol), atol=float(hp.atol), store=hp.store,
-                               keep_every=keep_every_for(hp.keep_every, n + 1))
+                               keep_every=keep_every_for(hp.keep_every, n + 1), keep_grads=rate_grad is not None)
         loss, lam = prob.query_loss_and_grad(traj.state(n))
         backward = hp.backward
+        summed = torch.zeros_like(rate_grad) if rate_grad is not None else None  # -int lam * D grad L
         if backward == "discrete":
-            grad = discrete_adjoint(prob, traj, lam, h, steps=n)
+            grad = discrete_adjoint(prob, traj, lam, h, steps=n, rate_grad=summed)
+            if summed is not None:
+                summed.mul_(h)
         else:
-            grad = continuous_adjoint(prob, traj, lam, h, backward)
+            grad = continuous_adjoint(prob, traj, lam, h, backward, rate_grad=summed)
+        if summed is not None:  # dJ/da = dJ/dD / alpha and dJ/dD = summed / D, so dJ/da = summed / a
+            rate_grad.add_(summed / rate)
         hvps = n * (2 if backward == "heun" else 1)
         return MetaGradient(grad, loss, {"nfe": nfe, "hvp": hvps, "states": n + 1, "stored_bytes": traj.nbytes()})
 

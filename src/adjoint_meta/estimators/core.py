@@ -87,6 +87,42 @@ class InnerProblem:
         return InnerProblem(self.model, support, query, self.reg, self.anchor)
 
 
+@dataclass
+class Preconditioned(InnerProblem):
+    """The inner problem of the flow du/dt = -D grad L(u) with a fixed positive diagonal ``D [P]``:
+    its "gradient" is D grad L and its product Hess L (D v), the transposed Jacobian of the flow's
+    right-hand side that the adjoint sweeps need.  A-MAML with learned step sizes a runs the flow of
+    D = a / alpha on its usual time grid, so Euler steps of h = alpha are gradient descent with rates a.
+    Linearizations carry the scaled gradient (the step the solvers take)."""
+    scale: Tensor | None = None
+
+    @classmethod
+    def of(cls, problem: InnerProblem, scale: Tensor) -> "Preconditioned":
+        return cls(problem.model, problem.support, problem.query, problem.reg, problem.anchor, scale=scale)
+
+    def linearize(self, u: Tensor, with_grad: bool = True) -> Linearization:
+        lin = super().linearize(u, with_grad)
+        if lin.grad is not None:
+            lin.grad = lin.grad * self.scale
+        return lin
+
+    def grad(self, u: Tensor) -> Tensor:
+        return super().grad(u) * self.scale
+
+    def loss_and_grad(self, u: Tensor) -> tuple[Tensor, Tensor]:
+        loss, g = super().loss_and_grad(u)
+        return loss, g * self.scale
+
+    def hvp_at(self, lin: Linearization, v: Tensor) -> Tensor:
+        return super().hvp_at(lin, self.scale * v)
+
+    def hvp(self, u: Tensor, v: Tensor) -> Tensor:
+        return super().hvp(u, self.scale * v)
+
+    def with_data(self, support: Data, query: Data) -> "Preconditioned":
+        return Preconditioned(self.model, support, query, self.reg, self.anchor, scale=self.scale)
+
+
 STORE_MODES = ("states", "linearizations")
 # A backward sweep over stored states linearizes this many of them in one batched pass
 # (measured on the 100-40-40-1 model, 5 tasks, K = 200: the exact adjoint with stored states
@@ -290,7 +326,7 @@ def discrete_adjoint(problem: InnerProblem, trajectory: Trajectory, lam: Tensor,
 
 
 def continuous_adjoint(problem: InnerProblem, trajectory: Trajectory, lam: Tensor,
-                       h: float, scheme: str) -> Tensor:
+                       h: float, scheme: str, rate_grad: Tensor | None = None) -> Tensor:
     """Backward solve of the adjoint ODE  d lam/dt = Hess L(u(t)) lam  on states at t_j = j h.
 
     ``euler``:  lam_j = lam_{j+1} - h A_{j+1} lam_{j+1}                     (first order)
@@ -299,6 +335,9 @@ def continuous_adjoint(problem: InnerProblem, trajectory: Trajectory, lam: Tenso
     with A_j = Hess L(u_j); for reg > 0 the theta-gradient adds reg * int_0^T lam dt
     (right-point sum for euler, trapezoid for heun).  ``trajectory`` holds u_0..u_n;
     each state is linearized once and serves both products that use it.
+    ``rate_grad [B, P]``, when given, gets -int_0^T lam * G(u) dt added with the same quadrature,
+    G being the trajectory's kept gradients (for a ``Preconditioned`` flow D grad L, so that the
+    sum divided by D is dJ/dD).
     """
     if scheme not in ("euler", "heun"):
         raise ValueError(f"unknown adjoint scheme {scheme!r}; allowed values: euler, heun")
@@ -310,6 +349,8 @@ def continuous_adjoint(problem: InnerProblem, trajectory: Trajectory, lam: Tenso
             new = torch.add(lam, k1, alpha=-h)
             if direct is not None:
                 direct += lam
+            if rate_grad is not None:
+                rate_grad.sub_(h * lam * trajectory.grad(j + 1))
             if j > 0:
                 upper = trajectory.linearization(j)
         else:
@@ -318,6 +359,8 @@ def continuous_adjoint(problem: InnerProblem, trajectory: Trajectory, lam: Tenso
             new = lam - (0.5 * h) * (k1 + k2)
             if direct is not None:
                 direct += 0.5 * (lam + new)
+            if rate_grad is not None:
+                rate_grad.sub_((0.5 * h) * (lam * trajectory.grad(j + 1) + new * trajectory.grad(j)))
         lam = new
     return lam + (h * problem.reg) * direct if direct is not None else lam
 

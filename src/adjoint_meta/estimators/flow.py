@@ -87,25 +87,28 @@ def _step_fn(problem: InnerProblem, method: str, h: float, adaptive: _Adaptive |
 
 def solve(problem: InnerProblem, u0: Tensor, n: int, h: float, method: str, rtol: float = 1e-5,
           atol: float = 1e-6, store: str = "states", keep_every: int = 1,
-          max_steps: int = 100_000) -> tuple[Trajectory, int]:
-    """States u_0..u_n on the grid (in a Trajectory) and the NFE of the forward solve."""
+          max_steps: int = 100_000, keep_grads: bool = False) -> tuple[Trajectory, int]:
+    """States u_0..u_n on the grid (in a Trajectory) and the NFE of the forward solve.  With
+    ``keep_grads`` the trajectory also keeps the gradient at each grid state: free for euler and
+    rk4 (their first stage), one more evaluation per grid state for dopri5 (not counted in NFE)."""
     if method not in METHODS:
         raise ValueError(f"unknown forward solver {method!r}; allowed values: {', '.join(METHODS)}")
     adaptive = _Adaptive(problem, rtol, atol, max_steps, method) if method.startswith("dopri5") else None
     step = _step_fn(problem, method, h, adaptive)
-    traj = Trajectory(problem, store, keep_every, step)
+    traj = Trajectory(problem, store, keep_every, step, keep_grads=keep_grads)
     if adaptive is not None:
         # the states are views into larger blocks; with checkpointing only the kept ones may stay alive
         for u in adaptive.solve(u0, [j * h for j in range(n + 1)]):
-            traj.record(u if traj.keep_every == 1 else u.clone())
+            traj.record(u if traj.keep_every == 1 else u.clone(), None, problem.grad(u) if keep_grads else None)
         return traj, adaptive.nfe
     keep = store == "linearizations" and keep_every == 1
     u = u0
-    for j in range(n):
+    for j in range(n + 1):
         lin = problem.linearize(u) if keep else None
-        traj.record(u, lin)
-        u = step(u, lin if lin is not None else _GradOnly(problem.grad(u)), j)
-    traj.record(u, problem.linearize(u) if keep else None)
+        g = lin.grad if lin is not None else (problem.grad(u) if j < n or keep_grads else None)
+        traj.record(u, lin, g)
+        if j < n:
+            u = step(u, lin if lin is not None else _GradOnly(g), j)
     return traj, n * (1 if method == "euler" else 4)
 
 
