@@ -65,8 +65,8 @@ class Layout:
         """The rate of every parameter ``[P]``."""
         return log_alpha.exp()[self.group.to(log_alpha.device)]
 
-    def reduce(self, rate_grad: Tensor, rate: Tensor) -> Tensor:
-        """dJ/dlog_alpha ``[B, n]`` from dJ/da ``[B, P]`` at the rates ``a [P]`` (the chain rule of the log)."""
+    def reduce(self, rate_grad: Tensor, rate: Tensor | float) -> Tensor:
+        """dJ/dlog_alpha ``[B, n]`` from dJ/da ``[B, P]`` at the rates ``a`` ([P] or one number; the chain rule of the log)."""
         out = torch.zeros(rate_grad.shape[0], self.n, dtype=rate_grad.dtype, device=rate_grad.device)
         return out.index_add_(1, self.group.to(rate_grad.device), rate_grad * rate)
 

@@ -265,7 +265,7 @@ def stack(theta: Tensor, n: int) -> Tensor:
 
 def take_step(u: Tensor, g: Tensor, rate: Rate) -> Tensor:
     """u - rate * g, for a number or a tensor of rates."""
-    return u - rate * g if isinstance(rate, Tensor) else torch.add(u, g, alpha=-rate)
+    return torch.addcmul(u, rate, g, value=-1) if isinstance(rate, Tensor) else torch.add(u, g, alpha=-rate)
 
 
 def gd_step(rate: Rate) -> Callable[[Tensor, Linearization, int], Tensor]:
@@ -310,7 +310,7 @@ def discrete_adjoint(problem: InnerProblem, trajectory: Trajectory, lam: Tensor,
     direct = torch.zeros_like(lam) if problem.reg else None
     for j in range((len(trajectory) if steps is None else steps) - 1, -1, -1):
         if rate_grad is not None:
-            rate_grad.sub_(lam * trajectory.grad(j))
+            rate_grad.addcmul_(lam, trajectory.grad(j), value=-1)
         if scalar:
             if direct is not None:
                 direct += lam

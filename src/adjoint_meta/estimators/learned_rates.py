@@ -96,9 +96,13 @@ class LearnsRates(Estimator):
         return phi[: phi.numel() - self.layout.n] if self.by_gradient else phi
 
     def rate_of(self, phi: Tensor) -> Rate:
-        """The inner step at meta-parameters ``phi``: ``[P]`` when learned by gradient, the ES mean, or alpha."""
+        """The inner step at meta-parameters ``phi``: one per parameter ``[P]`` when learned by gradient
+        (a number for a scalar layout), the ES mean, or the experiment's alpha."""
         if self.by_gradient:
-            return self.layout.expand(phi[phi.numel() - self.layout.n:])
+            log_alpha = phi[phi.numel() - self.layout.n:]
+            if self.layout.learn == "scalar":  # a number: the cheaper arithmetic of a fixed alpha
+                return float(log_alpha.exp())
+            return self.layout.expand(log_alpha)
         return self.es.mu if self.es is not None else self.alpha
 
     def rates(self, phi: Tensor) -> dict | None:
