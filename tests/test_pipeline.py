@@ -44,12 +44,18 @@ def check_outputs(root: Path, params: dict) -> dict:
     for section in ("Where we agree with the paper", "Definitions and settings",
                     "What the paper's nRMSE could have been", "Tasks per dataset",
                     "Provenance", "Wall time of every job", "Software", "Effective parameters",
-                    "Few-shot classification"):
+                    "Few-shot classification", "Learned inner step sizes"):
         assert re.search(rf"<h[23]>{re.escape(section)}", html), f"report section {section!r} missing"
     check_verdict_table(html)
     fewshot = pd.read_csv(root / paths.FEWSHOT_TABLE)  # every estimator of the experiment and ProtoNet
     assert list(fewshot["method"]) == [*params["fewshot"]["estimators"], "protonet"]
     assert fewshot[["accuracy_step0", "accuracy_K", "accuracy_final"]].stack().between(0, 1).all()
+    rates = pd.read_csv(root / paths.LEARNED_RATES)  # every job that learns step sizes, over its meta-steps
+    learners = {n for n, c in params["estimators"].items() if c.get("learn_rate")}
+    assert set(rates["estimator"]) == learners & set(params["experiments"]["rates_real"]["estimators"])
+    assert (rates["value"] > 0).all() and set(rates["seed"]) == set(params["meta"]["seeds"])
+    section = html.split("Learned inner step sizes (beyond the paper)")[1]
+    assert all(params["estimators"][e]["label"] in section for e in set(rates["estimator"]))
     seeds = ", ".join(map(str, params["meta"]["seeds"]))
     assert f"seeds\n{seeds} (master seed {params['seed']})" in html, "the report states the seeds"
     for ds in params["datasets"]:

@@ -140,6 +140,8 @@ def test_learned_step_sizes_are_trained_recorded_and_used_at_test_time(tasks, tm
     assert columns == ({"layer": ["alpha_0", "alpha_1", "alpha_2"]}.get(learn)
                        or (["alpha", "alpha_sigma"] if method == "es" else ["alpha"]))
     assert curve[columns[0]].iloc[-1] == pytest.approx(alpha[0], rel=1e-6)
+    history = summary["learned_rates"]["history"]
+    assert history["meta_step"] == list(range(1, 21)) and history[columns[0]][-1] == pytest.approx(alpha[0], rel=1e-6)
     theta, _ = model_file.load(tmp_path / "m.pt")
     assert theta.numel() == summary["n_params"]  # theta alone: the step sizes are beside it
 

@@ -34,6 +34,7 @@ PROFILES = "reports/profiles.csv"
 ACCURACY_TABLE = "reports/accuracy.csv"
 FEWSHOT_TABLE = "reports/fewshot.csv"
 FEWSHOT_CURVES = "reports/fewshot_curves.csv"
+LEARNED_RATES = "reports/learned_rates.csv"
 FIGURE = "reports/figures/{name}.png"
 REPORT = "reports/report.html"
 
@@ -46,6 +47,13 @@ PROTONET_NAME = "seed{seed}"
 PROFILE_NAME = "{profile}"
 
 
+def rate_experiments(params: dict) -> list[str]:
+    """The experiments that train a configuration learning its inner step sizes (``learn_rate``): they
+    make the report's section on learned step sizes (and its figure), beyond the paper."""
+    learns = {name for name, cfg in params["estimators"].items() if cfg.get("learn_rate")}
+    return [e for e, x in params["experiments"].items() if learns & set(x["estimators"])]
+
+
 def figure_names(params: dict) -> dict[str, str]:
     """Every figure the report draws (reports/figures/<name>.png) and its kind, known before it runs."""
     names = {f"{e}_curves": "curves" for e in params["experiments"]}
@@ -53,6 +61,8 @@ def figure_names(params: dict) -> dict[str, str]:
                   for var in prof["sweep"] for metric in ("memory", "time")})
     names.update({f"accuracy_{a}": "accuracy" for a in params["accuracy"]})
     names["fewshot_accuracy"] = "fewshot"
+    if rate_experiments(params):
+        names["learned_rates"] = "rates"
     return names
 
 
@@ -67,6 +77,7 @@ def summary_outputs(experiments) -> dict[str, str | list[str]]:
         accuracy=ACCURACY_TABLE,
         fewshot=FEWSHOT_TABLE,
         fewshot_curves=FEWSHOT_CURVES,
+        learned_rates=LEARNED_RATES,
         nrmse_definitions=NRMSE_DEFINITIONS,
         tables=[TABLE.format(experiment=e) for e in experiments],
         curves=[CURVES.format(experiment=e) for e in experiments],

@@ -187,15 +187,16 @@ def profile_point(problem: InnerProblem, theta: torch.Tensor, configs: dict[str,
     (see the module docstring): the floor's figures and one dict per estimator."""
     ests = {name: build(cfg["kind"], cfg, config.inner_steps(cfg["kind"], steps), alpha, seeds[name])
             for name, cfg in configs.items()}
+    phis = {name: est.meta_init(theta, problem.model) for name, est in ests.items()}  # with learned step sizes
     # the floor is plain inner training of the swept K, also for estimators that run fewer steps (MAML-1)
     plain, times = time_interleaved(lambda: plain_training(problem, theta, steps, alpha),
-                                    {name: (lambda e=est: e(theta, problem)) for name, est in ests.items()},
+                                    {name: (lambda e=est, p=phis[name]: e(p, problem)) for name, est in ests.items()},
                                     repeats, device)
     floor = {"plain_ms": statistics.median(plain), "plain_repeats": len(plain)}
     out = []
     for name, est in ests.items():
-        mg, peak, method = measure_peak(lambda: est(theta, problem), device)
-        saved = saved_tensor_bytes(lambda: est(theta, problem))[1] if est.uses_autograd else 0
+        mg, peak, method = measure_peak(lambda: est(phis[name], problem), device)
+        saved = saved_tensor_bytes(lambda: est(phis[name], problem))[1] if est.uses_autograd else 0
         ms = statistics.median(times[name])
         out.append({"estimator": name, "kind": configs[name]["kind"], "label": configs[name].get("label") or est.label,
                     "ms_median": ms, "ms_min": min(times[name]), "ms_max": max(times[name]), "repeats": repeats,

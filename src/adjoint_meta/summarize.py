@@ -13,6 +13,7 @@ Outputs (all read by the report; the metrics also by ``dvc metrics``):
 * ``reports/profiles.csv``, ``reports/accuracy.csv``: all profiling and accuracy rows;
 * ``reports/fewshot.csv``, ``reports/fewshot_curves.csv``: the few-shot experiment (``fewshot.summary``);
 * ``reports/jobs.csv``: wall time, device and solver counters of every training job;
+* ``reports/learned_rates.csv``: the step sizes of the jobs that learn them, over meta-steps;
 * ``reports/tables/nrmse_definitions.csv``: every candidate definition of the paper's nRMSE
   (``adjoint_meta.nrmse``) for every cell each experiment trains, with the paper's value and
   ours / paper (``definitions_table``).
@@ -243,6 +244,28 @@ def _jobs(params: dict, root: Path) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _learned_rates(params: dict, root: Path) -> pd.DataFrame:
+    """The learned step sizes of every training job that learned them, over its meta-steps: one row per
+    (cell, seed, meta-step, rate column) as the training curve names the columns (``alpha``; per layer
+    ``alpha_<l>``; per parameter the median ``alpha_<l>_median``; with ES also ``alpha_sigma``)."""
+    rows = []
+    for c in config.cells(params):
+        _, s = model_file.load(need(root / paths.MODEL.format(**c.as_dict())))
+        learned = s.get("learned_rates")
+        if not learned:
+            continue
+        history = learned["history"]
+        for column, values in history.items():
+            if column == "meta_step":
+                continue
+            rows += [{**c.as_dict(), "label": s["estimator_label"], "learn": learned["learn"],
+                      "method": learned["method"], "meta_step": step, "rate": column, "value": v}
+                     for step, v in zip(history["meta_step"], values)]
+    columns = ["experiment", "dataset", "setting", "estimator", "seed", "label", "learn", "method", "meta_step",
+               "rate", "value"]
+    return pd.DataFrame(rows, columns=columns)
+
+
 def _concat(files: list[str]) -> pd.DataFrame:
     frames = [pd.read_csv(need(f)) for f in files]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
@@ -275,6 +298,7 @@ def run(params: dict, root: str = ".", log_file: str | None = None) -> dict:
                base / paths.PROFILES)
     _write_csv(_concat([str(base / paths.ACCURACY.format(**j)) for j in config.accuracy_jobs(params)]),
                base / paths.ACCURACY_TABLE)
+    _write_csv(_learned_rates(params, base), base / paths.LEARNED_RATES)
     fewshot_table, fewshot_curves = fewshot_summary.tables(params, base)
     _write_csv(fewshot_table, base / paths.FEWSHOT_TABLE)
     _write_csv(fewshot_curves, base / paths.FEWSHOT_CURVES)

@@ -88,7 +88,7 @@ def run(spec: dict, cell: dict, tasks_path: str, out_model: str, out_log: str,
         "eligible_tasks": eligible, "device": runtime.describe_device(device),
         "dtype": str(dtype).replace("torch.", ""), "compiled": compiled,
         "stats_per_step": {k: v / n_steps for k, v in extra.items()},
-        "learned_rates": loop.rates,
+        "learned_rates": rate_history(loop),
     }
     write_curve(out_log, rows, loop.columns)
     model_file.save(out_model, theta, summary, spec)
@@ -199,6 +199,18 @@ def meta_train(estimator: Estimator, model, theta: torch.Tensor, gen: torch.Gene
     if phi is not theta:
         theta.copy_(estimator.theta_of(phi))
     return Loop(rows, skipped_total, extra, time.perf_counter() - start, estimator.rates(phi), columns)
+
+
+def rate_history(loop: Loop, points: int = 200) -> dict | None:
+    """The learned step sizes at the end (``Loop.rates``) with their course over the meta-steps:
+    ``history`` holds ``meta_step`` and each rate column at about ``points`` evenly spaced steps and the last."""
+    if not loop.rates:
+        return None
+    rows = loop.rows
+    every = max(1, len(rows) // points)
+    picked = [r for i, r in enumerate(rows) if i % every == 0 or i == len(rows) - 1]
+    values = {c: [float(r[5 + k]) for r in picked] for k, c in enumerate(loop.columns)}
+    return {**loop.rates, "history": {"meta_step": [int(r[0]) for r in picked], **values}}
 
 
 def write_curve(path: str, rows: list[list], columns: tuple[str, ...] = ()) -> None:

@@ -210,6 +210,10 @@ def studies(doc: Mapping) -> Iterator[str]:
                     yield (f"{section}.{name}.estimators: {est!r} is a baseline (kind {estimators[est]['kind']!r}), "
                            f"not a meta-gradient estimator; {section} compare meta-gradients only; allowed values: "
                            f"{', '.join(sorted(e for e, c in estimators.items() if not is_baseline(c)))}")
+                elif section == "accuracy" and estimators[est].get("learn_rate"):
+                    yield (f"accuracy.{name}.estimators: {est!r} learns its step sizes (learn_rate: "
+                           f"{estimators[est]['learn_rate']}); accuracy studies compare the meta-gradient in theta "
+                           "at a fixed alpha; use a configuration without learn_rate")
 
 
 @check

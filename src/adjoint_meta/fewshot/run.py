@@ -26,7 +26,7 @@ from adjoint_meta.fewshot.protonet import Episodic, ProtoNet
 from adjoint_meta.funcmodel import FuncModel, cross_entropy
 from adjoint_meta.io import atomic_path, write_json
 from adjoint_meta.seeding import derive_seed, torch_generator
-from adjoint_meta.train import meta_train
+from adjoint_meta.train import meta_train, rate_history
 
 
 def episodes(fs: dict) -> tuple[Episodes, Episodes]:
@@ -103,7 +103,7 @@ def estimator(spec: dict, name: str, seed: int, out_json: str, out_curve: str, l
             curve[step] = scores(model.predict(u, query.x), query)
     record = {"method": name, "label": label, "kind": kind, "role": method.role, "seed": seed, "inner_steps": steps,
               "meta_steps": len(loop.rows), "wall_seconds": loop.wall, "n_params": model.n_params,
-              "learned_rates": loop.rates}
+              "learned_rates": rate_history(loop)}
     _write(out_json, out_curve, record, curve)
     checkpoint.path_for(out_json).unlink(missing_ok=True)
     log.info("done in %.1fs: accuracy %.3f at step 0, %.3f at step %d", loop.wall, record["accuracy"][0],

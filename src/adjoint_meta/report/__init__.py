@@ -23,6 +23,7 @@ from adjoint_meta.io import write_text
 from adjoint_meta.reference import paper
 from adjoint_meta.report import candidates, claims, discussion, figures, loading, provenance, tables
 from adjoint_meta.report import fewshot as fewshot_section
+from adjoint_meta.report import rates as rates_section
 from adjoint_meta.summarize import need
 
 
@@ -86,6 +87,17 @@ def run(params: dict, out_html: str, root: str = ".", log_file: str | None = Non
                    "Networks, which take no fine-tuning steps."),
                "table": fewshot_section.table(fs_table, fs["reference"]),
                "findings": fewshot_section.findings(fs_table, fs["reference"], params["preset"])}
+    learned = None
+    if paths.rate_experiments(params):
+        learned = rates_section.section(params, base)
+        learned.update(
+            tables=[experiment(e) for e in learned["experiments"]],
+            figure=_figure("learned_rates", figures.save(rates_section.figure(learned.pop("rates"),
+                                                                              params["inner"]["alpha"]),
+                                                         base, "learned_rates"),
+                           "learned step sizes", "The learned inner step sizes over meta-training (mean over seeds; "
+                           "log scale; per layer one line style; for one step size per parameter, each layer's "
+                           "median). Dotted: the fixed alpha they start from."))
     verdicts = claims.rows(claims.evidence(params, res.profiles, base))
     doc = render({
         "params": params, "verdicts": verdicts, "verdict_method": claims.method(),
@@ -104,7 +116,7 @@ def run(params: dict, out_html: str, root: str = ".", log_file: str | None = Non
         "experiments": {"with_paper": [experiment(e) for e in with_paper], "others": [experiment(e) for e in others],
                         "ablations": [experiment(e) for e in ablations]},
         "candidates": candidates.section(res.definitions, with_paper, params["evaluation"]["released_protocol"]),
-        "profiles": profiles, "accuracy": accuracy, "fewshot": fewshot,
+        "profiles": profiles, "accuracy": accuracy, "fewshot": fewshot, "learned": learned,
         "datasets": [provenance.dataset(ds, s) for ds, s in res.summaries.items()],
         "data_files": [provenance.data_file(ds, s) for ds, s in res.summaries.items()],
         "job_times": provenance.job_times(params, res.bench),

@@ -76,9 +76,10 @@ def definitions(params: dict, base: Path) -> pd.DataFrame:
 
 
 def experiment_groups(params: dict) -> tuple[list[str], list[str], list[str]]:
-    """The experiments as the report orders them: those with the paper's tables (Tables 1-2), the
-    others (Figure 2), and the ablations (whose reference was trained in another experiment)."""
-    exps = params["experiments"]
+    """The experiments of the paper as the report orders them: those with the paper's tables (Tables
+    1-2), the others (Figure 2), and the ablations (whose reference was trained in another
+    experiment); the experiments with learned step sizes (``paths.rate_experiments``) are in none."""
+    exps = {e: x for e, x in params["experiments"].items() if e not in paths.rate_experiments(params)}
     ablations = [e for e, x in exps.items() if (x.get("paired_test") or {}).get("experiment") not in (None, e)]
     with_paper = [e for e in exps if e in paper()["tables"] and e not in ablations]
     others = [e for e in exps if e not in ablations and e not in with_paper]

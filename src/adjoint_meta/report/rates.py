@@ -1,0 +1,177 @@
+"""The report's section on learned inner step sizes (beyond the paper): each configuration that learns
+its step sizes set against the same estimator with alpha fixed, by the paired bootstrap over training
+seeds and test tasks that the verdicts use; the learned step sizes over the meta-steps; and where
+they ended."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+
+from adjoint_meta import paths, verdicts
+from adjoint_meta.report.figures import _require
+from adjoint_meta.report.loading import seed_curve
+from adjoint_meta.report.markup import Markup, html, join
+from adjoint_meta.summarize import need
+
+
+def _at_k(params: dict, base: Path, experiment: str, dataset: str, setting: str, estimator: str) -> np.ndarray:
+    """Per-task nRMSE at the experiment's K, [seeds, tasks]."""
+    K = int(params["experiments"][experiment]["steps"])
+    rows = []
+    for seed in params["meta"]["seeds"]:
+        steps, grid = seed_curve(base / paths.EVAL_CURVE.format(experiment=experiment, dataset=dataset,
+                                                                setting=setting, estimator=estimator, seed=seed))
+        rows.append(grid[int(np.flatnonzero(steps == K)[0])])
+    return np.stack(rows)
+
+
+def counterpart(params: dict, experiment: str, estimator: str) -> tuple[str, str] | None:
+    """(configuration, experiment) with the same estimator kind and alpha fixed: one the experiment trains
+    itself, else its paired test's reference when that is of the kind."""
+    x, configs = params["experiments"][experiment], params["estimators"]
+    kind = configs[estimator]["kind"]
+    for e in x["estimators"]:
+        if configs[e]["kind"] == kind and not configs[e].get("learn_rate"):
+            return e, experiment
+    pt = x.get("paired_test") or {}
+    if pt and configs[pt["estimator"]]["kind"] == kind:
+        return pt["estimator"], pt.get("experiment", experiment)
+    return None
+
+
+def comparisons(params: dict, base: Path) -> list[dict]:
+    """One row per (rate experiment, dataset, setting, configuration learning its step sizes): its nRMSE at
+    K and that of its fixed-alpha counterpart (means over seeds and tasks), and the bootstrap of the
+    difference learned - fixed (negative: the learned step sizes fine-tune to a lower error)."""
+    out = []
+    for e in paths.rate_experiments(params):
+        x = params["experiments"][e]
+        for ds in x["datasets"]:
+            for st in x["settings"]:
+                for est in x["estimators"]:
+                    if not params["estimators"][est].get("learn_rate"):
+                        continue
+                    pair = counterpart(params, e, est)
+                    learned = _at_k(params, base, e, ds, st, est)
+                    row = {"experiment": e, "dataset": ds, "setting": st, "estimator": est,
+                           "label": params["estimators"][est].get("label", est), "learned": float(learned.mean())}
+                    if pair is not None:
+                        fixed = _at_k(params, base, pair[1], ds, st, pair[0])
+                        b = verdicts.paired_bootstrap(fixed, learned,
+                                                      verdicts.bootstrap_seed(params["seed"], f"rates/{e}/{ds}/{st}/{est}"))
+                        row.update(fixed_name=params["estimators"][pair[0]].get("label", pair[0]),
+                                   fixed=b.base, diff=b.diff, lo=b.lo, hi=b.hi, seeds=b.seeds,
+                                   says=_says(b))
+                    out.append(row)
+    return out
+
+
+def _says(b: verdicts.Bootstrap) -> str:
+    if b.seeds < verdicts.MIN_SEEDS:
+        return f"not conclusive ({b.seeds} seed{'s' if b.seeds != 1 else ''})"
+    if b.hi < 0:
+        return "lower error with the learned step sizes"
+    if b.lo > 0:
+        return "higher error with the learned step sizes"
+    return "no difference shown"
+
+
+def final_values(rates: pd.DataFrame) -> dict[tuple, str]:
+    """(experiment, dataset, setting, estimator) -> the step sizes at the last meta-step, mean over seeds."""
+    out = {}
+    if rates.empty:
+        return out
+    last = rates[rates["meta_step"] == rates.groupby(["experiment", "dataset", "setting", "estimator", "seed"])
+                 ["meta_step"].transform("max")]
+    for key, g in last.groupby(["experiment", "dataset", "setting", "estimator"], sort=False):
+        means = g.groupby("rate", sort=False)["value"].mean()
+        out[key] = ", ".join(f"{name} {v:.3g}" for name, v in means.items())
+    return out
+
+
+def _num(x, spec: str = ".4f") -> str:
+    return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, spec)
+
+
+def table(comps: list[dict], finals: dict[tuple, str]) -> Markup:
+    head = html("<tr><th class=l>experiment</th><th class=l>cell</th><th class=l>configuration</th>"
+                "<th>nRMSE at K, learned</th><th class=l>alpha fixed</th><th>nRMSE</th>"
+                "<th>learned − fixed (95% interval)</th><th class=l>what it says</th>"
+                "<th class=l>step sizes at the end (mean over seeds)</th></tr>")
+    rows = []
+    for r in comps:
+        key = (r["experiment"], r["dataset"], r["setting"], r["estimator"])
+        diff = (html("{} ({} to {})", _num(r["diff"], "+.4f"), _num(r["lo"], "+.4f"), _num(r["hi"], "+.4f"))
+                if "diff" in r else "–")
+        rows.append(html("<tr><td class=l>{}</td><td class=l>{} {}</td><td class=l>{}</td><td>{}</td>"
+                         "<td class=l>{}</td><td>{}</td><td>{}</td><td class=l>{}</td><td class=l>{}</td></tr>",
+                         r["experiment"], r["dataset"], r["setting"], r["label"], _num(r["learned"]),
+                         r.get("fixed_name", "–"), _num(r.get("fixed")), diff, r.get("says", "–"),
+                         finals.get(key, "–")))
+    return html("<table>{}{}</table>", head, join(rows))
+
+
+def findings(comps: list[dict], preset: str) -> list[Markup]:
+    """Per experiment, how many configurations fine-tune to a lower, a higher or no different error."""
+    out = []
+    for e in dict.fromkeys(r["experiment"] for r in comps):
+        rs = [r for r in comps if r["experiment"] == e and "says" in r]
+        counts = {s: sum(r["says"] == s for r in rs) for s in ("lower error with the learned step sizes",
+                                                               "higher error with the learned step sizes",
+                                                               "no difference shown")}
+        inconclusive = len(rs) - sum(counts.values())
+        text = html("{}: of {} configurations that learn their step sizes, {} fine-tune to a lower test error "
+                    "than the same estimator with alpha fixed, {} to a higher one, and for {} the interval holds "
+                    "zero", e, len(rs), counts["lower error with the learned step sizes"],
+                    counts["higher error with the learned step sizes"], counts["no difference shown"])
+        if inconclusive:
+            text = html("{}; {} comparison(s) are not conclusive (fewer than {} training seeds{})", text, inconclusive,
+                        verdicts.MIN_SEEDS, ", as in the quick preset" if preset == "quick" else "")
+        out.append(html("{}.", text))
+    return out
+
+
+def figure(rates: pd.DataFrame, alpha: float) -> plt.Figure:
+    """The learned step sizes over meta-steps (mean over seeds, log scale), one panel per experiment and
+    dataset; the dotted line is the fixed alpha they start from; ES's spread is left out."""
+    _require(rates, "the learned step sizes")
+    shown = rates[rates["rate"] != "alpha_sigma"]
+    panels = list(dict.fromkeys(zip(shown["experiment"], shown["dataset"], shown["setting"])))
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels) + 2.5, 4.0), squeeze=False)
+    labels = list(dict.fromkeys(shown["label"]))
+    palette = dict(zip(labels, sns.color_palette("tab10", len(labels))))
+    styles = ["-", "--", "-.", ":"]
+    for ax, (e, ds, st) in zip(axes[0], panels):
+        sub = shown[(shown["experiment"] == e) & (shown["dataset"] == ds) & (shown["setting"] == st)]
+        for (label, rate), g in sub.groupby(["label", "rate"], sort=False):
+            mean = g.groupby("meta_step")["value"].mean()
+            names = list(dict.fromkeys(sub[sub["label"] == label]["rate"]))
+            ax.plot(mean.index, mean.to_numpy(), color=palette[label], ls=styles[names.index(rate) % len(styles)],
+                    lw=1.3, label=f"{label}: {rate}")
+        ax.axhline(alpha, color="grey", ls=":", lw=1)
+        ax.set_yscale("log")
+        ax.set_title(f"{e}: {ds} {st}", fontsize=9)
+        ax.set_xlabel("meta-step")
+        ax.set_ylabel("inner step size")
+    handles, names = axes[0][-1].get_legend_handles_labels()
+    for ax in axes[0][:-1]:
+        h, n = ax.get_legend_handles_labels()
+        for hh, nn in zip(h, n):
+            if nn not in names:
+                handles.append(hh)
+                names.append(nn)
+    axes[0][-1].legend(handles, names, fontsize=6.5, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    return fig
+
+
+def section(params: dict, base: Path) -> dict:
+    """What the template shows: the comparisons' table and findings, and the figure's data."""
+    rates = pd.read_csv(need(base / paths.LEARNED_RATES))
+    comps = comparisons(params, base)
+    return {"experiments": paths.rate_experiments(params), "rates": rates, "table": table(comps, final_values(rates)),
+            "findings": findings(comps, params["preset"]), "seeds": len(params["meta"]["seeds"])}
