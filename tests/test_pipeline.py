@@ -52,7 +52,8 @@ def check_outputs(root: Path, params: dict) -> dict:
     assert fewshot[["accuracy_step0", "accuracy_K", "accuracy_final"]].stack().between(0, 1).all()
     rates = pd.read_csv(root / paths.LEARNED_RATES)  # every job that learns step sizes, over its meta-steps
     learners = {n for n, c in params["estimators"].items() if c.get("learn_rate")}
-    assert set(rates["estimator"]) == learners & set(params["experiments"]["rates_real"]["estimators"])
+    trained = {e for x in paths.rate_experiments(params) for e in params["experiments"][x]["estimators"]}
+    assert set(rates["estimator"]) == learners & trained and set(rates["experiment"]) == set(paths.rate_experiments(params))
     assert (rates["value"] > 0).all() and set(rates["seed"]) == set(params["meta"]["seeds"])
     section = html.split("Learned inner step sizes (beyond the paper)")[1]
     assert all(params["estimators"][e]["label"] in section for e in set(rates["estimator"]))
