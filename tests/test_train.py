@@ -196,3 +196,16 @@ def test_a_step_size_that_overflows_is_named_and_undone(tasks, tmp_path):
     message = str(info.value)
     assert re.search(r"meta-step 1 of .*the step size of layer \d became (inf|0)", message), message
     assert "left as they were" in message and not (tmp_path / "m.pt").exists()
+
+
+def test_a_learned_step_size_that_makes_the_inner_loop_diverge_is_named(tasks, tmp_path):
+    params, d = tasks
+    params = copy.deepcopy(params)
+    params["estimators"]["maml_adjoint"].update(learn_rate="layer", rate_init=1e4)
+    spec, cell = _spec(params, "maml_adjoint")
+    with pytest.raises(train.NonFiniteError) as info:
+        train.run(spec, cell, str(d / "t.parquet"), str(tmp_path / "m.pt"), str(tmp_path / "c.csv"))
+    message = str(info.value)
+    assert re.search(r"meta-step 1 for training task\(s\) \[[\d, ]+\].*learned step sizes \(alpha_0 1e\+04, "
+                     r"alpha_1 1e\+04, alpha_2 1e\+04\) are largest at alpha_\d", message), message
+    assert not (tmp_path / "m.pt").exists()

@@ -156,11 +156,8 @@ def meta_train(estimator: Estimator, model, theta: torch.Tensor, gen: torch.Gene
         ok = torch.isfinite(mg.grad).all(1) & torch.isfinite(mg.query_loss)
         if not bool(ok.all()):
             bad = [int(task_ids[i]) for i in torch.nonzero(~ok).flatten().tolist()]
-            rates = estimator.rate_columns(phi)
             msg = (f"non-finite meta-gradient at meta-step {step} for training task(s) {bad} of {what}: the inner "
-                   f"loop or its adjoint diverged; lower {alpha_key} or check the data" + (
-                       " (learned step sizes: " + ", ".join(f"{k} {v:.4g}" for k, v in rates.items()) + ")"
-                       if rates else ""))
+                   f"loop or its adjoint diverged; lower {alpha_key} or check the data" + _rates_said(estimator, phi))
             if on_nonfinite == "stop" or not bool(ok.any()):
                 raise NonFiniteError(msg)
             log.warning("%s; skipping them (meta.on_nonfinite = skip)", msg)
@@ -199,6 +196,16 @@ def meta_train(estimator: Estimator, model, theta: torch.Tensor, gen: torch.Gene
     if phi is not theta:
         theta.copy_(estimator.theta_of(phi))
     return Loop(rows, skipped_total, extra, time.perf_counter() - start, estimator.rates(phi), columns)
+
+
+def _rates_said(estimator: Estimator, phi: torch.Tensor) -> str:
+    """The learned step sizes for a message about a diverged inner loop, the largest named."""
+    rates = estimator.rate_columns(phi)
+    if not rates:
+        return ""
+    largest = max((k for k in rates if k != "alpha_sigma"), key=rates.get)
+    return ("; the learned step sizes (" + ", ".join(f"{k} {v:.4g}" for k, v in rates.items()) + f") are largest at "
+            f"{largest}, the likely cause: lower its rate_init or the outer learning rate")
 
 
 def rate_history(loop: Loop, points: int = 200) -> dict | None:
