@@ -230,7 +230,7 @@ def _page(verdict_rows: list[dict]) -> str:
         {"released_code": "r"},
         "experiments": {"with_paper": [x], "others": [], "ablations": []}, "profiles": [], "accuracy": [],
         "fewshot": {"fs": params["fewshot"], "steps": 3, "eval_steps": 4, "seeds": 2, "table": "", "findings": [],
-                    "figure": fig | {"name": "fewshot_accuracy"}},
+                    "figure": fig | {"name": "fewshot_accuracy"}}, "learned": None,
         "datasets": [], "data_files": [], "job_times": None, "jobs": [], "jobs_hours": 0.0, "versions": {},
         "paper_source": "p", "params_json": "{}", "metrics_path": "m", "metrics_json": "{}",
         "candidates": candidates.section(NO_DEFINITIONS, [], params["evaluation"]["released_protocol"])})
@@ -263,3 +263,39 @@ def check_verdict_table(html: str) -> None:
         assert "<i>“" in row and re.search(r"<a href='#[\w-]+'>", row), key
         for href in re.findall(r"<a href='#([\w-]+)'>", row):
             assert f"id='{href}'" in html or f"id={href}>" in html, f"{key}: link to #{href} has no target"
+
+
+def test_learned_step_sizes_are_set_against_their_fixed_counterpart(tmp_path):
+    """Made-up per-task curves: the learned scalar alpha fine-tunes to a lower error on every task and
+    seed than the fixed-alpha reference trained in another experiment, the per-layer one to the same
+    error; A-MAML's learned alpha is set against A-MAML of its own experiment, and one seed is not
+    conclusive."""
+    from adjoint_meta.report import rates
+
+    params = {"seed": 0, "meta": {"seeds": [0, 1, 2]}, "preset": "full",
+              "estimators": {"adj": {"kind": "maml_adjoint"}, "adj_s": {"kind": "maml_adjoint", "learn_rate": "scalar"},
+                             "adj_l": {"kind": "maml_adjoint", "learn_rate": "layer", "label": "per layer"},
+                             "am": {"kind": "amaml"}, "am_s": {"kind": "amaml", "learn_rate": "scalar"}},
+              "experiments": {"base": {"datasets": ["d"], "settings": ["s"], "estimators": ["adj"], "steps": 2},
+                              "rates": {"datasets": ["d"], "settings": ["s"], "estimators": ["adj_s", "adj_l", "am",
+                                                                                             "am_s"],
+                                        "steps": 2, "paired_test": {"estimator": "adj", "experiment": "base"}}}}
+    rng = np.random.default_rng(0)
+    base = 0.5 + 0.1 * rng.random(20)
+    level = {("base", "adj"): 0.0, ("rates", "adj_s"): -0.05, ("rates", "adj_l"): 0.0, ("rates", "am"): 0.0,
+             ("rates", "am_s"): 0.0}
+    for (e, est), shift in level.items():
+        for seed in (0, 1, 2):
+            path = tmp_path / paths.EVAL_CURVE.format(experiment=e, dataset="d", setting="s", estimator=est, seed=seed)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            rows = [(step, t, base[t] + (shift if step == 2 else 0.0) + 1e-4 * seed) for step in (0, 2)
+                    for t in range(20)]
+            pd.DataFrame(rows, columns=["step", "task", "nrmse"]).to_csv(path, index=False)
+    comps = {r["estimator"]: r for r in rates.comparisons(params, tmp_path)}
+    assert comps["adj_s"]["diff"] == pytest.approx(-0.05) and comps["adj_s"]["says"] == "lower error with the learned step sizes"
+    assert comps["adj_l"]["says"] == "no difference shown" and comps["adj_l"]["label"] == "per layer"
+    assert comps["am_s"]["fixed_name"] == "am" and comps["am_s"]["diff"] == pytest.approx(0.0)
+    [finding] = rates.findings(list(comps.values()), "full")
+    assert "of 3 configurations that learn their step sizes, 1 fine-tune to a lower test error" in finding
+    params["meta"]["seeds"] = [0]
+    assert {r["says"] for r in rates.comparisons(params, tmp_path)} == {"not conclusive (1 seed)"}
