@@ -275,15 +275,16 @@ def test_learned_step_sizes_are_set_against_their_fixed_counterpart(tmp_path):
     params = {"seed": 0, "meta": {"seeds": [0, 1, 2]}, "preset": "full",
               "estimators": {"adj": {"kind": "maml_adjoint"}, "adj_s": {"kind": "maml_adjoint", "learn_rate": "scalar"},
                              "adj_l": {"kind": "maml_adjoint", "learn_rate": "layer", "label": "per layer"},
+                             "adj_es": {"kind": "maml_adjoint", "learn_rate": "scalar", "rate_method": "es"},
                              "am": {"kind": "amaml"}, "am_s": {"kind": "amaml", "learn_rate": "scalar"}},
               "experiments": {"base": {"datasets": ["d"], "settings": ["s"], "estimators": ["adj"], "steps": 2},
-                              "rates": {"datasets": ["d"], "settings": ["s"], "estimators": ["adj_s", "adj_l", "am",
-                                                                                             "am_s"],
+                              "rates": {"datasets": ["d"], "settings": ["s"], "estimators": ["adj_s", "adj_l", "adj_es",
+                                                                                             "am", "am_s"],
                                         "steps": 2, "paired_test": {"estimator": "adj", "experiment": "base"}}}}
     rng = np.random.default_rng(0)
     base = 0.5 + 0.1 * rng.random(20)
-    level = {("base", "adj"): 0.0, ("rates", "adj_s"): -0.05, ("rates", "adj_l"): 0.0, ("rates", "am"): 0.0,
-             ("rates", "am_s"): 0.0}
+    level = {("base", "adj"): 0.0, ("rates", "adj_s"): -0.05, ("rates", "adj_l"): 0.0, ("rates", "adj_es"): 0.05,
+             ("rates", "am"): 0.0, ("rates", "am_s"): 0.0}
     for (e, est), shift in level.items():
         for seed in (0, 1, 2):
             path = tmp_path / paths.EVAL_CURVE.format(experiment=e, dataset="d", setting="s", estimator=est, seed=seed)
@@ -291,11 +292,17 @@ def test_learned_step_sizes_are_set_against_their_fixed_counterpart(tmp_path):
             rows = [(step, t, base[t] + (shift if step == 2 else 0.0) + 1e-4 * seed) for step in (0, 2)
                     for t in range(20)]
             pd.DataFrame(rows, columns=["step", "task", "nrmse"]).to_csv(path, index=False)
-    comps = {r["estimator"]: r for r in rates.comparisons(params, tmp_path)}
-    assert comps["adj_s"]["diff"] == pytest.approx(-0.05) and comps["adj_s"]["says"] == "lower error with the learned step sizes"
-    assert comps["adj_l"]["says"] == "no difference shown" and comps["adj_l"]["label"] == "per layer"
-    assert comps["am_s"]["fixed_name"] == "am" and comps["am_s"]["diff"] == pytest.approx(0.0)
-    [finding] = rates.findings(list(comps.values()), "full")
-    assert "of 3 configurations that learn their step sizes, 1 fine-tune to a lower test error" in finding
+    found = rates.comparisons(params, tmp_path)
+    comps = {(r["estimator"], r["fixed_name"]): r for r in found}
+    assert comps["adj_s", "adj"]["diff"] == pytest.approx(-0.05) and comps["adj_s", "adj"]["says"] == "lower error"
+    assert comps["adj_l", "adj"]["says"] == "no difference shown" and comps["adj_l", "adj"]["label"] == "per layer"
+    assert comps["am_s", "am"]["diff"] == pytest.approx(0.0)
+    # selection ES: against alpha fixed and against the scalar alpha learned by gradient
+    assert comps["adj_es", "adj"]["says"] == "higher error" and comps["adj_es", "adj_s"]["diff"] == pytest.approx(0.1)
+    findings = rates.findings(found, "full")
+    assert ("of 4 comparisons of a configuration that learns its step sizes with the same estimator at alpha fixed, 1 "
+            "show a lower test error with the learned step sizes, 1 a higher one, and in 2 the interval holds zero"
+            in findings[0])
+    assert "adj_es against adj_s: +0.1000" in findings[1] and findings[1].endswith("higher error.")
     params["meta"]["seeds"] = [0]
     assert {r["says"] for r in rates.comparisons(params, tmp_path)} == {"not conclusive (1 seed)"}

@@ -30,24 +30,29 @@ def _at_k(params: dict, base: Path, experiment: str, dataset: str, setting: str,
     return np.stack(rows)
 
 
-def counterpart(params: dict, experiment: str, estimator: str) -> tuple[str, str] | None:
-    """(configuration, experiment) with the same estimator kind and alpha fixed: one the experiment trains
-    itself, else its paired test's reference when that is of the kind."""
+def counterparts(params: dict, experiment: str, estimator: str) -> list[tuple[str, str]]:
+    """(configuration, experiment) pairs a learning configuration is set against: the same estimator kind
+    with alpha fixed (one the experiment trains itself, else its paired test's reference when that is of
+    the kind), and for selection ES also the experiment's configuration of the kind that learns a scalar
+    alpha by gradient."""
     x, configs = params["experiments"][experiment], params["estimators"]
-    kind = configs[estimator]["kind"]
-    for e in x["estimators"]:
-        if configs[e]["kind"] == kind and not configs[e].get("learn_rate"):
-            return e, experiment
+    cfg = configs[estimator]
+    same = [e for e in x["estimators"] if configs[e]["kind"] == cfg["kind"]]
+    fixed = [(e, experiment) for e in same if not configs[e].get("learn_rate")]
     pt = x.get("paired_test") or {}
-    if pt and configs[pt["estimator"]]["kind"] == kind:
-        return pt["estimator"], pt.get("experiment", experiment)
-    return None
+    if not fixed and pt and configs[pt["estimator"]]["kind"] == cfg["kind"]:
+        fixed = [(pt["estimator"], pt.get("experiment", experiment))]
+    out = fixed[:1]
+    if cfg.get("rate_method") == "es":
+        out += [(e, experiment) for e in same if configs[e].get("learn_rate") == "scalar"
+                and configs[e].get("rate_method", "reverse") != "es"][:1]
+    return out
 
 
 def comparisons(params: dict, base: Path) -> list[dict]:
-    """One row per (rate experiment, dataset, setting, configuration learning its step sizes): its nRMSE at
-    K and that of its fixed-alpha counterpart (means over seeds and tasks), and the bootstrap of the
-    difference learned - fixed (negative: the learned step sizes fine-tune to a lower error)."""
+    """One row per (rate experiment, dataset, setting, configuration learning its step sizes, counterpart):
+    its nRMSE at K and the counterpart's (means over seeds and tasks), and the bootstrap of the difference
+    learned - counterpart (negative: this configuration fine-tunes to a lower error)."""
     out = []
     for e in paths.rate_experiments(params):
         x = params["experiments"][e]
@@ -56,18 +61,20 @@ def comparisons(params: dict, base: Path) -> list[dict]:
                 for est in x["estimators"]:
                     if not params["estimators"][est].get("learn_rate"):
                         continue
-                    pair = counterpart(params, e, est)
                     learned = _at_k(params, base, e, ds, st, est)
                     row = {"experiment": e, "dataset": ds, "setting": st, "estimator": est,
                            "label": params["estimators"][est].get("label", est), "learned": float(learned.mean())}
-                    if pair is not None:
-                        fixed = _at_k(params, base, pair[1], ds, st, pair[0])
-                        b = verdicts.paired_bootstrap(fixed, learned,
-                                                      verdicts.bootstrap_seed(params["seed"], f"rates/{e}/{ds}/{st}/{est}"))
-                        row.update(fixed_name=params["estimators"][pair[0]].get("label", pair[0]),
-                                   fixed=b.base, diff=b.diff, lo=b.lo, hi=b.hi, seeds=b.seeds,
-                                   says=_says(b))
-                    out.append(row)
+                    pairs = counterparts(params, e, est)
+                    if not pairs:
+                        out.append(row)
+                    for other, where in pairs:
+                        fixed = _at_k(params, base, where, ds, st, other)
+                        name = f"rates/{e}/{ds}/{st}/{est}/{other}"
+                        b = verdicts.paired_bootstrap(fixed, learned, verdicts.bootstrap_seed(params["seed"], name))
+                        out.append({**row, "fixed_name": params["estimators"][other].get("label", other),
+                                    "fixed_learns": bool(params["estimators"][other].get("learn_rate")),
+                                    "fixed": b.base, "diff": b.diff, "lo": b.lo, "hi": b.hi, "seeds": b.seeds,
+                                    "says": _says(b)})
     return out
 
 
@@ -75,10 +82,13 @@ def _says(b: verdicts.Bootstrap) -> str:
     if b.seeds < verdicts.MIN_SEEDS:
         return f"not conclusive ({b.seeds} seed{'s' if b.seeds != 1 else ''})"
     if b.hi < 0:
-        return "lower error with the learned step sizes"
+        return LOWER
     if b.lo > 0:
-        return "higher error with the learned step sizes"
-    return "no difference shown"
+        return HIGHER
+    return SAME
+
+
+LOWER, HIGHER, SAME = "lower error", "higher error", "no difference shown"
 
 
 def final_values(rates: pd.DataFrame) -> dict[tuple, str]:
@@ -100,8 +110,8 @@ def _num(x, spec: str = ".4f") -> str:
 
 def table(comps: list[dict], finals: dict[tuple, str]) -> Markup:
     head = html("<tr><th class=l>experiment</th><th class=l>cell</th><th class=l>configuration</th>"
-                "<th>nRMSE at K, learned</th><th class=l>alpha fixed</th><th>nRMSE</th>"
-                "<th>learned − fixed (95% interval)</th><th class=l>what it says</th>"
+                "<th>nRMSE at K</th><th class=l>set against</th><th>its nRMSE</th>"
+                "<th>difference (95% interval)</th><th class=l>what it says (for the configuration)</th>"
                 "<th class=l>step sizes at the end (mean over seeds)</th></tr>")
     rows = []
     for r in comps:
@@ -117,22 +127,24 @@ def table(comps: list[dict], finals: dict[tuple, str]) -> Markup:
 
 
 def findings(comps: list[dict], preset: str) -> list[Markup]:
-    """Per experiment, how many configurations fine-tune to a lower, a higher or no different error."""
+    """Per experiment, against alpha fixed: how many configurations fine-tune to a lower, a higher or no
+    different error; then selection ES against the scalar rate learned by gradient."""
     out = []
     for e in dict.fromkeys(r["experiment"] for r in comps):
-        rs = [r for r in comps if r["experiment"] == e and "says" in r]
-        counts = {s: sum(r["says"] == s for r in rs) for s in ("lower error with the learned step sizes",
-                                                               "higher error with the learned step sizes",
-                                                               "no difference shown")}
+        rs = [r for r in comps if r["experiment"] == e and "says" in r and not r["fixed_learns"]]
+        counts = {s: sum(r["says"] == s for r in rs) for s in (LOWER, HIGHER, SAME)}
         inconclusive = len(rs) - sum(counts.values())
-        text = html("{}: of {} configurations that learn their step sizes, {} fine-tune to a lower test error "
-                    "than the same estimator with alpha fixed, {} to a higher one, and for {} the interval holds "
-                    "zero", e, len(rs), counts["lower error with the learned step sizes"],
-                    counts["higher error with the learned step sizes"], counts["no difference shown"])
+        text = html("{}: of {} comparisons of a configuration that learns its step sizes with the same estimator "
+                    "at alpha fixed, {} show a lower test error with the learned step sizes, {} a higher one, and "
+                    "in {} the interval holds zero", e, len(rs), counts[LOWER], counts[HIGHER], counts[SAME])
         if inconclusive:
-            text = html("{}; {} comparison(s) are not conclusive (fewer than {} training seeds{})", text, inconclusive,
+            text = html("{}; {} are not conclusive (fewer than {} training seeds{})", text, inconclusive,
                         verdicts.MIN_SEEDS, ", as in the quick preset" if preset == "quick" else "")
         out.append(html("{}.", text))
+        for r in (r for r in comps if r["experiment"] == e and r.get("fixed_learns")):
+            out.append(html("{} {} {}: {} against {}: {} ({} to {}), {}.", e, r["dataset"], r["setting"], r["label"],
+                            r["fixed_name"], _num(r["diff"], "+.4f"), _num(r["lo"], "+.4f"), _num(r["hi"], "+.4f"),
+                            r["says"]))
     return out
 
 
