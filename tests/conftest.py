@@ -112,6 +112,22 @@ def write_u_data(path: Path, n_users: int = 40, n_items: int = 30, seed: int = 0
     return path
 
 
+@pytest.fixture(scope="module")
+def small_mlp_problem():
+    """The estimator tests' problem: a 2-6-6-1 tanh MLP, 3 tasks of 10 support and 12 query examples
+    (``reference.problem_data``), theta from seed 0, all in float64: (model, InnerProblem, theta)."""
+    import torch
+
+    import reference as ref
+    from adjoint_meta.estimators import InnerProblem
+    from adjoint_meta.model import MLP
+
+    sizes = [2, 6, 6, 1]
+    m = MLP(sizes, "tanh")
+    support, query = ref.problem_data(sizes, B=3, n_support=10, n_query=12, seed=1)
+    return m, InnerProblem(m, support, query), m.init(torch.Generator().manual_seed(0), torch.float64)
+
+
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
     """A scratch copy of the project whose params.yaml is the test configuration, with a

@@ -22,11 +22,8 @@ AMAML = dict(forward="euler", backward="discrete", h=None, rtol=1e-5, atol=1e-6,
 
 
 @pytest.fixture(scope="module")
-def setup():
-    m = MLP(SIZES, "tanh")
-    support, query = ref.problem_data(SIZES, B=3, n_support=10, n_query=12, seed=1)
-    theta = m.init(torch.Generator().manual_seed(0), D)
-    return m, InnerProblem(m, support, query), theta
+def setup(small_mlp_problem):
+    return small_mlp_problem
 
 
 def grad_of(name, cfg, steps, alpha, theta, problem, seed=0):

@@ -18,11 +18,8 @@ K, ALPHA = 25, 0.05
 
 
 @pytest.fixture(scope="module")
-def setup():
-    m = MLP(SIZES, "tanh")
-    support, query = ref.problem_data(SIZES, B=3, n_support=10, n_query=12, seed=1)
-    theta = m.init(torch.Generator().manual_seed(0), D)
-    return m, InnerProblem(m, support, query), theta
+def setup(small_mlp_problem):
+    return small_mlp_problem
 
 
 def _log_alpha(layout: Layout, seed: int = 3) -> torch.Tensor:
