@@ -11,19 +11,17 @@ training.
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import cf_problem, interleaved_ms  # noqa: E402
+from common import cf_setup, interleaved_ms, steps_args  # noqa: E402
 
 from adjoint_meta.estimators import build  # noqa: E402
 from adjoint_meta.estimators.core import plain_training  # noqa: E402
 from adjoint_meta.memory import measure_peak  # noqa: E402
-from adjoint_meta.runtime import tune_allocator  # noqa: E402
 
 ALPHA = 0.01
 CONFIGS = {
@@ -37,14 +35,8 @@ CONFIGS = {
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--steps", type=int, nargs="+", default=[100, 500, 1000, 2000, 5000])
-    ap.add_argument("--repeats", type=int, default=3)
-    args = ap.parse_args()
-    torch.set_num_threads(1)
-    tune_allocator()
-    model, problem, theta = cf_problem()
-    print(f"# {model.sizes} tanh, {problem.n_tasks} tasks x {problem.support.x.shape[1]} examples, float32, 1 thread")
+    args = steps_args(__doc__, [100, 500, 1000, 2000, 5000], 3)
+    model, problem, theta = cf_setup()
     print(f"{'K':>5s} {'configuration':38s} {'ms':>9s} {'x plain':>8s} {'peak MB':>9s} {'stored MB':>10s} "
           f"{'rel. diff':>10s}")
     for K in args.steps:

@@ -15,20 +15,18 @@ training, its memory flat in K.
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import cf_problem, interleaved_ms  # noqa: E402
+from common import cf_setup, interleaved_ms, steps_args  # noqa: E402
 
 from adjoint_meta.estimators import build  # noqa: E402
 from adjoint_meta.estimators.core import plain_training  # noqa: E402
 from adjoint_meta.memory import measure_peak  # noqa: E402
 from adjoint_meta.rates import Layout, SelectionEs, forward_rate_grad  # noqa: E402
-from adjoint_meta.runtime import tune_allocator  # noqa: E402
 
 ALPHA = 0.01
 REVERSE = {"reverse, fixed alpha": None, "reverse, scalar alpha": "scalar", "reverse, per-layer alpha": "layer",
@@ -37,14 +35,8 @@ FORWARD = {"forward, scalar alpha": "scalar", "forward, per-layer alpha": "layer
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--steps", type=int, nargs="+", default=[50, 200, 800])
-    ap.add_argument("--repeats", type=int, default=5)
-    args = ap.parse_args()
-    torch.set_num_threads(1)
-    tune_allocator()
-    model, problem, theta = cf_problem()
-    print(f"# {model.sizes} tanh, {problem.n_tasks} tasks x {problem.support.x.shape[1]} examples, float32, 1 thread")
+    args = steps_args(__doc__, [50, 200, 800], 5)
+    model, problem, theta = cf_setup()
     print(f"{'K':>5s} {'path':30s} {'ms':>9s} {'x plain':>8s} {'x fixed':>8s} {'peak MB':>8s} {'kept MB':>8s}")
     for K in args.steps:
         fns = {"plain inner training": lambda: plain_training(problem, theta, K, ALPHA)}

@@ -1,6 +1,7 @@
 """Shared set-up of the benchmarks: the 100-40-40-1 problem (docs/protocol.md §2-3) and careful timing."""
 from __future__ import annotations
 
+import argparse
 import json
 import statistics
 import time
@@ -12,6 +13,7 @@ import torch
 from adjoint_meta import config, kinds
 from adjoint_meta.estimators import InnerProblem
 from adjoint_meta.model import MLP, Data
+from adjoint_meta.runtime import tune_allocator
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -46,6 +48,23 @@ def cf_problem(n_items: int = 100, hidden=(40, 40), tasks: int = 5, examples: in
         return Data(x, y, torch.full((tasks, examples), 1.0 / examples, dtype=dtype), items).to(device, dtype)
 
     return m, InnerProblem(m, data(), data()), m.init(g, dtype).to(device)
+
+
+def steps_args(doc: str, steps: list[int], repeats: int):
+    """The command line every K-sweeping benchmark takes: ``--steps`` (the K to run) and ``--repeats``."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--steps", type=int, nargs="+", default=steps)
+    ap.add_argument("--repeats", type=int, default=repeats)
+    return ap.parse_args()
+
+
+def cf_setup() -> tuple[MLP, InnerProblem, torch.Tensor]:
+    """One thread, the tuned allocator and ``cf_problem()``, with a header line saying so."""
+    torch.set_num_threads(1)
+    tune_allocator()
+    model, problem, theta = cf_problem()
+    print(f"# {model.sizes} tanh, {problem.n_tasks} tasks x {problem.support.x.shape[1]} examples, float32, 1 thread")
+    return model, problem, theta
 
 
 def interleaved_ms(fns: dict[str, Callable[[], object]], repeats: int = 7, warmup: int = 1,

@@ -24,6 +24,10 @@ from adjoint_meta.seeding import derive_seed, torch_generator
 from adjoint_meta.tasks import TaskPool
 
 
+# the training curve's columns before those of the learned step sizes; meta_train's rows follow them
+CURVE_COLUMNS = ("meta_step", "query_loss", "grad_norm", "seconds", "skipped_tasks")
+
+
 class NonFiniteError(RuntimeError):
     """A meta-gradient or query loss that is NaN or infinite."""
 
@@ -95,7 +99,7 @@ def run(spec: dict, cell: dict, tasks_path: str, out_model: str, out_log: str,
     checkpoint.path_for(out_model).unlink(missing_ok=True)
     if loop.rates and rows:
         log.info("learned step sizes (%s, %s): %s", loop.rates["learn"], loop.rates["method"],
-                 ", ".join(f"{c} {v}" for c, v in zip(loop.columns, rows[-1][-len(loop.columns):])))
+                 ", ".join(f"{c} {v}" for c, v in zip(loop.columns, rows[-1][len(CURVE_COLUMNS):])))
     log.info("done in %.1fs; wrote %s", wall, out_model)
     return summary
 
@@ -216,14 +220,13 @@ def rate_history(loop: Loop, points: int = 200) -> dict | None:
     rows = loop.rows
     every = max(1, len(rows) // points)
     picked = [r for i, r in enumerate(rows) if i % every == 0 or i == len(rows) - 1]
-    values = {c: [float(r[5 + k]) for r in picked] for k, c in enumerate(loop.columns)}
+    values = {c: [float(r[len(CURVE_COLUMNS) + k]) for r in picked] for k, c in enumerate(loop.columns)}
     return {**loop.rates, "history": {"meta_step": [int(r[0]) for r in picked], **values}}
 
 
 def write_curve(path: str, rows: list[list], columns: tuple[str, ...] = ()) -> None:
     """The training curve: one CSV row per meta-step (and a column per learned step size)."""
     text = io.StringIO()
-    csv.writer(text).writerows([["meta_step", "query_loss", "grad_norm", "seconds", "skipped_tasks", *columns],
-                                *rows])
+    csv.writer(text).writerows([[*CURVE_COLUMNS, *columns], *rows])
     with atomic_path(path) as tmp:
         tmp.write_text(text.getvalue())

@@ -95,14 +95,17 @@ class LearnsRates(Estimator):
     def theta_of(self, phi: Tensor) -> Tensor:
         return phi[: phi.numel() - self.layout.n] if self.by_gradient else phi
 
+    def _log_alpha(self, phi: Tensor) -> Tensor:
+        """The learned log step sizes at the end of ``phi`` (rates learned by gradient)."""
+        return phi[phi.numel() - self.layout.n:]
+
     def rate_of(self, phi: Tensor) -> Rate:
         """The inner step at meta-parameters ``phi``: one per parameter ``[P]`` when learned by gradient
         (a number for a scalar layout), the ES mean, or the experiment's alpha."""
         if self.by_gradient:
-            log_alpha = phi[phi.numel() - self.layout.n:]
             if self.layout.learn == "scalar":  # a number: the cheaper arithmetic of a fixed alpha
-                return float(log_alpha.exp())
-            return self.layout.expand(log_alpha)
+                return float(self._log_alpha(phi).exp())
+            return self.layout.expand(self._log_alpha(phi))
         return self.es.mu if self.es is not None else self.alpha
 
     def rates(self, phi: Tensor) -> dict | None:
@@ -110,34 +113,34 @@ class LearnsRates(Estimator):
             return None
         if self.es is not None:
             return {"learn": "scalar", "method": "es", "alpha": [self.es.mu], "es_sigma": self.es.sigma}
-        log_alpha = phi[phi.numel() - self.layout.n:]
-        return {"learn": self.layout.learn, "method": self.hp.rate_method, "alpha": log_alpha.exp().tolist()}
+        return {"learn": self.layout.learn, "method": self.hp.rate_method, "alpha": self._log_alpha(phi).exp().tolist()}
 
     def rate_columns(self, phi: Tensor) -> dict[str, float]:
         """The learned rates for the training curve: alpha (scalar, ES: and its spread), alpha_<layer>
         (per layer), or per layer the median alpha_<layer>_median of a per-parameter layout."""
-        info = self.rates(phi)
-        if info is None:
+        if not self.hp.learn_rate:
             return {}
-        alpha = info["alpha"]
-        if info["learn"] == "scalar":
-            return {"alpha": alpha[0], **({"alpha_sigma": info["es_sigma"]} if "es_sigma" in info else {})}
-        if info["learn"] == "layer":
-            return {f"alpha_{l}": a for l, a in enumerate(alpha)}
-        values = torch.tensor(alpha)  # one per parameter: summarized per layer
-        return {f"alpha_{l}_median": float(values[self.layers == l].median()) for l in range(int(self.layers.max()) + 1)}
+        if self.es is not None:
+            return {"alpha": self.es.mu, "alpha_sigma": self.es.sigma}
+        alpha = self._log_alpha(phi).exp().cpu()
+        if self.layout.learn == "scalar":
+            return {"alpha": float(alpha[0])}
+        if self.layout.learn == "layer":
+            return {f"alpha_{l}": float(a) for l, a in enumerate(alpha)}
+        return {f"alpha_{l}_median": float(alpha[self.layers == l].median()) for l in range(int(self.layers.max()) + 1)}
 
     def rate_problem(self, phi: Tensor) -> str | None:
         if not self.by_gradient:
             return None
-        alpha = phi[phi.numel() - self.layout.n:].exp()
+        log_alpha = self._log_alpha(phi)
+        alpha = log_alpha.exp()
         bad = ~torch.isfinite(alpha) | (alpha == 0)
         if not bool(bad.any()):
             return None
         r = int(torch.nonzero(bad).flatten()[0])
         where = {"scalar": "the step size", "layer": f"the step size of layer {r}",
                  "parameter": f"the step size of parameter {r} (layer {int(self.layers[r])})"}[self.layout.learn]
-        return f"{where} became {float(alpha[r]):g} (log {float(phi[phi.numel() - self.layout.n + r]):g})"
+        return f"{where} became {float(alpha[r]):g} (log {float(log_alpha[r]):g})"
 
     # -- the estimate
     def __call__(self, phi: Tensor, problem: InnerProblem) -> MetaGradient:
@@ -156,7 +159,7 @@ class LearnsRates(Estimator):
                 mg.grad = torch.cat([mg.grad, self.layout.reduce(rate_grad, rate)], 1)
             elif self.hp.rate_method == "forward":
                 mg = self.estimate_at(theta, problem, rate, None)
-                d_log, _ = forward_rate_grad(problem, theta, self.steps, self.layout, phi[theta.numel():])
+                d_log, _ = forward_rate_grad(problem, theta, self.steps, self.layout, self._log_alpha(phi))
                 mg.grad = torch.cat([mg.grad, d_log], 1)
             else:
                 mg = self.estimate_at(theta, problem, rate, None)

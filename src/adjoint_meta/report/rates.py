@@ -170,14 +170,9 @@ def figure(rates: pd.DataFrame, alpha: float) -> plt.Figure:
         ax.set_title(f"{e}: {ds} {st}", fontsize=9)
         ax.set_xlabel("meta-step")
         ax.set_ylabel("inner step size")
-    handles, names = axes[0][-1].get_legend_handles_labels()
-    for ax in axes[0][:-1]:
-        h, n = ax.get_legend_handles_labels()
-        for hh, nn in zip(h, n):
-            if nn not in names:
-                handles.append(hh)
-                names.append(nn)
-    axes[0][-1].legend(handles, names, fontsize=6.5, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    entries = {n: h for ax in axes[0] for h, n in zip(*ax.get_legend_handles_labels())}  # each line once
+    axes[0][-1].legend(entries.values(), entries.keys(), fontsize=6.5, loc="upper left", bbox_to_anchor=(1.01, 1.0),
+                       frameon=False)
     return fig
 
 
