@@ -77,15 +77,41 @@ def test_theta_meta_gradient_is_unchanged_at_a_fixed_rate(setup):
     assert m.layer_index().tolist() == [0] * 18 + [1] * 42 + [2] * 7
 
 
-def test_the_torch_func_backend_learns_the_same_rates(setup):
+@pytest.mark.parametrize("method", ["reverse", "forward"])
+def test_the_torch_func_backend_learns_the_same_rates(setup, method):
     m, problem, theta = setup
     fm = backends.build(SIZES[0], SIZES[1:-1], "tanh", "torch_func")
     assert torch.equal(fm.layer_index(), m.layer_index())
     func_problem = InnerProblem(fm, problem.support, problem.query)
-    est, phi = _estimator({"learn_rate": "layer"}, m, theta)
+    cfg = {"learn_rate": "layer", "rate_method": method}
+    est, phi = _estimator(cfg, m, theta)
     phi = torch.cat([theta, _log_alpha(est.layout)])
-    est_f, _ = _estimator({"learn_rate": "layer"}, fm, theta)
+    est_f, _ = _estimator(cfg, fm, theta)
     assert ref.rel(est_f(phi, func_problem).grad, est(phi, problem).grad) < 1e-10
+    if method == "forward":  # the tangents went through torch.func.jvp of grad
+        assert fm._forward_ok is True
+
+
+def test_forward_mode_steps_agree_on_both_backends_with_and_without_jvp(setup, monkeypatch):
+    """One forward-mode step (the gradient and the products with several tangents): the MLP's
+    directional derivatives, torch.func's jvp of grad, and its fallback (a torch whose vmap cannot
+    batch the jvp, forced here) give the same numbers, the proximal term included."""
+    m, problem, theta = setup
+    g = torch.Generator().manual_seed(5)
+    u = theta + 0.1 * torch.randn(problem.n_tasks, m.n_params, generator=g, dtype=D)
+    vs = [torch.randn(problem.n_tasks, m.n_params, generator=g, dtype=D) for _ in range(3)]
+    prox = InnerProblem(m, problem.support, problem.query, reg=0.7, anchor=theta)
+    lin = prox.linearize(u)
+    expect = [lin.grad, *(prox.hvp_at(lin, v) for v in vs)]
+    for fallback in (False, True):
+        fm = backends.build(SIZES[0], SIZES[1:-1], "tanh", "torch_func")
+        if fallback:
+            monkeypatch.setattr(type(fm), "_batches_jvp", lambda self, probe=None: False)
+        for model in (m, fm):
+            got_g, got_hv = InnerProblem(model, problem.support, problem.query, reg=0.7, anchor=theta).grad_and_hvps(u, vs)
+            for got, want in zip([got_g, *got_hv], expect):
+                assert ref.rel(got, want) < 1e-12
+        assert fm._forward_ok is (not fallback)
 
 
 # ---------------------------------------------------------------- A-MAML

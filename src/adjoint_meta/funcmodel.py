@@ -35,7 +35,7 @@ from torch import nn
 from torch.func import functional_call, grad, jvp, vmap
 
 from adjoint_meta.memory import saved_tensor_bytes
-from adjoint_meta.model import Data
+from adjoint_meta.model import Data, linearized_grad_and_hvps
 
 Tensor = torch.Tensor
 Loss = Callable[[Tensor, Tensor, Tensor], Tensor]
@@ -170,6 +170,9 @@ class FuncModel:
             if not self._batches_jvp():
                 self._hvp, self.hvp_method = self._double_backward_hvp, "double backward (this torch cannot vmap the jvp)"
         self._keeps_graph = self.hvp_method.startswith("double backward")  # linearizations hold the gradient's graph
+        # forward mode's step: the gradient and its jvp along each of n tangents [n, B, P] in one call
+        self._grad_jvps = vmap(vmap(self._task_grad_jvp), in_dims=(None, 0, None, None, None), out_dims=(None, 0))
+        self._forward_ok: bool | None = None  # whether this torch batches it (probed at the first use)
 
     def to(self, device: torch.device | str) -> "FuncModel":
         """The template (and so its buffers) on ``device``; the parameters are always the caller's."""
@@ -204,6 +207,9 @@ class FuncModel:
     def _task_hvp(self, u_b: Tensor, v_b: Tensor, x_b: Tensor, y_b: Tensor, w_b: Tensor) -> Tensor:
         return jvp(lambda p: grad(self._task_loss)(p, x_b, y_b, w_b), (u_b,), (v_b,))[1]
 
+    def _task_grad_jvp(self, u_b: Tensor, v_b: Tensor, x_b: Tensor, y_b: Tensor, w_b: Tensor) -> tuple[Tensor, Tensor]:
+        return jvp(lambda p: grad(self._task_loss)(p, x_b, y_b, w_b), (u_b,), (v_b,))
+
     def _double_backward_hvp(self, u: Tensor, v: Tensor, x: Tensor, y: Tensor, w: Tensor) -> Tensor:
         """H v by reverse over reverse through the vmapped forward (also inside inference mode, where the
         estimators call it)."""
@@ -212,14 +218,15 @@ class FuncModel:
             g = torch.autograd.grad(self._loss(u, *_recordable(x, y, w)).sum(), u, create_graph=True)[0]
             return torch.autograd.grad(g, u, *_recordable(v))[0]
 
-    def _batches_jvp(self) -> bool:
-        """Whether this torch's vmap batches the jvp of a gradient (probed once on a tiny batch)."""
+    def _batches_jvp(self, probe: Callable | None = None) -> bool:
+        """Whether this torch's vmap batches the jvp of a gradient (``probe``, by default the product,
+        tried once on a tiny batch)."""
         p = next(self.module.parameters())
         u = torch.zeros(1, self.n_params, dtype=p.dtype, device=p.device)
         x = torch.zeros(1, 2, *self.input_shape, dtype=p.dtype, device=p.device)
         y, w = torch.zeros(1, 2, dtype=p.dtype, device=p.device), torch.full((1, 2), 0.5, dtype=p.dtype, device=p.device)
         try:
-            self._hvp(u, u, x, y, w)
+            (probe or self._hvp)(u, u, x, y, w)
             return True
         except RuntimeError as exc:
             if "Batching rule not implemented" in str(exc):
@@ -287,6 +294,18 @@ class FuncModel:
 
     def hvp(self, u: Tensor, v: Tensor, data: Data) -> Tensor:
         return self._hvp(u, v, data.x, data.y, data.w)
+
+    def grad_and_hvps(self, u: Tensor, vs: list[Tensor], data: Data) -> tuple[Tensor, list[Tensor]]:
+        """The gradient at u and the products with each of ``vs`` (forward mode's step): one
+        ``torch.func.jvp`` of ``grad`` carrying all the tangents (vmapped over them and over the tasks),
+        whose primal output is the gradient; a torch whose vmap cannot batch it gets the products of
+        one linearization."""
+        if self._forward_ok is None:
+            self._forward_ok = self._batches_jvp(lambda u0, v0, *xyw: self._grad_jvps(u0, v0.unsqueeze(0), *xyw))
+        if not vs or not self._forward_ok:
+            return linearized_grad_and_hvps(self, u, vs, data)
+        g, hvs = self._grad_jvps(u, torch.stack(vs), data.x, data.y, data.w)
+        return g, list(hvs.unbind(0))
 
     def compile_passes(self) -> "FuncModel":
         raise ModelError("runtime.compile applies to the hand-derived MLP only; the torch.func backend runs eagerly")

@@ -237,6 +237,12 @@ class Linearization:
             [a[start:stop] for a in self.acts_t])
 
 
+def linearized_grad_and_hvps(model, u: Tensor, vs: list[Tensor], data: Data) -> tuple[Tensor, list[Tensor]]:
+    """The gradient at u and the products with each of ``vs`` from one linearization of ``model``."""
+    lin = model.linearize(u, data)
+    return lin.grad, [model.hvp_at(lin, v, data) for v in vs]
+
+
 class MLP:
     """Fully connected network ``sizes[0] -> ... -> sizes[-1]`` acting on stacked task parameters."""
 
@@ -402,6 +408,11 @@ class MLP:
                              [None, *(W.transpose(1, 2) for W, _ in params[1:])], [a.transpose(1, 2) for a in acts])
 
     # -- second order -----------------------------------------------------
+    def grad_and_hvps(self, u: Tensor, vs: list[Tensor], data: Data) -> tuple[Tensor, list[Tensor]]:
+        """The gradient at u and the products with each of ``vs`` (forward mode's step): the
+        directional derivatives of one linearization."""
+        return linearized_grad_and_hvps(self, u, vs, data)
+
     def hvp_at(self, lin: Linearization, v: Tensor, data: Data) -> Tensor:
         """Batched Hessian-vector product ``H_b(u_b) v_b`` at a linearization (two R passes)."""
         hvp = self._compiled_pass("hvp", v) or self._hvp

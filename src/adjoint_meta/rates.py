@@ -65,10 +65,10 @@ class Layout:
         """The rate of every parameter ``[P]``."""
         return log_alpha.exp()[self.group.to(log_alpha.device)]
 
-    def reduce(self, rate_grad: Tensor, rate: Tensor | float) -> Tensor:
-        """dJ/dlog_alpha ``[B, n]`` from dJ/da ``[B, P]`` at the rates ``a`` ([P] or one number; the chain rule of the log)."""
-        out = torch.zeros(rate_grad.shape[0], self.n, dtype=rate_grad.dtype, device=rate_grad.device)
-        return out.index_add_(1, self.group.to(rate_grad.device), rate_grad * rate)
+    def reduce(self, log_grad: Tensor) -> Tensor:
+        """dJ/dlog_alpha ``[B, n]`` from each parameter's a * dJ/da ``[B, P]`` (the sum over its group)."""
+        out = torch.zeros(log_grad.shape[0], self.n, dtype=log_grad.dtype, device=log_grad.device)
+        return out.index_add_(1, self.group.to(log_grad.device), log_grad)
 
     def mask(self, r: int, like: Tensor) -> Tensor:
         """1 where a parameter takes rate r, ``[P]``."""
@@ -90,16 +90,16 @@ def rate_for(learned: dict | None, model, alpha: float, like: Tensor) -> float |
 def forward_rate_grad(problem: InnerProblem, theta: Tensor, steps: int, layout: Layout,
                       log_alpha: Tensor) -> tuple[Tensor, Tensor]:
     """(dJ/dlog_alpha ``[B, n]``, query loss ``[B]``) by forward-mode differentiation of K steps:
-    one linearization and n products per step (the n tangents share the linearization); nothing of
-    the trajectory is kept."""
+    the gradient and n products per step (``grad_and_hvps``: the hand-derived MLP's directional
+    derivatives at one linearization, on torch.func one ``jvp`` of ``grad`` carrying the n tangents);
+    nothing of the trajectory is kept."""
     a = layout.expand(log_alpha)
     u = stack(theta, problem.n_tasks)
     scaled_masks = [layout.mask(r, a) * a for r in range(layout.n)]  # d a / d log_alpha_r, [P] each
     tangents = [torch.zeros_like(u) for _ in scaled_masks]
     for _ in range(steps):
-        lin = problem.linearize(u)
-        g = lin.grad
-        tangents = [t - a * problem.hvp_at(lin, t) - m * g for t, m in zip(tangents, scaled_masks)]
+        g, hvs = problem.grad_and_hvps(u, tangents)
+        tangents = [t - a * hv - m * g for t, hv, m in zip(tangents, hvs, scaled_masks)]
         u = take_step(u, g, a)
     loss, lam = problem.query_loss_and_grad(u)
     return torch.stack([(t * lam).sum(1) for t in tangents], 1), loss

@@ -93,17 +93,12 @@ class Amaml(LearnsRates):
                                rtol=float(hp.rtol), atol=float(hp.atol), store=hp.store,
                                keep_every=keep_every_for(hp.keep_every, n + 1), keep_grads=rate_grad is not None)
         loss, lam = prob.query_loss_and_grad(traj.state(n))
-        backward = hp.backward
-        summed = torch.zeros_like(rate_grad) if rate_grad is not None else None  # -int lam * D grad L
-        if backward == "discrete":
-            grad = discrete_adjoint(prob, traj, lam, h, steps=n, rate_grad=summed)
-            if summed is not None:
-                summed.mul_(h)
+        # a * dJ/da = D * dJ/dD (a = alpha D): what both backward sweeps add to rate_grad
+        if hp.backward == "discrete":
+            grad = discrete_adjoint(prob, traj, lam, h, steps=n, rate_grad=rate_grad)
         else:
-            grad = continuous_adjoint(prob, traj, lam, h, backward, rate_grad=summed)
-        if summed is not None:  # dJ/da = dJ/dD / alpha and dJ/dD = summed / D, so dJ/da = summed / a
-            rate_grad.add_(summed / rate)
-        hvps = n * (2 if backward == "heun" else 1)
+            grad = continuous_adjoint(prob, traj, lam, h, hp.backward, rate_grad=rate_grad)
+        hvps = n * (2 if hp.backward == "heun" else 1)
         return MetaGradient(grad, loss, {"nfe": nfe, "hvp": hvps, "states": n + 1, "stored_bytes": traj.nbytes()})
 
 

@@ -77,6 +77,14 @@ class InnerProblem:
     def hvp(self, u: Tensor, v: Tensor) -> Tensor:
         return self.hvp_at(self.model.linearize(u, self.support), v)
 
+    def grad_and_hvps(self, u: Tensor, vs: list[Tensor]) -> tuple[Tensor, list[Tensor]]:
+        """grad L(u) and Hess L(u) v for each of ``vs``, by the model's forward-mode step."""
+        g, hvs = self.model.grad_and_hvps(u, vs, self.support)
+        if self.reg:
+            g = g + self.reg * (u - self.anchor)
+            hvs = [hv.add_(v, alpha=self.reg) for hv, v in zip(hvs, vs)]
+        return g, hvs
+
     def query_loss_and_grad(self, u: Tensor) -> tuple[Tensor, Tensor]:
         return self.model.loss_and_grad(u, self.query)
 
@@ -118,6 +126,10 @@ class Preconditioned(InnerProblem):
 
     def hvp(self, u: Tensor, v: Tensor) -> Tensor:
         return super().hvp(u, self.scale * v)
+
+    def grad_and_hvps(self, u: Tensor, vs: list[Tensor]) -> tuple[Tensor, list[Tensor]]:
+        g, hvs = super().grad_and_hvps(u, [self.scale * v for v in vs])
+        return g * self.scale, hvs
 
     def with_data(self, support: Data, query: Data) -> "Preconditioned":
         return Preconditioned(self.model, support, query, self.reg, self.anchor, scale=self.scale)
@@ -301,28 +313,32 @@ def discrete_adjoint(problem: InnerProblem, trajectory: Trajectory, lam: Tensor,
 
     u_{j+1} = u_j - a * (g(u_j) + reg (u_j - theta)), with a a number or one rate per parameter, gives
         lam_j = lam_{j+1} - Hess L(u_j) (a * lam_{j+1}),   dJ/dtheta = lam_0 + reg sum_j a * lam_{j+1},
-        dJ/da = -sum_j lam_{j+1} * grad L(u_j)   (added to ``rate_grad [B, P]`` when given; the
-                trajectory must keep the gradients),
+        a * dJ/da = -sum_j (a * lam_{j+1}) * grad L(u_j)   (dJ/dlog a per parameter, added to
+                ``rate_grad [B, P]`` when given; the trajectory must keep the gradients),
     one Hessian-vector product per step on the stored trajectory (u_0..u_{K-1}; ``steps``
-    = K when the trajectory also holds the final state).
+    = K when the trajectory also holds the final state).  With one rate per parameter the sweep
+    carries s_j = a * lam_j, which both the product and the rate gradient read:
+    s_j = s_{j+1} - a * Hess L(u_j) s_{j+1}, and lam_0 = s_0 / a.
     """
-    scalar = not isinstance(rate, Tensor)
+    n = len(trajectory) if steps is None else steps
     direct = torch.zeros_like(lam) if problem.reg else None
-    for j in range((len(trajectory) if steps is None else steps) - 1, -1, -1):
-        if rate_grad is not None:
-            rate_grad.addcmul_(lam, trajectory.grad(j), value=-1)
-        if scalar:
+    if not isinstance(rate, Tensor):
+        for j in range(n - 1, -1, -1):
+            if rate_grad is not None:
+                rate_grad.addcmul_(lam, trajectory.grad(j), value=-rate)
             if direct is not None:
                 direct += lam
             lam = torch.add(lam, problem.hvp_at(trajectory.linearization(j), lam), alpha=-rate)
-        else:
-            scaled = rate * lam
-            if direct is not None:
-                direct += scaled
-            lam = lam - problem.hvp_at(trajectory.linearization(j), scaled)
-    if direct is None:
-        return lam
-    return lam + ((rate if scalar else 1.0) * problem.reg) * direct
+        return lam if direct is None else lam + (rate * problem.reg) * direct
+    s = rate * lam
+    for j in range(n - 1, -1, -1):
+        if rate_grad is not None:
+            rate_grad.addcmul_(s, trajectory.grad(j), value=-1)
+        if direct is not None:
+            direct += s
+        s = torch.addcmul(s, rate, problem.hvp_at(trajectory.linearization(j), s), value=-1)
+    lam = s / rate
+    return lam if direct is None else lam + problem.reg * direct
 
 
 def continuous_adjoint(problem: InnerProblem, trajectory: Trajectory, lam: Tensor,
@@ -336,8 +352,8 @@ def continuous_adjoint(problem: InnerProblem, trajectory: Trajectory, lam: Tenso
     (right-point sum for euler, trapezoid for heun).  ``trajectory`` holds u_0..u_n;
     each state is linearized once and serves both products that use it.
     ``rate_grad [B, P]``, when given, gets -int_0^T lam * G(u) dt added with the same quadrature,
-    G being the trajectory's kept gradients (for a ``Preconditioned`` flow D grad L, so that the
-    sum divided by D is dJ/dD).
+    G being the trajectory's kept gradients: for a ``Preconditioned`` flow G = D grad L, and the
+    integral is D * dJ/dD, dJ/dlog D per parameter.
     """
     if scheme not in ("euler", "heun"):
         raise ValueError(f"unknown adjoint scheme {scheme!r}; allowed values: euler, heun")

@@ -2,8 +2,8 @@
 
 An estimator opts in by deriving from :class:`LearnsRates` and adding :class:`RateHyper`'s fields to
 its ``Hyper``; it then implements ``estimate_at(theta, problem, rate, rate_grad)``, its estimate with
-the inner step ``rate`` (a number, or one per parameter ``[P]``) that also adds dJ/drate to
-``rate_grad [B, P]`` when asked.  With ``learn_rate`` set:
+the inner step ``rate`` (a number, or one per parameter ``[P]``) that also adds each parameter's
+rate * dJ/drate (dJ/dlog rate) to ``rate_grad [B, P]`` when asked.  With ``learn_rate`` set:
 
 * ``rate_method: reverse`` or ``forward``: the outer optimizer updates the vector
   ``[theta, log_alpha]`` (``meta_init``); the meta-gradient's last columns are dJ/dlog_alpha, from the
@@ -156,7 +156,7 @@ class LearnsRates(Estimator):
             if self.hp.rate_method == "reverse":
                 rate_grad = torch.zeros(problem.n_tasks, theta.numel(), dtype=theta.dtype, device=theta.device)
                 mg = self.estimate_at(theta, problem, rate, rate_grad)
-                mg.grad = torch.cat([mg.grad, self.layout.reduce(rate_grad, rate)], 1)
+                mg.grad = torch.cat([mg.grad, self.layout.reduce(rate_grad)], 1)
             elif self.hp.rate_method == "forward":
                 mg = self.estimate_at(theta, problem, rate, None)
                 d_log, _ = forward_rate_grad(problem, theta, self.steps, self.layout, self._log_alpha(phi))
