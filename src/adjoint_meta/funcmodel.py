@@ -12,7 +12,9 @@ flat task-stacked parameters ``u [B, P]``, so every estimator runs on it unchang
   forward over reverse (``hvp="jvp"``: ``torch.func.jvp`` of ``torch.func.grad`` along v, vmapped,
   the way mixed-mode meta-gradient work computes it).  Both are exact; benchmarks/bench_backends.py
   times them (the double backward was the faster on this project's MLP and CNN, README,
-  Performance), and a torch whose vmap cannot batch the jvp (2.11) gets the double backward.
+  Performance), and a torch whose vmap cannot batch the jvp (2.11) gets the double backward;
+* forward mode's step (learned step sizes, ``grad_and_hvps``) is always forward over reverse: one
+  ``jvp`` of ``grad`` carrying every tangent gives the gradient and the products together.
 
 A task's loss is ``loss(out, y, w)`` with the module's outputs ``out [N, ...]`` for its N examples,
 their targets ``y [N]`` and weights ``w [N]`` (1/n on real examples, 0 on padding), and returns a
