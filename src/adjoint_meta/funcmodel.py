@@ -206,11 +206,12 @@ class FuncModel:
     def _task_loss(self, u_b: Tensor, x_b: Tensor, y_b: Tensor, w_b: Tensor) -> Tensor:
         return self.loss_fn(self._out(u_b, x_b), y_b, w_b)
 
-    def _task_hvp(self, u_b: Tensor, v_b: Tensor, x_b: Tensor, y_b: Tensor, w_b: Tensor) -> Tensor:
-        return jvp(lambda p: grad(self._task_loss)(p, x_b, y_b, w_b), (u_b,), (v_b,))[1]
-
     def _task_grad_jvp(self, u_b: Tensor, v_b: Tensor, x_b: Tensor, y_b: Tensor, w_b: Tensor) -> tuple[Tensor, Tensor]:
+        """(grad, H v) of one task: the jvp of its gradient along v."""
         return jvp(lambda p: grad(self._task_loss)(p, x_b, y_b, w_b), (u_b,), (v_b,))
+
+    def _task_hvp(self, u_b: Tensor, v_b: Tensor, x_b: Tensor, y_b: Tensor, w_b: Tensor) -> Tensor:
+        return self._task_grad_jvp(u_b, v_b, x_b, y_b, w_b)[1]
 
     def _double_backward_hvp(self, u: Tensor, v: Tensor, x: Tensor, y: Tensor, w: Tensor) -> Tensor:
         """H v by reverse over reverse through the vmapped forward (also inside inference mode, where the
