@@ -4,6 +4,7 @@ module and data file of the package."""
 from __future__ import annotations
 
 import ast
+import hashlib
 import json
 import re
 from pathlib import Path
@@ -11,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from adjoint_meta import codedeps, config
-from conftest import copy_run, run_tool, step_traces
+from conftest import ROOT, copy_run, run_tool, step_traces
 
 STEPS = list(config.RELEVANT_KEYS)  # the pipeline steps, each a subcommand of the CLI
 PKG = codedeps.SOURCE_DIR + "/"
@@ -42,6 +43,23 @@ def test_other_commands_of_the_cli_are_not_dependencies():
     assert not any("dvc_yaml" in f or "codedeps" in f for step in STEPS for f in files(step))
     with pytest.raises(ValueError, match="no pipeline step 'nonsense'"):
         codedeps.step_files("nonsense")
+
+
+def test_a_fingerprint_hashes_each_file_of_its_step(tmp_path):
+    """What DVC's stages depend on instead of the files (dvc_yaml): one line per file of the step."""
+    text = codedeps.fingerprint("evaluate")
+    pairs = [line.split("  ", 1) for line in text.splitlines()]
+    assert [rel for _, rel in pairs] == list(codedeps.step_files("evaluate"))
+    for digest, rel in pairs:
+        assert digest == hashlib.sha256((ROOT / rel).read_bytes()).hexdigest(), rel
+    assert codedeps.fingerprint("fetch") != text
+    out = tmp_path / "evaluate.sha256"
+    run_tool(["adjoint_meta", "code-fingerprint", "--step", "evaluate", "--out", str(out)], ROOT)
+    assert out.read_text() == text
+    bad = run_tool(["adjoint_meta", "code-fingerprint", "--step", "nonsense", "--out", str(tmp_path / "x")], ROOT,
+                   check=False)
+    assert bad.returncode != 0 and "--step" in bad.stderr and "nonsense" in bad.stderr
+    assert not (tmp_path / "x").exists()
 
 
 def test_every_package_data_file_is_read_through_the_one_pattern():
@@ -114,27 +132,48 @@ def _snakemake_updates(project: Path) -> tuple[dict[str, dict[str, int]], dict[s
     return per_file, {rule: len(logs) for rule, logs in jobs.items()}
 
 
-def _dvc_updates(project: Path) -> tuple[dict[str, dict[str, int]], dict[str, int]]:
-    """From `dvc status`: {file: {step: stages with it as a modified dependency}}, {step: stages}."""
-    from dvc.repo import Repo
-
+def _dvc_status(project: Path) -> dict[str, dict[str, int]]:
+    """From `dvc status`: {file: {stage group: stages with it as a modified dependency}}."""
     status = json.loads(run_tool(["dvc", "status", "--json"], project).stdout)
     per_file: dict[str, dict[str, int]] = {}
     for stage, changes in status.items():
-        step = _step_of_stage(stage)
+        group = stage.split("@")[0]
         for change in changes:
             for f, what in (change.get("changed deps") or {}).items() if isinstance(change, dict) else ():
                 if what == "modified":
-                    per_file.setdefault(f, {}).setdefault(step, 0)
-                    per_file[f][step] += 1
-    stages: dict[str, int] = {}
-    for s in Repo(str(project), uninitialized=True).index.stages:
-        stages[_step_of_stage(s.name)] = stages.get(_step_of_stage(s.name), 0) + 1
-    return per_file, stages
+                    per_file.setdefault(f, {}).setdefault(group, 0)
+                    per_file[f][group] += 1
+    return per_file
+
+
+def _dvc_updates(project: Path) -> tuple[dict[str, dict[str, int]], dict[str, int]]:
+    """{file: {step: its jobs out of date}}, {step: its jobs} through DVC's two links: an edited file
+    puts the code stages of the steps that run it out of date (`dvc status`); once those have rerun,
+    the jobs of the steps whose fingerprint changed are out of date (`dvc status` again)."""
+    from dvc.repo import Repo
+
+    stages = [s.name for s in Repo(str(project), uninitialized=True).index.stages]
+    code = {name for name in stages if name.startswith("code_")}
+    step_of = {name: _step_of_stage(name) for name in stages}
+    per_file = {f: {step_of[group]: n for group, n in found.items()} for f, found in _dvc_status(project).items()}
+    for f, found in per_file.items():
+        assert all(n == 1 for n in found.values()), f"{f}: {found} (one code stage per step)"
+    run_tool(["dvc", "repro", "--single-item", *sorted(code)], project)
+    jobs_out: dict[str, int] = {}
+    for f, found in _dvc_status(project).items():
+        assert f.startswith("results/code/"), f"{f} out of date after only the code stages reran"
+        for group, n in found.items():
+            jobs_out[step_of[group]] = jobs_out.get(step_of[group], 0) + n
+    assert set(jobs_out) <= {step for found in per_file.values() for step in found}, jobs_out
+    totals: dict[str, int] = {}
+    for name in stages:
+        if name not in code:
+            totals[step_of[name]] = totals.get(step_of[name], 0) + 1
+    return {f: {step: jobs_out.get(step, 0) for step in found} for f, found in per_file.items()}, totals
 
 
 def _step_of_stage(name: str) -> str:
-    base = name.split("@")[0]
+    base = name.split("@")[0].removeprefix("code_")
     return next(s for s in sorted(STEPS, key=len, reverse=True) if base == s.replace("-", "_")
                 or base.startswith(s.replace("-", "_") + "_"))
 
@@ -170,7 +209,7 @@ def test_editing_a_file_reruns_exactly_the_steps_that_use_it(snakemake_run, dvc_
     assert len(every) > 40
     for project in (snake, dvc):
         for rel in every:
-            if rel != optim:
+            if rel != optim or project is dvc:  # DVC's code stages took in the first edit already
                 _edit(project, rel)
     snake_updates, dvc_updates = _snakemake_updates(snake), _dvc_updates(dvc)
     for rel in every:

@@ -16,7 +16,13 @@ STAGE_PREFIXES = (("fetch", "fetch"), ("make_tasks", "make-tasks"), ("train_", "
 
 def step_of(stage) -> str:
     base = stage.name.split("@")[0]
+    if base.startswith(CODE_PREFIX):
+        return base.removeprefix(CODE_PREFIX).replace("_", "-")
     return next(step for prefix, step in STAGE_PREFIXES if base.startswith(prefix))
+
+
+CODE_PREFIX = "code_"  # the stage that writes a step's code fingerprint (dvc_yaml._code_stages)
+FINGERPRINTS = paths.CODE_FINGERPRINT.rsplit("/", 1)[0]  # DVC's own bookkeeping: no Snakemake rule writes them
 
 
 def snakemake_outputs(project: Path) -> set[str]:
@@ -45,7 +51,7 @@ def both(request, tmp_path_factory):
 def test_same_outputs(both):
     params, project = both
     snake = snakemake_outputs(project)
-    dvc = {str(o) for s in dvc_stages(project) for o in s.outs}
+    dvc = {str(o) for s in dvc_stages(project) for o in s.outs if not str(o).startswith(FINGERPRINTS + "/")}
     assert snake, "snakemake named no outputs"
     missing_in_dvc = sorted(f for f in snake if not covered(f, dvc))
     missing_in_snake = sorted(o for o in dvc if not any(covered(f, {o}) for f in snake))
@@ -95,6 +101,9 @@ def test_dvc_params_are_the_keys_each_step_reads(both):
     for stage in dvc_stages(project):
         step = step_of(stage)
         declared = {k for p in stage.deps if hasattr(p, "params") for k in (p.params or [])}
+        if stage.name.startswith(CODE_PREFIX):
+            assert not declared, f"{stage.name} hashes files; it reads no parameters"
+            continue
         if config.RELEVANT_KEYS[step] == ["*"]:
             assert not declared, f"{stage.name} should track the whole params.yaml"
             continue
@@ -104,10 +113,20 @@ def test_dvc_params_are_the_keys_each_step_reads(both):
 
 
 def test_dvc_code_deps_are_the_derived_ones(both):
+    """A step's stages depend on its code fingerprint, whose stage depends on the derived files."""
     _, project = both
-    for stage in dvc_stages(project):
+    stages = dvc_stages(project)
+    code_stages = {step_of(s): s for s in stages if s.name.startswith(CODE_PREFIX)}
+    assert set(code_stages) == set(config.RELEVANT_KEYS)
+    for stage in stages:
+        step = step_of(stage)
         package = {str(d) for d in stage.deps if str(d).startswith(codedeps.SOURCE_DIR + "/")}
-        assert package == set(codedeps.step_files(step_of(stage))), stage.name
+        fingerprints = {str(d) for d in stage.deps if str(d).startswith(FINGERPRINTS + "/")}
+        if stage is code_stages[step]:
+            assert package == set(codedeps.step_files(step)) and not fingerprints, stage.name
+            assert [str(o) for o in stage.outs] == [paths.CODE_FINGERPRINT.format(step=step)], stage.name
+        else:
+            assert not package and fingerprints == {paths.CODE_FINGERPRINT.format(step=step)}, stage.name
 
 
 def test_dvc_yaml_is_what_the_generator_writes():

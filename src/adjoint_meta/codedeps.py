@@ -23,6 +23,7 @@ the file a dependency of every step that imports the module.
 from __future__ import annotations
 
 import ast
+import hashlib
 import pkgutil
 from functools import lru_cache
 from pathlib import Path
@@ -168,6 +169,17 @@ def step_files(step: str) -> tuple[str, ...]:
 def _has_command(step: str) -> bool:
     cli = _parse(module_path(f"{PACKAGE}.cli"))
     return any(isinstance(n, ast.FunctionDef) and n.name == f"cmd_{step.replace('-', '_')}" for n in cli.body)
+
+
+def fingerprint(step: str) -> str:
+    """The contents of ``step_files(step)`` in one text: a line ``<sha256>  <path>`` per file, the
+    package's own files (those the step will run) hashed.  DVC's stages depend on this text instead
+    of on each file (``dvc_yaml``): it changes exactly when one of the step's files does."""
+    lines = []
+    for rel in step_files(step):
+        digest = hashlib.sha256(PACKAGE_DIR.joinpath(rel.removeprefix(SOURCE_DIR + "/")).read_bytes()).hexdigest()
+        lines.append(f"{digest}  {rel}\n")
+    return "".join(lines)
 
 
 def package_files() -> list[str]:
