@@ -47,15 +47,21 @@ def test_other_commands_of_the_cli_are_not_dependencies():
 
 def test_a_fingerprint_hashes_each_file_of_its_step(tmp_path):
     """What DVC's stages depend on instead of the files (dvc_yaml): one line per file of the step."""
-    text = codedeps.fingerprint("evaluate")
+    text = codedeps.fingerprint("evaluate", ROOT)
     pairs = [line.split("  ", 1) for line in text.splitlines()]
     assert [rel for _, rel in pairs] == list(codedeps.step_files("evaluate"))
     for digest, rel in pairs:
         assert digest == hashlib.sha256((ROOT / rel).read_bytes()).hexdigest(), rel
-    assert codedeps.fingerprint("fetch") != text
+    assert codedeps.fingerprint("fetch", ROOT) != text
     out = tmp_path / "evaluate.sha256"
     run_tool(["adjoint_meta", "code-fingerprint", "--step", "evaluate", "--out", str(out)], ROOT)
     assert out.read_text() == text
+    copy = tmp_path / "project"  # the files under the project root given, not those of the package imported
+    for rel in codedeps.step_files("evaluate"):
+        (copy / rel).parent.mkdir(parents=True, exist_ok=True)
+        (copy / rel).write_bytes((ROOT / rel).read_bytes() + (b"# edited\n" if rel.endswith("/optim.py") else b""))
+    edited = codedeps.fingerprint("evaluate", copy).splitlines()
+    assert [a == b for a, b in zip(edited, text.splitlines())] == [not rel.endswith("/optim.py") for _, rel in pairs]
     bad = run_tool(["adjoint_meta", "code-fingerprint", "--step", "nonsense", "--out", str(tmp_path / "x")], ROOT,
                    check=False)
     assert bad.returncode != 0 and "--step" in bad.stderr and "nonsense" in bad.stderr

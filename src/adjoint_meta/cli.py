@@ -164,7 +164,7 @@ def cmd_code_fingerprint(args: argparse.Namespace) -> None:
     from adjoint_meta import codedeps
     from adjoint_meta.io import write_text
 
-    write_text(args.out, codedeps.fingerprint(args.step))
+    write_text(args.out, codedeps.fingerprint(args.step, args.root))
 
 
 def cmd_summarize(args: argparse.Namespace) -> None:
@@ -266,6 +266,7 @@ def build_parser() -> argparse.ArgumentParser:
             "(the code dependency of DVC's stages; not a pipeline step)")
     p.add_argument("--step", required=True, choices=list(config.RELEVANT_KEYS))
     p.add_argument("--out", required=True, help="file to write (.sha256)")
+    p.add_argument("--root", default=".", help="project root holding src/ (default: %(default)s)")
 
     p = add("summarize", cmd_summarize, "collect all evaluations into tables, metrics and mean curves")
     p.add_argument("--root", default=".", help="project root holding results/ (default: %(default)s)")

@@ -171,15 +171,11 @@ def _has_command(step: str) -> bool:
     return any(isinstance(n, ast.FunctionDef) and n.name == f"cmd_{step.replace('-', '_')}" for n in cli.body)
 
 
-def fingerprint(step: str) -> str:
-    """The contents of ``step_files(step)`` in one text: a line ``<sha256>  <path>`` per file, the
-    package's own files (those the step will run) hashed.  DVC's stages depend on this text instead
-    of on each file (``dvc_yaml``): it changes exactly when one of the step's files does."""
-    lines = []
-    for rel in step_files(step):
-        digest = hashlib.sha256(PACKAGE_DIR.joinpath(rel.removeprefix(SOURCE_DIR + "/")).read_bytes()).hexdigest()
-        lines.append(f"{digest}  {rel}\n")
-    return "".join(lines)
+def fingerprint(step: str, root: str | Path = ".") -> str:
+    """A line ``<sha256>  <path>`` for each file of ``step_files(step)``, read under the project
+    ``root``: what DVC's stages of the step depend on instead of the files themselves (``dvc_yaml``),
+    so it changes exactly when one of them does."""
+    return "".join(f"{hashlib.sha256(Path(root, rel).read_bytes()).hexdigest()}  {rel}\n" for rel in step_files(step))
 
 
 def package_files() -> list[str]:
