@@ -11,11 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from adjoint_meta import codedeps, config
+from adjoint_meta import codedeps, config, dvc_yaml, paths
 from conftest import ROOT, copy_run, run_tool, step_traces
 
 STEPS = list(config.RELEVANT_KEYS)  # the pipeline steps, each a subcommand of the CLI
 PKG = codedeps.SOURCE_DIR + "/"
+FINGERPRINTS = paths.CODE_FINGERPRINT.rsplit("/", 1)[0] + "/"
 
 
 def files(step: str) -> set[str]:
@@ -159,7 +160,7 @@ def _dvc_updates(project: Path) -> tuple[dict[str, dict[str, int]], dict[str, in
     from dvc.repo import Repo
 
     stages = [s.name for s in Repo(str(project), uninitialized=True).index.stages]
-    code = {name for name in stages if name.startswith("code_")}
+    code = {name for name in stages if name.startswith(dvc_yaml.CODE_STAGE)}
     step_of = _step_of_stage
     per_file = {f: {step_of(group): n for group, n in found.items()} for f, found in _dvc_status(project).items()
                 if f.startswith(PKG)}  # (not the fingerprints of an earlier round of edits)
@@ -168,7 +169,7 @@ def _dvc_updates(project: Path) -> tuple[dict[str, dict[str, int]], dict[str, in
     run_tool(["dvc", "repro", "--single-item", *sorted(code)], project)
     jobs_out: dict[str, int] = {}
     for f, found in _dvc_status(project).items():
-        assert f.startswith("results/code/"), f"{f} out of date after only the code stages reran"
+        assert f.startswith(FINGERPRINTS), f"{f} out of date after only the code stages reran"
         for group, n in found.items():
             jobs_out[step_of(group)] = jobs_out.get(step_of(group), 0) + n
     assert set(jobs_out) <= {step for found in per_file.values() for step in found}, jobs_out
@@ -180,7 +181,7 @@ def _dvc_updates(project: Path) -> tuple[dict[str, dict[str, int]], dict[str, in
 
 
 def _step_of_stage(name: str) -> str:
-    base = name.split("@")[0].removeprefix("code_")
+    base = name.split("@")[0].removeprefix(dvc_yaml.CODE_STAGE)
     return next(s for s in sorted(STEPS, key=len, reverse=True) if base == s.replace("-", "_")
                 or base.startswith(s.replace("-", "_") + "_"))
 

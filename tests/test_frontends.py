@@ -21,7 +21,7 @@ def step_of(stage) -> str:
     return next(step for prefix, step in STAGE_PREFIXES if base.startswith(prefix))
 
 
-CODE_PREFIX = "code_"  # the stage that writes a step's code fingerprint (dvc_yaml._code_stages)
+CODE_PREFIX = dvc_yaml.CODE_STAGE  # the stage that writes a step's code fingerprint
 FINGERPRINTS = paths.CODE_FINGERPRINT.rsplit("/", 1)[0]  # DVC's own bookkeeping: no Snakemake rule writes them
 
 

@@ -34,6 +34,7 @@ HEADER = """\
 """
 CLI = "python -m adjoint_meta"
 PARAMS_FILE = "params.yaml"
+CODE_STAGE = "code_"  # + the step's name with underscores: the stage that writes the step's fingerprint
 CELL = {"experiment": "{exp}", "dataset": "${item.dataset}", "setting": "${item.setting}",
         "estimator": "${item.estimator}", "seed": "${item.seed}"}
 
@@ -57,7 +58,7 @@ def _code(step: str) -> str:
 
 def _code_stages(steps: list[str]) -> dict[str, dict]:
     """One ``code_<step>`` stage per step: its deps are the files the step runs, its out their hashes."""
-    return {f"code_{step.replace('-', '_')}": {
+    return {CODE_STAGE + step.replace("-", "_"): {
         "cmd": f"{CLI} code-fingerprint --step {step} --out {_code(step)}",
         "deps": list(codedeps.step_files(step)),
         "outs": [_code(step)],
