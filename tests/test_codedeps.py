@@ -7,6 +7,7 @@ import ast
 import hashlib
 import json
 import re
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -161,22 +162,18 @@ def _dvc_updates(project: Path) -> tuple[dict[str, dict[str, int]], dict[str, in
 
     stages = [s.name for s in Repo(str(project), uninitialized=True).index.stages]
     code = {name for name in stages if name.startswith(dvc_yaml.CODE_STAGE)}
-    step_of = _step_of_stage
-    per_file = {f: {step_of(group): n for group, n in found.items()} for f, found in _dvc_status(project).items()
+    per_file = {f: {_step_of_stage(group): n for group, n in found.items()} for f, found in _dvc_status(project).items()
                 if f.startswith(PKG)}  # (not the fingerprints of an earlier round of edits)
     for f, found in per_file.items():
         assert all(n == 1 for n in found.values()), f"{f}: {found} (one code stage per step)"
     run_tool(["dvc", "repro", "--single-item", *sorted(code)], project)
-    jobs_out: dict[str, int] = {}
+    jobs_out: Counter[str] = Counter()
     for f, found in _dvc_status(project).items():
         assert f.startswith(FINGERPRINTS), f"{f} out of date after only the code stages reran"
         for group, n in found.items():
-            jobs_out[step_of(group)] = jobs_out.get(step_of(group), 0) + n
+            jobs_out[_step_of_stage(group)] += n
     assert set(jobs_out) <= {step for found in per_file.values() for step in found}, jobs_out
-    totals: dict[str, int] = {}
-    for name in stages:
-        if name not in code:
-            totals[step_of(name)] = totals.get(step_of(name), 0) + 1
+    totals = Counter(_step_of_stage(name) for name in stages if name not in code)
     return {f: {step: jobs_out.get(step, 0) for step in found} for f, found in per_file.items()}, totals
 
 

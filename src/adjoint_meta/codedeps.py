@@ -23,10 +23,11 @@ the file a dependency of every step that imports the module.
 from __future__ import annotations
 
 import ast
-import hashlib
 import pkgutil
 from functools import lru_cache
 from pathlib import Path
+
+from adjoint_meta.io import digests
 
 PACKAGE = "adjoint_meta"
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -175,7 +176,7 @@ def fingerprint(step: str, root: str | Path = ".") -> str:
     """A line ``<sha256>  <path>`` for each file of ``step_files(step)``, read under the project
     ``root``: what DVC's stages of the step depend on instead of the files themselves (``dvc_yaml``),
     so it changes exactly when one of them does."""
-    return "".join(f"{hashlib.sha256(Path(root, rel).read_bytes()).hexdigest()}  {rel}\n" for rel in step_files(step))
+    return "".join(f"{digests(Path(root, rel))['sha256']}  {rel}\n" for rel in step_files(step))
 
 
 def package_files() -> list[str]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from adjoint_meta import paths, runtime
 from adjoint_meta.data import collab, ratings, raw, synthetic
-from adjoint_meta.io import atomic_path, read_json, write_json
+from adjoint_meta.io import atomic_path, digests, read_json, write_json
 from adjoint_meta.seeding import numpy_rng
 
 
@@ -30,7 +30,7 @@ def run(spec: dict, dataset: str, out_table: str, out_summary: str, log_file: st
             summary["raw"] = raw.manifest(source, path)
     with atomic_path(out_table) as tmp:
         table.to_parquet(tmp, index=False)
-        table_sha256 = raw.digests(tmp)["sha256"]  # the report's provenance names the exact task table
+        table_sha256 = digests(tmp)["sha256"]  # the report's provenance names the exact task table
     summary = {"dataset": dataset, **summary, "table_sha256": table_sha256}
     write_json(out_summary, summary)
     log.info("%s: %d training and %d test tasks, %d rows -> %s", dataset, summary["n_train_tasks"],

@@ -21,7 +21,7 @@ from pathlib import Path, PurePosixPath
 from typing import Callable
 
 from adjoint_meta.data.sources import SOURCES, Archive, Source
-from adjoint_meta.io import atomic_path
+from adjoint_meta.io import atomic_path, digests
 
 Progress = Callable[[str], None]
 
@@ -50,16 +50,6 @@ def source_dir(name: str, raw_dir: str | Path) -> Path:
 
 
 # -- checksums --------------------------------------------------------------
-def digests(path: str | Path) -> dict[str, str]:
-    """sha256 and md5 of a file, in one pass."""
-    sha, md5 = hashlib.sha256(), hashlib.md5()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(1 << 20):
-            sha.update(chunk)
-            md5.update(chunk)
-    return {"sha256": sha.hexdigest(), "md5": md5.hexdigest()}
-
-
 def _check_digests(label: str, archive: Archive, actual: dict[str, str], url: str) -> None:
     for algo in ("sha256", "md5"):
         expected = getattr(archive, algo)
