@@ -1,13 +1,21 @@
-"""How long would the meta-training of a parameter file take?  Runs every training job of
-the file for a few meta-steps through the pipeline's own ``train`` step (same code, same
-thread count, same tasks) and projects each to its configured number of meta-steps from
-the median time per meta-step after a warm-up.
+"""How long would the training and evaluation jobs of a parameter file take?  Runs each
+training configuration of the file (experiment x dataset x setting x estimator, first seed)
+for a few meta-steps through the pipeline's own ``train`` step (same code, same thread count,
+same tasks) and projects it to its configured number of meta-steps from the median time per
+meta-step after a warm-up; every seed of ``meta.seeds`` costs the same.  Then times the
+pipeline's ``evaluate`` step once per experiment x dataset x setting on one of the short-trained
+initializations: its fine-tuning steps and the released test protocol do not depend on the
+estimator, so one job stands for all of them (README, Performance).
 
-Prints, per job and per experiment, milliseconds per meta-step and projected hours, then
-the total, the total divided by the cores (a lower bound on wall time with that many jobs
-side by side) and the longest single job (a lower bound whatever the cores).  Evaluation,
-profiling and accuracy jobs are not included: time them with ``adjoint-meta timings``
-after a run.  Needs the task files (``snakemake --cores all --until make_tasks``).
+Prints, per job and per experiment, milliseconds per meta-step, projected hours of training
+and of evaluation, then the total, the total divided by the cores (a lower bound on wall time
+with that many jobs side by side) and the longest single job (a lower bound whatever the
+cores).  A projection from the first meta-steps: where the cost of a meta-step changes as
+theta trains (A-MAML's adaptive forward solve), it can miss either way; README, Performance,
+sets it beside the jobs of a protocol run as ``adjoint-meta timings`` measured them.
+Few-shot, ProtoNet, profiling and accuracy jobs are not included: time them with
+``adjoint-meta timings`` after a run.  Needs the task files (``snakemake --cores all --until
+make_tasks``).
 
     python benchmarks/bench_protocol.py                      # params.yaml, 30 meta-steps a job
     python benchmarks/bench_protocol.py --steps 60 --cores 2 --only table1 fig2_100shot
@@ -20,10 +28,11 @@ import csv
 import statistics
 import sys
 import tempfile
+import time
 from collections import defaultdict
 from pathlib import Path
 
-from adjoint_meta import config, paths, train
+from adjoint_meta import config, evaluate, paths, train
 
 
 def main() -> None:
@@ -32,46 +41,66 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=30, help="meta-steps timed per job (the first 5 are warm-up)")
     ap.add_argument("--cores", type=int, default=2, help="jobs run side by side, for the wall-time bound")
     ap.add_argument("--only", nargs="+", help="experiments to time (default: all)")
-    ap.add_argument("--out", help="write one row per job as CSV")
+    ap.add_argument("--no-evaluate", action="store_true", help="time the training jobs only")
+    ap.add_argument("--out", help="write one row per training configuration as CSV")
     args = ap.parse_args()
     if args.steps < 10:
         ap.error("--steps must be at least 10")
 
     params = config.load(args.params)
-    cells = [c for c in config.cells(params) if not args.only or c.experiment in args.only]
+    seeds = params["meta"]["seeds"]
+    cells = [c for c in config.cells(params) if c.seed == seeds[0] and (not args.only or c.experiment in args.only)]
+    if args.only and not cells:
+        ap.error(f"--only: no experiment {' '.join(args.only)}; allowed values: {', '.join(params['experiments'])}")
     missing = sorted({paths.TASKS.format(dataset=c.dataset) for c in cells
                       if not Path(paths.TASKS.format(dataset=c.dataset)).exists()})
     if missing:
         sys.exit(f"task files missing: {', '.join(missing)}; run `snakemake --cores all --until make_tasks` first")
 
-    rows, per_exp = [], defaultdict(float)
-    print(f"# {args.params} (preset {params.get('preset')}), {len(cells)} training jobs, "
-          f"{args.steps} meta-steps timed each, threads {params['runtime']['threads']}")
-    print(f"{'job':72s} {'ms/step':>9s} {'steps':>6s} {'hours':>7s}")
+    rows, train_h, eval_h = [], defaultdict(float), defaultdict(float)
+    evaluated: dict[tuple, float] = {}  # (experiment, dataset, setting) -> seconds of one evaluate job
+    print(f"# {args.params} (preset {params.get('preset')}), {len(cells)} training configurations x "
+          f"{len(seeds)} seeds, {args.steps} meta-steps timed each, threads {params['runtime']['threads']}")
+    print(f"{'job (every seed)':72s} {'ms/step':>9s} {'steps':>6s} {'train h':>8s} {'eval s':>7s}")
     with tempfile.TemporaryDirectory() as tmp:
         for c in cells:
             cell = c.as_dict()
-            spec = config.prune(params, "train", **cell)
+            spec = config.job_slice(params, "train", **cell)
             target = int(spec["meta"]["meta_epochs"])
             spec["meta"]["meta_epochs"] = args.steps
             spec["runtime"].update(checkpoint_every=0, log_every=10 ** 9)
             out = Path(tmp) / paths.cell_name(cell)
-            train.run(spec, cell, paths.TASKS.format(dataset=c.dataset), f"{out}.pt", f"{out}.csv")
+            tasks = paths.TASKS.format(dataset=c.dataset)
+            train.run(spec, cell, tasks, f"{out}.pt", f"{out}.csv")
             with open(f"{out}.csv") as fh:
                 seconds = [float(r["seconds"]) for r in csv.DictReader(fh)]
-            ms = 1e3 * statistics.median(b - a for a, b in zip(seconds[4:], seconds[5:]))
+            gaps = [b - a for a, b in zip(seconds[4:], seconds[5:])]
+            if not seconds:  # no outer updates (random_init): the job is its start-up
+                target = 0
+            ms = 1e3 * statistics.median(gaps) if gaps else 0.0
             hours = ms * target / 3.6e6
-            per_exp[c.experiment] += hours
-            rows.append({**cell, "ms_per_step": round(ms, 3), "meta_steps": target, "hours": round(hours, 4)})
-            print(f"{paths.cell_name(cell):72s} {ms:9.2f} {target:6d} {hours:7.3f}", flush=True)
-    total = sum(r["hours"] for r in rows)
+            key = (c.experiment, c.dataset, c.setting)
+            if key not in evaluated and not args.no_evaluate:
+                start = time.perf_counter()
+                evaluate.run(config.job_slice(params, "evaluate", **cell), cell, f"{out}.pt", tasks,
+                             f"{out}.json", f"{out}.eval.csv")
+                evaluated[key] = time.perf_counter() - start
+                eval_h[c.experiment] += evaluated[key] * len(seeds) * sum(
+                    1 for d in cells if (d.experiment, d.dataset, d.setting) == key) / 3600
+            train_h[c.experiment] += hours * len(seeds)
+            rows.append({**cell, "ms_per_step": round(ms, 3), "meta_steps": target, "hours": round(hours, 4),
+                         "eval_seconds": round(evaluated.get(key, float("nan")), 2)})
+            print(f"{paths.cell_name(cell):72s} {ms:9.2f} {target:6d} {hours:8.3f} "
+                  f"{evaluated.get(key, float('nan')):7.1f}", flush=True)
+    total = (sum(train_h.values()) + sum(eval_h.values()))
     longest = max(rows, key=lambda r: r["hours"])
-    print("\n# projected meta-training time per experiment (hours, one core)")
-    for exp, h in per_exp.items():
-        print(f"{exp:24s} {h:7.2f}")
-    print(f"{'total':24s} {total:7.2f}")
+    print(f"\n# projected hours on one core, every seed ({len(seeds)}): training, evaluation")
+    for exp in train_h:
+        print(f"{exp:24s} {train_h[exp]:7.2f} {eval_h[exp]:7.2f}")
+    print(f"{'total':24s} {sum(train_h.values()):7.2f} {sum(eval_h.values()):7.2f}  ({total:.2f} h, "
+          f"{len(rows) * len(seeds)} training and as many evaluation jobs)")
     print(f"lower bounds on wall time: total / {args.cores} cores = {total / args.cores:.2f} h; "
-          f"longest job {longest['hours']:.2f} h ({paths.cell_name(longest)})")
+          f"longest training job {longest['hours']:.2f} h ({paths.cell_name(longest)})")
     if args.out:
         with open(args.out, "w", newline="") as fh:
             w = csv.DictWriter(fh, fieldnames=list(rows[0]))
