@@ -49,9 +49,11 @@ def main() -> None:
 
     params = config.load(args.params)
     seeds = params["meta"]["seeds"]
+    unknown = [e for e in args.only or [] if e not in params["experiments"]]
+    if unknown:
+        ap.error(f"--only: no experiment {', '.join(unknown)} in {args.params}; "
+                 f"allowed values: {', '.join(params['experiments'])}")
     cells = [c for c in config.cells(params) if c.seed == seeds[0] and (not args.only or c.experiment in args.only)]
-    if args.only and not cells:
-        ap.error(f"--only: no experiment {' '.join(args.only)}; allowed values: {', '.join(params['experiments'])}")
     missing = sorted({paths.TASKS.format(dataset=c.dataset) for c in cells
                       if not Path(paths.TASKS.format(dataset=c.dataset)).exists()})
     if missing:
@@ -92,13 +94,13 @@ def main() -> None:
                          "eval_seconds": round(evaluated.get(key, float("nan")), 2)})
             print(f"{paths.cell_name(cell):72s} {ms:9.2f} {target:6d} {hours:8.3f} "
                   f"{evaluated.get(key, float('nan')):7.1f}", flush=True)
-    total = (sum(train_h.values()) + sum(eval_h.values()))
+    total = sum(train_h.values()) + sum(eval_h.values())
     longest = max(rows, key=lambda r: r["hours"])
     print(f"\n# projected hours on one core, every seed ({len(seeds)}): training, evaluation")
     for exp in train_h:
         print(f"{exp:24s} {train_h[exp]:7.2f} {eval_h[exp]:7.2f}")
     print(f"{'total':24s} {sum(train_h.values()):7.2f} {sum(eval_h.values()):7.2f}  ({total:.2f} h, "
-          f"{len(rows) * len(seeds)} training and as many evaluation jobs)")
+          f"{len(rows) * len(seeds)} training jobs{'' if args.no_evaluate else ' and as many evaluations'})")
     print(f"lower bounds on wall time: total / {args.cores} cores = {total / args.cores:.2f} h; "
           f"longest training job {longest['hours']:.2f} h ({paths.cell_name(longest)})")
     if args.out:
