@@ -29,7 +29,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from pathlib import Path
 
 from adjoint_meta import config, evaluate, paths, train
@@ -59,6 +59,8 @@ def main() -> None:
     if missing:
         sys.exit(f"task files missing: {', '.join(missing)}; run `snakemake --cores all --until make_tasks` first")
 
+    setting_of = lambda c: (c.experiment, c.dataset, c.setting)  # noqa: E731
+    evaluations = Counter(map(setting_of, cells))  # evaluation jobs per setting and seed
     rows, train_h, eval_h = [], defaultdict(float), defaultdict(float)
     evaluated: dict[tuple, float] = {}  # (experiment, dataset, setting) -> seconds of one evaluate job
     print(f"# {args.params} (preset {params.get('preset')}), {len(cells)} training configurations x "
@@ -76,19 +78,17 @@ def main() -> None:
             train.run(spec, cell, tasks, f"{out}.pt", f"{out}.csv")
             with open(f"{out}.csv") as fh:
                 seconds = [float(r["seconds"]) for r in csv.DictReader(fh)]
-            gaps = [b - a for a, b in zip(seconds[4:], seconds[5:])]
             if not seconds:  # no outer updates (random_init): the job is its start-up
                 target = 0
-            ms = 1e3 * statistics.median(gaps) if gaps else 0.0
+            ms = 1e3 * statistics.median(b - a for a, b in zip(seconds[4:], seconds[5:])) if seconds else 0.0
             hours = ms * target / 3.6e6
-            key = (c.experiment, c.dataset, c.setting)
+            key = setting_of(c)
             if key not in evaluated and not args.no_evaluate:
                 start = time.perf_counter()
                 evaluate.run(config.job_slice(params, "evaluate", **cell), cell, f"{out}.pt", tasks,
                              f"{out}.json", f"{out}.eval.csv")
                 evaluated[key] = time.perf_counter() - start
-                eval_h[c.experiment] += evaluated[key] * len(seeds) * sum(
-                    1 for d in cells if (d.experiment, d.dataset, d.setting) == key) / 3600
+                eval_h[c.experiment] += evaluated[key] * evaluations[key] * len(seeds) / 3600
             train_h[c.experiment] += hours * len(seeds)
             rows.append({**cell, "ms_per_step": round(ms, 3), "meta_steps": target, "hours": round(hours, 4),
                          "eval_seconds": round(evaluated.get(key, float("nan")), 2)})

@@ -17,7 +17,7 @@ from conftest import ROOT, copy_run, run_tool, step_traces
 
 STEPS = list(config.RELEVANT_KEYS)  # the pipeline steps, each a subcommand of the CLI
 PKG = codedeps.SOURCE_DIR + "/"
-FINGERPRINTS = paths.CODE_FINGERPRINT.rsplit("/", 1)[0] + "/"
+FINGERPRINTS = paths.CODE_DIR + "/"
 
 
 def files(step: str) -> set[str]:

@@ -22,7 +22,7 @@ def step_of(stage) -> str:
 
 
 CODE_PREFIX = dvc_yaml.CODE_STAGE  # the stage that writes a step's code fingerprint
-FINGERPRINTS = paths.CODE_FINGERPRINT.rsplit("/", 1)[0]  # DVC's own bookkeeping: no Snakemake rule writes them
+FINGERPRINTS = paths.CODE_DIR  # DVC's own bookkeeping: no Snakemake rule writes them
 
 
 def snakemake_outputs(project: Path) -> set[str]:

@@ -38,7 +38,8 @@ LEARNED_RATES = "reports/learned_rates.csv"
 FIGURE = "reports/figures/{name}.png"
 REPORT = "reports/report.html"
 
-CODE_FINGERPRINT = "results/code/{step}.sha256"  # the hashes of the files a step runs (DVC's code dependency)
+CODE_DIR = "results/code"  # DVC's code fingerprints; no Snakemake rule writes them
+CODE_FINGERPRINT = CODE_DIR + "/{step}.sha256"  # the hashes of the files a step runs (DVC's code dependency)
 
 LOG = "logs/{step}/{name}.log"
 BENCHMARK = "logs/benchmarks/{step}/{name}.tsv"
