@@ -166,6 +166,10 @@ class Data:
         x = self.x.repeat(times, *[1] * (self.x.dim() - 1))  # inputs may be images: [B, N, C, H, W]
         return Data(x, self.y.repeat(times, 1), self.w.repeat(times, 1), items)
 
+    def scaled(self, factor: float) -> "Data":
+        """The same examples with every weight times ``factor`` (the loss, its gradient and Hessian scale alike)."""
+        return Data(self.x, self.y, self.w * factor, self.items)
+
     def to(self, device: torch.device | str, dtype: torch.dtype) -> "Data":
         items = None if self.items is None else self.items.to(device)
         return Data(self.x.to(device, dtype), self.y.to(device, dtype), self.w.to(device, dtype), items)

@@ -21,7 +21,7 @@ from adjoint_meta.estimators.learned_rates import LearnsRates, RateHyper, rate_c
 class AmamlHyper(RateHyper, Stored):
     forward: str = hyper("dopri5", "forward solver of the gradient flow (dopri5: torchdiffeq's algorithm on "
                          "stacked states; dopri5_torchdiffeq: torchdiffeq itself)",
-                         choices=("dopri5", "dopri5_torchdiffeq", "rk4", "euler"))
+                         choices=("dopri5", "dopri5_torchdiffeq", "rk4", "rk4_38", "euler"))
     backward: str = hyper("heun", "adjoint scheme: heun (paper), euler (released code), discrete (exact adjoint "
                           "of an euler forward)", choices=("heun", "euler", "discrete"))
     h: float | None = hyper(None, "grid step of the recorded states (null = inner.alpha)", kind=float,
@@ -29,11 +29,21 @@ class AmamlHyper(RateHyper, Stored):
     rtol: float = hyper(1e-5, "dopri5 relative tolerance", above=0)
     atol: float = hyper(1e-6, "dopri5 absolute tolerance", above=0)
     reg: float = hyper(0.0, "proximal weight of 0.5*reg*|u-theta|^2 (released code uses 1)", minimum=0)
+    # the released code's arithmetic, each switchable (docs/protocol.md, section 5)
+    half_mse: bool = hyper(False, "inner and validation losses are half the mean squared error (released code): "
+                           "the same alpha moves half as far")
+    terminal_prox: bool = hyper(False, "the validation objective carries the proximal term too (released code): "
+                                "lam(T) = grad L_val(u_T) + reg (u_T - theta), plus its explicit theta-derivative")
+    extra_step: bool = hyper(False, "the backward sweep takes K + 1 steps, one per grid point, the last at theta "
+                             "(released code; its Heun partner there is u_T)")
+    prox_rows: bool = hyper(False, "the proximal term's integral of the adjoint as the released code sums it: "
+                            "every adjoint row of the sweep (K + 2 with extra_step) times h")
 
 
 # evaluations of the model per grid step of each forward solver (dopri5: about 0.4 per step of
 # h = alpha, adaptive), for scheduling
-_FORWARD_COST = {"rk4": 4.0, "euler": 1.0, "dopri5": 0.4, "dopri5_torchdiffeq": 0.4}
+_FORWARD_COST = {"rk4": 4.0, "rk4_38": 4.0, "euler": 1.0, "dopri5": 0.4, "dopri5_torchdiffeq": 0.4}
+_RELEASED_SWEEP = ("terminal_prox", "extra_step", "prox_rows")  # switches of the continuous sweep alone
 
 
 @register
@@ -42,7 +52,9 @@ class Amaml(LearnsRates):
     adjoint ODE solved backwards on them; the meta-gradient is lam(0).
 
     Paper: dopri5 forward, Heun backward, h = alpha, no proximal term.  The
-    authors' released code: rk4 forward, Euler backward, reg = 1 (and SGD outside).
+    authors' released code: torchdiffeq's rk4 (the 3/8 rule) forward, Euler backward, reg = 1
+    (and SGD outside), with the four departures of its arithmetic switched on (``half_mse``,
+    ``terminal_prox``, ``extra_step``, ``prox_rows``).
     ``backward: discrete`` with an euler forward and h = alpha is the exact adjoint
     of K gradient-descent steps, i.e. MAML's gradient.
 
@@ -73,7 +85,12 @@ class Amaml(LearnsRates):
                 if abs(n - round(n)) > 1e-6 or round(n) < 1:
                     msgs.append(f"{key}.h: T = experiments.{ename}.steps * inner.alpha = "
                                 f"{exp['steps'] * alpha:g} is not a whole number of steps h = {h:g}")
+        if hp.learn_rate:
+            msgs += [f"{key}.{name}: the released code's sweep is implemented without learned step sizes; set "
+                     f"{name}: false (or learn_rate: null)" for name in _RELEASED_SWEEP if getattr(hp, name)]
         if hp.backward == "discrete":
+            msgs += [f"{key}.{name}: a switch of the continuous adjoint's sweep, not of the exact discrete one; "
+                     f"set {name}: false (or backward: euler | heun)" for name in _RELEASED_SWEEP if getattr(hp, name)]
             if hp.forward != "euler":
                 msgs.append(f"{key}.backward: 'discrete' is the exact adjoint of an euler forward; "
                             f"{key}.forward is {hp.forward!r} (allowed with it: euler)")
@@ -86,19 +103,30 @@ class Amaml(LearnsRates):
         h = float(hp.h or self.alpha)
         n = max(1, round(self.steps * self.alpha / h))
         reg = float(hp.reg)
-        prob = InnerProblem(problem.model, problem.support, problem.query, reg, theta if reg else None)
+        support, query = problem.support, problem.query
+        if hp.half_mse:  # 0.5 MSE: every weight halved, the proximal term untouched
+            support, query = support.scaled(0.5), query.scaled(0.5)
+        prob = InnerProblem(problem.model, support, query, reg, theta if reg else None)
         if isinstance(rate, torch.Tensor) or rate != self.alpha:  # learned step sizes: the flow of D = a / alpha
             prob = Preconditioned.of(prob, torch.as_tensor(rate / self.alpha, dtype=theta.dtype, device=theta.device))
         traj, nfe = flow.solve(prob, stack(theta, prob.n_tasks), n, h, hp.forward,
                                rtol=float(hp.rtol), atol=float(hp.atol), store=hp.store,
                                keep_every=keep_every_for(hp.keep_every, n + 1), keep_grads=rate_grad is not None)
-        loss, lam = prob.query_loss_and_grad(traj.state(n))
+        uT = traj.state(n)
+        loss, lam = prob.query_loss_and_grad(uT)
+        if hp.terminal_prox and reg:  # J = L_val(u_T) + 0.5 reg |u_T - theta|^2
+            diff = uT - theta
+            loss = loss + 0.5 * reg * (diff * diff).sum(1)
+            lam = lam + reg * diff
         # a * dJ/da = D * dJ/dD (a = alpha D): what both backward sweeps add to rate_grad
         if hp.backward == "discrete":
             grad = discrete_adjoint(prob, traj, lam, h, steps=n, rate_grad=rate_grad)
         else:
-            grad = continuous_adjoint(prob, traj, lam, h, hp.backward, rate_grad=rate_grad)
-        hvps = n * (2 if hp.backward == "heun" else 1)
+            grad = continuous_adjoint(prob, traj, lam, h, hp.backward, rate_grad=rate_grad,
+                                      extra_step=hp.extra_step, prox_rows=hp.prox_rows)
+        if hp.terminal_prox and reg:
+            grad = grad - reg * diff  # the objective's explicit theta-derivative
+        hvps = (n + hp.extra_step) * (2 if hp.backward == "heun" else 1)
         return MetaGradient(grad, loss, {"nfe": nfe, "hvp": hvps, "states": n + 1, "stored_bytes": traj.nbytes()})
 
 

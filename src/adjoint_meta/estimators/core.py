@@ -341,8 +341,8 @@ def discrete_adjoint(problem: InnerProblem, trajectory: Trajectory, lam: Tensor,
     return lam if direct is None else lam + problem.reg * direct
 
 
-def continuous_adjoint(problem: InnerProblem, trajectory: Trajectory, lam: Tensor,
-                       h: float, scheme: str, rate_grad: Tensor | None = None) -> Tensor:
+def continuous_adjoint(problem: InnerProblem, trajectory: Trajectory, lam: Tensor, h: float, scheme: str,
+                       rate_grad: Tensor | None = None, extra_step: bool = False, prox_rows: bool = False) -> Tensor:
     """Backward solve of the adjoint ODE  d lam/dt = Hess L(u(t)) lam  on states at t_j = j h.
 
     ``euler``:  lam_j = lam_{j+1} - h A_{j+1} lam_{j+1}                     (first order)
@@ -354,12 +354,19 @@ def continuous_adjoint(problem: InnerProblem, trajectory: Trajectory, lam: Tenso
     ``rate_grad [B, P]``, when given, gets -int_0^T lam * G(u) dt added with the same quadrature,
     G being the trajectory's kept gradients: for a ``Preconditioned`` flow G = D grad L, and the
     integral is D * dJ/dD, dJ/dlog D per parameter.
+
+    The authors' released sweep, switch by switch: ``extra_step`` takes one step more, from t_0
+    with A_0 (Heun's partner there is A_n, the index wrapping around); ``prox_rows`` sums every
+    adjoint the sweep holds, lam_n included, times h as the integral (n + 2 rows with the extra step).
     """
     if scheme not in ("euler", "heun"):
         raise ValueError(f"unknown adjoint scheme {scheme!r}; allowed values: euler, heun")
+    if rate_grad is not None and (extra_step or prox_rows):
+        raise ValueError("the released code's sweep (extra_step, prox_rows) takes no learned step sizes")
+    n = len(trajectory) - 1
     direct = torch.zeros_like(lam) if problem.reg else None
-    upper = trajectory.linearization(len(trajectory) - 1)
-    for j in range(len(trajectory) - 2, -1, -1):
+    upper = trajectory.linearization(n)
+    for j in range(n - 1, -1 - extra_step, -1):  # j = -1: the extra step
         k1 = problem.hvp_at(upper, lam)
         if scheme == "euler":
             new = torch.add(lam, k1, alpha=-h)
@@ -367,17 +374,19 @@ def continuous_adjoint(problem: InnerProblem, trajectory: Trajectory, lam: Tenso
                 direct += lam
             if rate_grad is not None:
                 rate_grad.sub_(h * lam * trajectory.grad(j + 1))
-            if j > 0:
+            if j > 0 or (extra_step and j == 0):  # the extra step's product is at A_0
                 upper = trajectory.linearization(j)
         else:
-            upper = trajectory.linearization(j)
+            upper = trajectory.linearization(j % (n + 1))
             k2 = problem.hvp_at(upper, torch.add(lam, k1, alpha=-h))
             new = lam - (0.5 * h) * (k1 + k2)
             if direct is not None:
-                direct += 0.5 * (lam + new)
+                direct += lam if prox_rows else 0.5 * (lam + new)
             if rate_grad is not None:
                 rate_grad.sub_((0.5 * h) * (lam * trajectory.grad(j + 1) + new * trajectory.grad(j)))
         lam = new
+    if direct is not None and prox_rows:
+        direct += lam
     return lam + (h * problem.reg) * direct if direct is not None else lam
 
 

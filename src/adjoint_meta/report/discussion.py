@@ -388,11 +388,15 @@ def accuracy(frame: pd.DataFrame) -> list[Markup]:
 
 
 RELEASED_CODE = (
-    "Beyond the four factors of the ablation, the authors' released code differs from the paper's text in ways "
-    "this pipeline does not switch: its inner loss is half the mean squared error (so the same step α moves "
-    "half as far), its validation loss used for the adjoint's terminal condition also carries the proximal "
-    "term, its backward sweep takes one step more than the forward grid has (and its Heun branch wraps around "
-    "to the final state at the last step), it standardizes inputs and targets globally, and it fine-tunes test "
-    "tasks with Adam on a 31×31 grid. The MAML implementation the paper cites computes inner gradients without "
-    "second-order terms. Any of these may contribute to the gap between the paper's numbers and ours.")
+    "Beyond the four factors of the ablation, the authors' released code differs from the paper's text in its "
+    "arithmetic: its inner and validation losses are half the mean squared error (so the same step α moves half "
+    "as far), its validation objective used for the adjoint's terminal condition also carries the proximal term, "
+    "its backward sweep takes one step more than the forward grid has (the last at θ; its Heun branch wraps "
+    "around to the final state there), and its integral of the adjoint for the proximal term sums K + 2 rows "
+    "times h. Each is a switch of the A-MAML configuration here (amaml_released turns all of them on, with "
+    "torchdiffeq's RK4, which is the 3/8 rule), and the ablation switches the first two alone. What the pipeline "
+    "does not switch: the released code standardizes inputs and targets globally and fine-tunes test tasks with "
+    "Adam on a 31×31 grid (one of the candidate nRMSE definitions runs that protocol), and the MAML "
+    "implementation the paper cites computes inner gradients without second-order terms (maml_fo). Any of these "
+    "may contribute to the gap between the paper's numbers and ours.")
 
