@@ -5,13 +5,13 @@ same tasks) and projects it to its configured number of meta-steps from the medi
 meta-step after a warm-up; every seed of ``meta.seeds`` costs the same.  Then times the
 pipeline's ``evaluate`` step once per experiment x dataset x setting on one of the short-trained
 initializations: its fine-tuning steps and the released test protocol do not depend on the
-estimator, so one job stands for all of them (README, Performance).
+estimator, so one job stands for all of them (docs/performance.md).
 
 Prints, per job and per experiment, milliseconds per meta-step, projected hours of training
 and of evaluation, then the total, the total divided by the cores (a lower bound on wall time
 with that many jobs side by side) and the longest single job (a lower bound whatever the
 cores).  A projection from the first meta-steps: where the cost of a meta-step changes as
-theta trains (A-MAML's adaptive forward solve), it can miss either way; README, Performance,
+theta trains (A-MAML's adaptive forward solve), it can miss either way; docs/performance.md,
 sets it beside the jobs of a protocol run as ``adjoint-meta timings`` measured them.
 Few-shot, ProtoNet, profiling and accuracy jobs are not included: time them with
 ``adjoint-meta timings`` after a run.  Needs the task files (``snakemake --cores all --until

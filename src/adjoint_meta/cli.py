@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Callable
 
 from adjoint_meta import config, usage
@@ -174,9 +175,36 @@ def cmd_summarize(args: argparse.Namespace) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> None:
+    if args.from_ is not None:
+        from adjoint_meta import publish
+
+        folder = Path(args.from_)
+        out = Path(args.out) if args.out else Path("reports") / folder.resolve().name / "report.html"
+        print(f"rebuilt {publish.rebuild(folder, out)} (verdicts: {out.parent / publish.VERDICTS})")
+        return
+    if args.out is None:
+        raise config.ParamsError("--out: the report file to write is needed (or --from a published release)")
     from adjoint_meta import report
 
     report.run(_spec(args, "report"), args.out, root=args.root, log_file=args.log)
+
+
+def cmd_publish(args: argparse.Namespace) -> None:
+    from adjoint_meta import publish
+
+    out = Path(args.out) if args.out else Path("published") / args.release
+    manifest = publish.publish(args.run, out, args.release)
+    size = publish.folder_size(out)
+    print(f"published {out}: {len(manifest['units']['done'])} units done, {len(manifest['units']['pending'])} "
+          f"pending, {len(manifest['files'])} files, {size / 2**20:.1f} MiB")
+
+
+def cmd_readme(args: argparse.Namespace) -> None:
+    from adjoint_meta import publish
+
+    publish.verify(args.from_)
+    changed = publish.write_readme(args.from_, args.file)
+    print(f"{args.file}: results block {'rewritten' if changed else 'already up to date'} from {args.from_}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -273,9 +301,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--log", help="log file")
 
     p = add("report", cmd_report, "build the self-contained HTML report")
-    p.add_argument("--out", required=True, help="report file (.html)")
+    p.add_argument("--out", help="report file (.html); with --from, default reports/<release>/report.html")
+    p.add_argument("--from", dest="from_", metavar="FOLDER",
+                   help="rebuild the report of a published release (e.g. published/study-v1) after checking every "
+                        "file against its manifest; nothing is trained")
     p.add_argument("--root", default=".", help="project root holding reports/ and data/ (default: %(default)s)")
     p.add_argument("--log", help="log file")
+    p = sub.add_parser("publish", help="copy a run's finished results into a release folder with a manifest",
+                       description="copy what a run has finished (whole experiments, profiles, accuracy studies, "
+                                   "the few-shot experiment) into published/<release>/, build its summaries and "
+                                   "report there, and write manifest.json")
+    p.set_defaults(func=cmd_publish)
+    p.add_argument("--run", required=True, help="the run's project root (a clone of the release's commit)")
+    p.add_argument("--release", required=True, help="the release's name, e.g. study-v1")
+    p.add_argument("--out", help="the release folder (default: published/<release>)")
+
+    p = sub.add_parser("readme", help="write a published release's results into the README's results block",
+                       description="rewrite the block between the README's results markers from a published "
+                                   "release (checked against its manifest first)")
+    p.set_defaults(func=cmd_readme)
+    p.add_argument("--from", dest="from_", required=True, metavar="FOLDER", help="e.g. published/study-v1")
+    p.add_argument("--file", default="README.md", help="the README to rewrite (default: %(default)s)")
     return parser
 
 

@@ -11,8 +11,8 @@ flat task-stacked parameters ``u [B, P]``, so every estimator runs on it unchang
   gradient's graph, then its vector-Jacobian product with v, keeping no graph afterwards), or
   forward over reverse (``hvp="jvp"``: ``torch.func.jvp`` of ``torch.func.grad`` along v, vmapped,
   the way mixed-mode meta-gradient work computes it).  Both are exact; benchmarks/bench_backends.py
-  times them (the double backward was the faster on this project's MLP and CNN, README,
-  Performance), and a torch whose vmap cannot batch the jvp (2.11) gets the double backward;
+  times them (the double backward was the faster on this project's MLP and CNN:
+  docs/performance.md), and a torch whose vmap cannot batch the jvp (2.11) gets the double backward;
 * forward mode's step (learned step sizes, ``grad_and_hvps``) is always forward over reverse: one
   ``jvp`` of ``grad`` carrying every tangent gives the gradient and the products together.
 

@@ -45,6 +45,8 @@ def _at(curve: pd.DataFrame, step: int, column: str = "accuracy") -> np.ndarray:
 def tables(params: dict, root: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(the table, the curves) of the few-shot experiment."""
     fs, root = params["fewshot"], Path(root)
+    if not fs["estimators"]:  # a published release that has not run the few-shot experiment yet
+        return pd.DataFrame(), pd.DataFrame()
     jobs = _jobs(params, root)
     K, last, ref = int(fs["steps"]), int(fs["eval_steps"]), fs["reference"]
     ref_last = np.stack([_at(c, last) for _, c in jobs[ref]])

@@ -14,6 +14,7 @@ import datetime as _dt
 import json
 from importlib import resources
 from pathlib import Path
+from typing import Collection
 
 import jinja2
 import pandas as pd
@@ -40,7 +41,17 @@ def _figure(name: str, b64: str, alt: str, caption: str) -> dict:
     return {"name": name, "b64": b64, "alt": alt, "caption": caption}
 
 
-def run(params: dict, out_html: str, root: str = ".", log_file: str | None = None) -> None:
+NOT_YET_RUN = "not yet run"
+
+
+def run(params: dict, out_html: str, root: str = ".", log_file: str | None = None,
+        pending_claims: Collection[str] = (), pending_units: Collection[str] = (),
+        trained_commit: str | None = None) -> list[dict]:
+    """Write the report of ``params``' results under ``root``; returns the verdict table's rows.
+
+    A published release in progress (``adjoint_meta.publish``) passes the claims whose results are not
+    all in (shown as "not yet run", never as a verdict), the units still to run, and the commit that
+    trained the results (the report then names both that commit and the one whose code built it)."""
     log = runtime.logger("report", log_file)
     base = Path(root)
     res = loading.load(params, base)
@@ -78,15 +89,18 @@ def run(params: dict, out_html: str, root: str = ".", log_file: str | None = Non
                  "table": tables.accuracy(res.accuracy, name, labels)} for name, a in params["accuracy"].items()]
 
     fs = params["fewshot"]
-    fs_table = pd.read_csv(need(base / paths.FEWSHOT_TABLE))
-    fewshot = {"fs": fs, "steps": fs["steps"], "eval_steps": fs["eval_steps"], "seeds": len(params["meta"]["seeds"]),
-               "figure": _figure("fewshot_accuracy", figures.save(fewshot_section.figure(
-                   pd.read_csv(need(base / paths.FEWSHOT_CURVES)), fs["steps"]), base, "fewshot_accuracy"),
-                   "few-shot accuracy", "Test accuracy while fine-tuning from each learned initialization (mean over "
-                   f"seeds, band ± one std over seeds; dotted line: step K = {fs['steps']}); dashed: Prototypical "
-                   "Networks, which take no fine-tuning steps."),
-               "table": fewshot_section.table(fs_table, fs["reference"]),
-               "findings": fewshot_section.findings(fs_table, fs["reference"], params["preset"])}
+    fewshot = None  # the few-shot experiment while a published release has not run it yet
+    if fs["estimators"]:
+        fs_table = pd.read_csv(need(base / paths.FEWSHOT_TABLE))
+        fewshot = {"fs": fs, "steps": fs["steps"], "eval_steps": fs["eval_steps"],
+                   "seeds": len(params["meta"]["seeds"]),
+                   "figure": _figure("fewshot_accuracy", figures.save(fewshot_section.figure(
+                       pd.read_csv(need(base / paths.FEWSHOT_CURVES)), fs["steps"]), base, "fewshot_accuracy"),
+                       "few-shot accuracy", "Test accuracy while fine-tuning from each learned initialization (mean "
+                       f"over seeds, band ± one std over seeds; dotted line: step K = {fs['steps']}); dashed: "
+                       "Prototypical Networks, which take no fine-tuning steps."),
+                   "table": fewshot_section.table(fs_table, fs["reference"]),
+                   "findings": fewshot_section.findings(fs_table, fs["reference"], params["preset"])}
     learned = None
     if paths.rate_experiments(params):
         learned = rates_section.section(params, base)
@@ -99,10 +113,15 @@ def run(params: dict, out_html: str, root: str = ".", log_file: str | None = Non
                            "log scale; per layer one line style; for one step size per parameter, each layer's "
                            "median). Dotted: the fixed alpha they start from."))
     verdicts = claims.rows(claims.evidence(params, res.profiles, base))
+    for row in verdicts:
+        if row["key"] in pending_claims:
+            row.update(verdict=NOT_YET_RUN, status="pending", evidence="", reasons="",
+                       detail="its results are not all in yet")
     doc = render({
         "params": params, "verdicts": verdicts, "verdict_method": claims.method(),
         "generated": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "params_hash": provenance.params_hash(params), "commit": provenance.git_commit(),
+        "trained_commit": trained_commit, "pending_units": list(pending_units),
         "discussion": {
             "tables": discussion.tables({e: res.tables[e] for e in with_paper}),
             "curves": discussion.curves(res.tables, others),
@@ -128,3 +147,4 @@ def run(params: dict, out_html: str, root: str = ".", log_file: str | None = Non
     })
     write_text(out_html, doc)
     log.info("wrote %s", out_html)
+    return verdicts

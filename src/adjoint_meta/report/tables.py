@@ -41,7 +41,7 @@ def results(table: pd.DataFrame, experiment: str) -> Markup:
         baseline = est in baselines
         if baseline and est == baselines[0]:
             rows.append(html("<tr class=rule><td class=l colspan={}><i>Baselines, no meta-learning (not part of "
-                             "the paper's comparison; README, “Baselines”)</i></td></tr>", len(cols) + 1))
+                             "the paper's comparison; docs/study.md, “Baselines”)</i></td></tr>", len(cols) + 1))
         sub = table[table["estimator"] == est]
         cells = []
         for d, s in cols:
