@@ -67,8 +67,11 @@ def project_files() -> list[str]:
 
 
 def copy_project(dst: Path, params: Path | None = None) -> Path:
-    """Copy the project into ``dst``; optionally make ``params`` its params.yaml."""
+    """Copy the project into ``dst``; optionally make ``params`` its params.yaml.  Published releases
+    (``published/``) are results, not code: the copies leave them out."""
     for rel in project_files():
+        if rel.startswith("published/"):
+            continue
         target = dst / rel
         target.parent.mkdir(parents=True, exist_ok=True)
         if (ROOT / rel).is_symlink():
