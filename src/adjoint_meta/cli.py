@@ -180,7 +180,8 @@ def cmd_report(args: argparse.Namespace) -> None:
 
         folder = Path(args.from_)
         out = Path(args.out) if args.out else Path("reports") / folder.resolve().name / "report.html"
-        print(f"rebuilt {publish.rebuild(folder, out)} (verdicts: {out.parent / publish.VERDICTS})")
+        print(f"rebuilt {publish.rebuild(folder, out)} (verdicts: {out.parent / publish.VERDICTS}, figures: "
+              f"{out.parent / 'figures'})")
         return
     if args.out is None:
         raise config.ParamsError("--out: the report file to write is needed (or --from a published release)")

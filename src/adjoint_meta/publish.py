@@ -132,11 +132,19 @@ def verdict_csv(rows: list[dict]) -> str:
     return buf.getvalue()
 
 
+UNKNOWN_COMMIT = "unknown (not a git checkout)"
+PROJECT_ROOT = Path(__file__).resolve().parents[2]  # the checkout whose code builds the report
+
+
 def _git(root: Path, *args: str) -> str:
     try:
         return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return ""
+
+
+def _commit(root: Path) -> str:
+    return _git(root, "rev-parse", "HEAD") or UNKNOWN_COMMIT
 
 
 def _machine() -> dict:
@@ -198,7 +206,7 @@ def publish(run_root: str | Path, out_dir: str | Path, release: str) -> dict:
             table = paths.TASKS.format(dataset=d)
             (work / table).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(run_root / table, work / table)
-        trained = _git(run_root, "rev-parse", "HEAD")
+        trained = _commit(run_root)
         rows = _build_report(full, full, pending, work, summarize_first=True, trained_commit=trained)
         for d in config.baseline_datasets(full):
             (work / paths.TASKS.format(dataset=d)).unlink(missing_ok=True)
@@ -208,7 +216,7 @@ def publish(run_root: str | Path, out_dir: str | Path, release: str) -> dict:
             "release": release,
             "trained_commit": trained,
             "tag": _git(run_root, "describe", "--tags", "--exact-match", "HEAD"),
-            "report_commit": _git(Path.cwd(), "rev-parse", "HEAD"),
+            "report_commit": _commit(PROJECT_ROOT),
             "published": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
             "machine": _machine(),
             "packages": _run_versions(run_root),
@@ -266,10 +274,11 @@ def verify(folder: str | Path) -> dict:
     return manifest
 
 
-def rebuild(folder: str | Path, out_dir: str | Path) -> Path:
-    """The report rebuilt from a published folder (checked first) into ``out_dir``: report.html, its
-    figures and the verdict table; returns the report's path."""
-    folder, out_dir = Path(folder), Path(out_dir)
+def rebuild(folder: str | Path, out_html: str | Path) -> Path:
+    """The report rebuilt from a published folder (checked first) as ``out_html``, with its figures
+    (``figures/``) and the verdict table (``verdicts.csv``) beside it; returns the report's path."""
+    folder, out_html = Path(folder), Path(out_html)
+    out_dir = out_html.parent
     manifest = verify(folder)
     full = config.load(folder / PARAMS)
     with tempfile.TemporaryDirectory(prefix="rebuild-") as tmp:
@@ -281,12 +290,12 @@ def rebuild(folder: str | Path, out_dir: str | Path) -> Path:
         rows = _build_report(full, full, manifest["units"]["pending"], work, summarize_first=False,
                              trained_commit=manifest["trained_commit"])
         out_dir.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(work / paths.REPORT, out_dir / Path(paths.REPORT).name)
+        shutil.copy2(work / paths.REPORT, out_html)
         figures = out_dir / "figures"
         shutil.rmtree(figures, ignore_errors=True)
         shutil.copytree(work / Path(paths.FIGURE).parent, figures)
         write_text(str(out_dir / VERDICTS), verdict_csv(rows))
-    return out_dir / Path(paths.REPORT).name
+    return out_html
 
 
 def folder_size(folder: str | Path) -> int:
@@ -296,6 +305,10 @@ def folder_size(folder: str | Path) -> int:
 # ---------------------------------------------------------------------------- the README's first screen
 README_START = "<!-- results:start (adjoint-meta readme --from {folder}; generated, do not edit) -->"
 README_END = "<!-- results:end -->"
+
+
+def _short(commit: str) -> str:
+    return commit[:12] if commit != UNKNOWN_COMMIT else commit
 
 
 def _md(text: str) -> str:
@@ -315,7 +328,7 @@ def readme_block(folder: str | Path) -> str:
     verdicts = pd.read_csv(folder / VERDICTS, keep_default_na=False)
     done, pending = manifest["units"]["done"], manifest["units"]["pending"]
     lines = [README_START.format(folder=folder.as_posix()),
-             f"Release **{manifest['release']}**: trained at commit `{manifest['trained_commit'][:12]}`"
+             f"Release **{manifest['release']}**: trained at commit `{_short(manifest['trained_commit'])}`"
              + (f" (tag `{manifest['tag']}`)" if manifest.get("tag") else "")
              + f"; {len(done)} of {len(done) + len(pending)} parts published ({manifest['published'][:10]})"
              + (f"; still running: {', '.join(pending)}." if pending else "."),
@@ -332,7 +345,10 @@ def readme_block(folder: str | Path) -> str:
             for r in t.itertuples():
                 lines.append(f"| {r.experiment} | {r.dataset} | {r.setting} | {r.nrmse_mean:.3f} | "
                              f"{r.paper_mean:.3f} | {r.nrmse_mean / r.paper_mean:.2f} |")
-    base = baseline_lines(tables)
+    from adjoint_meta.report import loading
+
+    with_paper, others, _ = loading.experiment_groups(config.load(folder / PARAMS))
+    base = baseline_lines({e: tables[e] for e in with_paper + others if e in tables})
     if base:
         lines += ["", "Does meta-learning beat the best non-meta baseline (the lowest nRMSE of the estimators "
                   "against the lowest of the baselines, per cell)?", ""] + [f"- {b}" for b in base]
