@@ -267,8 +267,8 @@ def verify(folder: str | Path) -> dict:
         if actual != listed[rel]:
             raise PublishError(f"{folder / rel}: altered (sha256 {actual[:12]}..., the manifest says "
                                f"{listed[rel][:12]}...)")
-    extra = sorted(str(p.relative_to(folder)) for p in folder.rglob("*")
-                   if p.is_file() and p.name != MANIFEST and str(p.relative_to(folder)) not in listed)
+    extra = sorted(rel for p in folder.rglob("*") if p.is_file()
+                   for rel in [str(p.relative_to(folder))] if rel != MANIFEST and rel not in listed)
     if extra:
         raise PublishError(f"{folder / extra[0]}: not in the manifest (a file the release did not publish)")
     return manifest
