@@ -137,14 +137,27 @@ class Interval:
         return self.seed_var / total if total > 0 else math.nan
 
 
-def mean_squares(d: np.ndarray) -> tuple[float, float, float]:
-    """Two-way ANOVA mean squares of a [seeds, tasks] array (seeds, tasks, residual), at least 2 × 2."""
-    s, t = d.shape
-    seed_m, task_m, grand = d.mean(1, keepdims=True), d.mean(0, keepdims=True), d.mean()
-    ms_seed = t * float(((seed_m - grand) ** 2).sum()) / (s - 1)
-    ms_task = s * float(((task_m - grand) ** 2).sum()) / (t - 1)
-    ms_res = float(((d - seed_m - task_m + grand) ** 2).sum()) / ((s - 1) * (t - 1))
+def mean_squares(d: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Two-way ANOVA mean squares (seeds, tasks, residual) of [..., seeds, tasks] arrays, at least 2 × 2 each."""
+    s, t = d.shape[-2:]
+    seed_m, task_m = d.mean(-1, keepdims=True), d.mean(-2, keepdims=True)
+    grand = d.mean((-2, -1), keepdims=True)
+    ms_seed = t * ((seed_m - grand) ** 2).sum((-2, -1)) / (s - 1)
+    ms_task = s * ((task_m - grand) ** 2).sum((-2, -1)) / (t - 1)
+    ms_res = ((d - seed_m - task_m + grand) ** 2).sum((-2, -1)) / ((s - 1) * (t - 1))
     return ms_seed, ms_task, ms_res
+
+
+def crossed(d: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(mean, seeds' part and tasks' part of its variance, degrees of freedom) of [..., seeds, tasks] arrays with
+    at least two seeds and two tasks: the interval of ``paired_interval``, for many arrays at once."""
+    s, t = d.shape[-2:]
+    return (d.mean((-2, -1)), *crossed_variance(*mean_squares(d), s, t))
+
+
+def half_width(se, df, level: float = LEVEL):
+    """Half the width of the t interval at ``level``."""
+    return stats.t.ppf((1 + level) / 2, df) * se
 
 
 def crossed_variance(ms_seed, ms_task, ms_res, seeds: int, tasks: int):
@@ -166,7 +179,7 @@ def _parts(d: np.ndarray) -> tuple[float, float, float]:
     """(seeds' part, tasks' part, degrees of freedom) of the variance of ``d.mean()``."""
     s, t = d.shape
     if s >= 2 and t >= 2:
-        seed_var, task_var, df = crossed_variance(*mean_squares(d), s, t)
+        _, seed_var, task_var, df = crossed(d)
         return float(seed_var), float(task_var), float(df)
     if s >= 2:  # one task: the seeds are the only replication
         return float(d[:, 0].var(ddof=1) / s), 0.0, float(s - 1)
@@ -185,7 +198,7 @@ def paired_interval(ref: np.ndarray, other: np.ndarray, level: float = LEVEL) ->
     d = other - ref
     seed_var, task_var, df = _parts(d)
     se = math.sqrt(seed_var + task_var) if math.isfinite(seed_var + task_var) else math.nan
-    half = float(stats.t.ppf((1 + level) / 2, df)) * se if se > 0 else 0.0 if se == 0 else math.nan
+    half = float(half_width(se, df, level)) if se > 0 else 0.0 if se == 0 else math.nan
     diff = float(d.mean())
     return Interval(diff, diff - half, diff + half, float(ref.mean()), d.shape[0], d.shape[1], se, df,
                     tuple(float(x) for x in d.mean(1)), seed_var, task_var, level)
