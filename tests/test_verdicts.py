@@ -193,7 +193,8 @@ def test_the_p_value_holm_uses_is_calibrated_in_the_far_tail():
     for regime in ("seed-dominated", "moderate seed effect"):
         _, _, p = _null_p(regime, 40000, 13)
         assert np.mean(p < 0.05 / 40) <= 1.5 * 0.05 / 40, regime
-    r = v.paired_interval(np.zeros((3, 4)), np.array([[1.0, 1.1, 0.9, 1.0], [0.2, 0.1, 0.3, 0.2], [0.5, 0.6, 0.4, 0.5]]))
+    spread = np.array([[1.0, 1.1, 0.9, 1.0], [0.2, 0.1, 0.3, 0.2], [0.5, 0.6, 0.4, 0.5]])
+    r = v.paired_interval(np.zeros((3, 4)), spread)
     assert r.p_tail >= r.p  # never below the interval's own p-value
     assert v.tail_p(1.0, 0.04, 0.0, 3) == pytest.approx(2 * stats.t.sf(1 / 0.2, 2), rel=1e-3)  # no task part: exact t
 

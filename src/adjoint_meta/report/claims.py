@@ -31,8 +31,8 @@ EARLY, LATE = 1 / 3, 1 / 2  # iMAML's "beginning": the first third of those step
                             # the last half
 FIGURES_3_4 = "fig34"  # the profile of Figures 3-4 (params.yaml profiles.fig34)
 _N = paper()["claims"]["figure3"]["numbers"]
-_CURVE = (f"at {CURVE_STEPS} evenly spaced recorded fine-tuning steps after step 0 of each cell (the first and the last "
-          "among them)")
+_CURVE = (f"at {CURVE_STEPS} evenly spaced recorded fine-tuning steps after step 0 of each cell (the first and the "
+          "last among them)")
 _MAJORITY = f"more than {v.MAJORITY:.0%} must support"
 
 RULES = {
@@ -42,8 +42,8 @@ RULES = {
     "figure2": f"A-MAML against every other estimator the paper compares in every Figure 2 cell, {_CURVE}; "
                "“throughout the training”: all must support.",
     "maml1": f"MAML against MAML-1 in every Figure 2 cell with both, {_CURVE}; “in general”: {_MAJORITY}.",
-    "fomaml_reptile": f"MAML against FOMAML and against Reptile in every cell of Tables 1-2 and Figure 2 that has them, "
-                      f"{_CURVE}; “often”: {_MAJORITY}.",
+    "fomaml_reptile": f"MAML against FOMAML and against Reptile in every cell of Tables 1-2 and Figure 2 that has "
+                      f"them, {_CURVE}; “often”: {_MAJORITY}.",
     "reptile": f"MAML against Reptile in every cell of Tables 1-2 and Figure 2 that has both, {_CURVE}; “nearly "
                f"always”: at least {v.MOST:.0%} must support.",
     "imaml": f"Two parts, in every Figure 2 cell with iMAML, {_CURVE}: at the first {EARLY:.0%} of them (“at the "
