@@ -37,14 +37,14 @@ def _rows(maml_saved: float, amaml_stored: float = 1e4, nfe=(50, 50), ms=(2.0, 2
 def _figure3(frame: pd.DataFrame) -> v.Verdict:
     sweep = frame[frame["variable"] == "steps"]
     ev = claims.Evidence(tables={}, figure2=[], profile=sweep, profile_estimators=list(KINDS),
-                         kinds={k: k for k in KINDS}, preset="full", compare=claims.Comparer(0, replicates=10))
+                         kinds={k: k for k in KINDS}, preset="full", compare=claims.Comparer())
     return claims.figure3(ev)[0]
 
 
 def test_figure3_judges_saved_tensor_bytes_when_the_profile_has_them():
     # the device peak grows 1 MB a step (24 GB near K = 24,500), the saved tensors 0.1 GB a step (near 240)
     assert _figure3(_rows(0.1 * GB)).text == v.HOLDS
-    assert "would fill 24 GB near K ≈ 24" in _figure3(_rows(0.1 * GB)).evidence
+    assert "would fill 24 GB at K ≈ 24" in _figure3(_rows(0.1 * GB)).evidence
     assert _figure3(_rows(0.6 * MB)).text == v.IN_PART
     # without the count, the rule falls back to the measured peak
     assert _figure3(_rows(0.1 * GB, with_saved=False)).text == v.IN_PART

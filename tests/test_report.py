@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from markupsafe import escape
 
 from adjoint_meta import config, paths, profile, report, summarize, verdicts
 from adjoint_meta.report import candidates, claims, discussion, figures, tables
@@ -55,10 +56,25 @@ def test_results_table_shows_ours_paper_difference_and_test():
     assert "vs amaml: p = 0.002" in html and "RMSE 0.900 (rating)" in html
 
 
-def test_discussion_counts_wins_and_significance():
-    [text] = discussion.tables({"table1": _table()})
+def _comparison(diff: float, group: str = "table1", seed_shift: tuple = (0.0, 0.0, 0.0)) -> verdicts.Comparison:
+    """A-MAML against another estimator over 3 seeds × 40 tasks: ``diff`` ahead, seeds moved by ``seed_shift``."""
+    rng = np.random.default_rng(0)
+    ref = 0.05 + 0.01 * rng.random((3, 40))
+    other = ref + diff + np.array(seed_shift)[:, None] + rng.normal(0, 0.002, (3, 40))
+    return verdicts.Comparison("c", "A-MAML", "MAML", verdicts.paired_interval(ref, other), group)
+
+
+def test_discussion_counts_wins_and_the_verdicts_test():
+    """The discussion's count of better and worse is the verdicts' (over seeds and tasks, Holm over the claim):
+    a lead that one seed's luck makes is not counted, although every task shows it on the seeds' average."""
+    comps = [_comparison(0.02), _comparison(0.0, seed_shift=(0.03, 0.0, -0.01)), _comparison(0.02, "table2")]
+    [text] = discussion.tables({"table1": _table()}, comps)
     assert "among the paper's estimators, amaml has the lowest test nRMSE in 1 of 1 cells" in text
-    assert "significantly better in 1 of 1 comparisons" in text
+    assert "decisive after Holm over the claim's 3 comparisons), A-MAML is better than another of them in 1 of 2 " \
+           "comparisons and worse in 0" in text
+    assert "Wilcoxon" not in text
+    [text] = discussion.tables({"table1": _table()}, [])
+    assert "verdicts' test" not in text
 
 
 def _variants_table(means: dict[str, float], labels: dict[str, str] | None = None) -> pd.DataFrame:
@@ -237,15 +253,22 @@ def _page(verdict_rows: list[dict]) -> str:
 
 
 def test_the_verdict_table_opens_the_report_and_every_row_has_a_verdict():
+    comparisons = claims.comparison_rows([_comparison(0.02), _comparison(0.0, seed_shift=(0.03, 0.0, -0.01))])
     rows = [{"key": key, "text": c["text"], "quote": c["quote"], "rule": claims.RULES[key], "status": "open",
              "verdict": "not conclusive (would be: holds)", "evidence": "supports 1 of 1", "reasons": HOSTILE,
-             "detail": "", "links": [{"href": "#exp-table1", "label": "table1"}]}
+             "breakdown": ["table1 (K = 50): supports 1 of 1"], "detail": "", "comparisons": comparisons,
+             "links": [{"href": "#exp-table1", "label": "table1"}]}
             for key, c in claims.paper()["claims"].items()]
     html = _page(rows)
     check_verdict_table(html)
     assert html.count(ESCAPED) == 2 * len(rows) and "<script" not in html  # the table and the discussion
     assert "<h3 id='exp-table1'>table1</h3>" in html and "from one training seed" not in html
-    assert f"{verdicts.REPLICATES:,} replicates" in html and verdicts.RULES[verdicts.HOLDS] in html
+    assert "Satterthwaite" in html and all(str(escape(verdicts.RULES[k])) in html for k in (verdicts.HOLDS, "decisive"))
+    assert "<br>table1 (K = 50): supports 1 of 1</small>" in html
+    luck = comparisons[1]  # one seed ahead: three per-seed means, the seeds' share near all of the variance
+    assert len(luck["seed_means"].split(", ")) == 3 and int(luck["seed_share"][:-1]) > 90
+    assert all(f"<td>{r['seed_means']}</td><td>{r['seed_share']}</td>\n<td>{r['mdd']}</td>" in html
+               for r in comparisons)
 
 
 def check_verdict_table(html: str) -> None:
@@ -256,13 +279,22 @@ def check_verdict_table(html: str) -> None:
     assert html.index("<table class=verdicts") < html.index("<h3 id='exp-")
     rows = re.findall(r"<tr class=(\w+) id='claim-(\w+)'>(.*?)</tr>", table, flags=re.S)
     assert [key for _, key, _ in rows] == list(claims.paper()["claims"])
-    allowed = (verdicts.HOLDS, verdicts.IN_PART, verdicts.NOT_HOLD, verdicts.UNTESTABLE, verdicts.NOT_CONCLUSIVE)
+    allowed = (verdicts.HOLDS, verdicts.IN_PART, verdicts.NOT_HOLD, verdicts.NOT_SHOWN, verdicts.UNTESTABLE,
+               verdicts.NOT_CONCLUSIVE)
     for _, key, row in rows:
         [verdict] = re.findall(r"<td class='l v'><b>([^<]+)</b>", row)
         assert verdict.startswith(allowed), (key, verdict)
         assert "<i>“" in row and re.search(r"<a href='#[\w-]+'>", row), key
         for href in re.findall(r"<a href='#([\w-]+)'>", row):
             assert f"id='{href}'" in html or f"id={href}>" in html, f"{key}: link to #{href} has no target"
+    # every claim judged on comparisons lists them: per-seed mean differences, the seeds' share of the variance,
+    # the smallest detectable difference
+    for key in ("tables", "figure2"):
+        block = html[html.index(f"<details class=small id='comparisons-{key}'>"):]
+        block = block[:block.index("</details>")]
+        assert "<th>per seed</th><th>seeds' share</th><th>smallest detectable</th>" in block, key
+        values = re.findall(r"<td>([^<]*)</td><td>(\d+%|–)</td>\s*<td>(\d[\d.]*%|–)</td></tr>", block)
+        assert values and all(len(seeds.split(", ")) >= 2 for seeds, _, _ in values), key
 
 
 def test_learned_step_sizes_are_set_against_their_fixed_counterpart(tmp_path):

@@ -35,7 +35,7 @@ VERDICT_COLUMNS = ["key", "claim", "verdict", "evidence", "detail"]
 FEWSHOT_UNIT = "fewshot"
 # the units each claim of reference/paper.yaml is judged on, by group: the experiments with a table in the
 # paper, the other (Figure 2) experiments, and the profile of Figures 3-4
-CLAIM_GROUPS = {"tables": ("tables",), "both_k": ("tables",), "figure2": ("figure2",), "maml1": ("figure2",),
+CLAIM_GROUPS = {"tables": ("tables",), "figure2": ("figure2",), "maml1": ("figure2",),
                 "imaml": ("figure2",), "fomaml_reptile": ("tables", "figure2"), "reptile": ("tables", "figure2"),
                 "figure3": ("profile",), "figure4": ("profile",)}
 

@@ -4,8 +4,8 @@
   Prototypical Networks): accuracy before fine-tuning, at step K and at the last step (mean over
   seeds of the mean over test tasks, and the std over seeds of the per-seed means), the
   cross-entropy at the last step, and the reference's lead in accuracy at the last step with its
-  95% interval from the paired bootstrap over training seeds and test tasks that the verdicts use
-  (``verdicts.paired_bootstrap``: every method is tested on the same tasks for each seed).
+  95% interval over training seeds and test tasks that the verdicts use (``verdicts.paired_interval``:
+  every method is tested on the same tasks for each seed).
   ProtoNet takes no fine-tuning steps: its one accuracy stands at every step.
 * ``reports/fewshot_curves.csv``: per method (its label and role) and recorded step, the mean accuracy and
   cross-entropy, the std over seeds and the mean std over test tasks.
@@ -61,8 +61,8 @@ def tables(params: dict, root: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
             row[f"accuracy_{name}_seed_std"] = float(per_seed[s].mean(1).std(ddof=1)) if len(runs) > 1 else np.nan
         row["cross_entropy_final"] = float(np.mean([_at(c, last, "cross_entropy").mean() for _, c in runs]))
         if method != ref:
-            # the reference's lead: paired_bootstrap's diff is "other - ref", so the reference goes in as "other"
-            b = verdicts.paired_bootstrap(per_seed[last], ref_last, verdicts.bootstrap_seed(params["seed"], f"fewshot/{method}"))
+            # the reference's lead: paired_interval's diff is "other - ref", so the reference goes in as "other"
+            b = verdicts.paired_interval(per_seed[last], ref_last)
             row.update(ref_lead=b.diff, ref_lead_lo=b.lo, ref_lead_hi=b.hi, outcome=b.outcome)
         rows.append(row)
         for step in sorted(set().union(*(set(c["step"]) for _, c in runs))):

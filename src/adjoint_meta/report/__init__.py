@@ -112,18 +112,20 @@ def run(params: dict, out_html: str, root: str = ".", log_file: str | None = Non
                            "learned step sizes", "The learned inner step sizes over meta-training (mean over seeds; "
                            "log scale; per layer one line style; for one step size per parameter, each layer's "
                            "median). Dotted: the fixed alpha they start from."))
-    verdicts = claims.rows(claims.evidence(params, res.profiles, base))
+    ev = claims.evidence(params, res.profiles, base)
+    judged = claims.judge_all(ev)
+    verdicts = claims.rows(ev, judged)
     for row in verdicts:
         if row["key"] in pending_claims:
-            row.update(verdict=NOT_YET_RUN, status="pending", evidence="", reasons="",
-                       detail="its results are not all in yet")
+            row.update(verdict=NOT_YET_RUN, status="pending", evidence="", reasons="", breakdown=[],
+                       comparisons=[], detail="its results are not all in yet")
     doc = render({
         "params": params, "verdicts": verdicts, "verdict_method": claims.method(),
         "generated": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "params_hash": provenance.params_hash(params), "commit": provenance.git_commit(),
         "trained_commit": trained_commit, "pending_units": list(pending_units),
         "discussion": {
-            "tables": discussion.tables({e: res.tables[e] for e in with_paper}),
+            "tables": discussion.tables({e: res.tables[e] for e in with_paper}, judged["tables"][1]),
             "curves": discussion.curves(res.tables, others),
             "maml_tables": discussion.maml_variants({e: res.tables[e] for e in with_paper}, "Tables 1–2", True),
             "maml_figure2": discussion.maml_variants({e: res.tables[e] for e in others}, "Figure 2", False),

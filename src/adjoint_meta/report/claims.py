@@ -11,7 +11,8 @@ discussion (``discussion.maml_variants``), not the verdicts.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, replace
 from typing import Callable
 
 import numpy as np
@@ -25,56 +26,61 @@ from adjoint_meta.report.loading import Cell, floats
 
 NAMES = {"amaml": "A-MAML", "maml": "MAML", "maml1": "MAML-1", "fomaml": "FOMAML", "reptile": "Reptile",
          "imaml": "iMAML"}
-FIGURE2_STEPS = 10   # Figure 2's claim is tested at this many evenly spaced recorded steps after step 0
+CURVE_STEPS = 10       # a claim about fine-tuning is tested at this many evenly spaced recorded steps after step 0
+EARLY, LATE = 1 / 3, 1 / 2  # iMAML's "beginning": the first third of those steps; "after considerable training":
+                            # the last half
 FIGURES_3_4 = "fig34"  # the profile of Figures 3-4 (params.yaml profiles.fig34)
-_SHARE = f"at least {v.NEARLY_ALWAYS:.0%} must support"
 _N = paper()["claims"]["figure3"]["numbers"]
+_CURVE = (f"at {CURVE_STEPS} evenly spaced recorded fine-tuning steps after step 0 of each cell (the first and the "
+          "last among them)")
+_MAJORITY = f"more than {v.MAJORITY:.0%} must support"
 
 RULES = {
     "tables": "A-MAML against every other estimator the paper compares (MAML is its K/10-step exact one) in every "
-              "cell of Tables 1-2, nRMSE after K fine-tuning steps; all must support.",
-    "both_k": "The Tables 1-2 rule on Table 1 (K = 50) and on Table 2 (K = 100) separately: holds if it holds in "
-              "both, does not hold if it holds in neither even in part, holds in part otherwise.",
-    "figure2": f"A-MAML against every other estimator the paper compares in every Figure 2 cell, at "
-               f"{FIGURE2_STEPS} evenly spaced recorded fine-tuning steps after step 0 (the first and the last among "
-               "them); all must support.",
-    "maml1": f"MAML against MAML-1 in every Figure 2 cell with both, after K steps; “in general”: {_SHARE}.",
-    "fomaml_reptile": "MAML against FOMAML and against Reptile in every cell of Tables 1-2 and Figure 2 that has "
-                      "them, after K steps; all must support.",
-    "reptile": f"MAML against Reptile in every cell of Tables 1-2 and Figure 2 that has both, after K steps; "
-               f"“nearly always”: {_SHARE}.",
-    "imaml": "In every Figure 2 cell with iMAML, two comparisons: at the first recorded step after 0, iMAML ranks "
-             "second by mean nRMSE and is better than the third-ranked (otherwise it is set against the estimator "
-             "that would make it second); at the last recorded step, MAML or FOMAML is better than iMAML; all must "
-             "support.",
+              "cell of Tables 1-2, nRMSE after K fine-tuning steps; “in all the cases”: all must support. Below the "
+              "verdict, the same comparisons are broken down by table (K = 50 and K = 100), not judged again.",
+    "figure2": f"A-MAML against every other estimator the paper compares in every Figure 2 cell, {_CURVE}; "
+               "“throughout the training”: all must support.",
+    "maml1": f"MAML against MAML-1 in every Figure 2 cell with both, {_CURVE}; “in general”: {_MAJORITY}.",
+    "fomaml_reptile": f"MAML against FOMAML and against Reptile in every cell of Tables 1-2 and Figure 2 that has "
+                      f"them, {_CURVE}; “often”: {_MAJORITY}.",
+    "reptile": f"MAML against Reptile in every cell of Tables 1-2 and Figure 2 that has both, {_CURVE}; “nearly "
+               f"always”: at least {v.MOST:.0%} must support.",
+    "imaml": f"Two parts, in every Figure 2 cell with iMAML, {_CURVE}: at the first {EARLY:.0%} of them (“at the "
+             "beginning”) iMAML ranks second by mean nRMSE and is better than the third-ranked (otherwise it is set "
+             "against the estimator that would make it second), all must support; at the last "
+             f"{LATE:.0%} of them MAML or FOMAML is better than iMAML (each at the Bonferroni level for the two "
+             f"chances), “often”: {_MAJORITY}; Holm runs over both parts together.",
     "figure3": f"Profile {FIGURES_3_4}'s sweep over K, memory as the bytes kept for the backward pass (autograd's "
                "saved tensors plus a stored trajectory, counted from the tensors, so the same on every device; the "
-               "measured peak only for a profile without that count): unrolled MAML's, extrapolated linearly in K, "
-               f"fills {_N['gpu_gb']} GB at K ≤ {v.NEAR * _N['maml_full_at']:g} (“near {_N['maml_full_at']}”), "
-               f"and A-MAML's at K = {_N['amaml_steps']} (measured, or extrapolated if the sweep stops earlier) is "
-               f"below {_N['amaml_share']:.0%} of it; both parts: holds, one: in part.",
-    "figure4": f"Profile {FIGURES_3_4}'s sweep over K, times flagged below plain training left out: A-MAML's time per "
-               f"meta-update within ×{v.COMPARABLE:g} either way of FOMAML's, Reptile's and iMAML's at every K, and "
-               f"MAML's at least ×{v.MUCH_SMALLER:g} A-MAML's at the largest K both ran; both parts: holds, one: "
-               "in part.",
+               "measured peak only for a profile without that count), in four parts: unrolled MAML's, extrapolated "
+               f"linearly in K, fills {_N['gpu_gb']} GB within a factor {v.NEAR:g} of K = {_N['maml_full_at']} "
+               f"(“near”); it grows linearly in K (a line explains at least {v.LINEAR_R2:g} of its variance); "
+               f"A-MAML's stays flat (grows by at most {v.FLAT_SHARE:.0%} of MAML's bytes per step); and A-MAML's at "
+               f"K = {_N['amaml_steps']} (measured, or extrapolated) is below {_N['amaml_share']:.0%} of the GPU.",
+    "figure4": f"Profile {FIGURES_3_4}, times flagged below plain training left out, in two parts: at the θ the job "
+               f"trained (where dopri5 has stiffened) and every K ≥ {v.MIN_TIMED_K}, A-MAML's time per meta-update "
+               f"within ×{v.COMPARABLE:g} either way of FOMAML's, Reptile's and iMAML's, with the margin of the "
+               "fastest and slowest timed rounds (all inside: holds, one entirely outside: does not hold); and "
+               f"unrolled MAML's at least ×{v.MUCH_SMALLER:g} A-MAML's at the largest K of the sweep both ran, over "
+               "every timed round.",
 }
 
 
 class Comparer:
-    """Bootstraps each comparison once (a comparison shared by two claims gets one interval), seeded from
-    the master seed and the comparison's name."""
+    """Computes each comparison once (a comparison shared by two claims is one comparison)."""
 
-    def __init__(self, master_seed: int, replicates: int = v.REPLICATES):
-        self.master, self.replicates = master_seed, replicates
+    def __init__(self):
         self._done: dict[str, v.Comparison] = {}
 
-    def __call__(self, cell: Cell, ref: str, other: str, step: int, role: str = "") -> v.Comparison:
-        name = f"{cell.experiment}/{cell.dataset}/{cell.setting}/step{step}/{ref}-{other}"
+    def __call__(self, cell: Cell, ref: str, other: str, step: int, role: str = "", tests: int = 1) -> v.Comparison:
+        name = f"{cell.experiment}/{cell.dataset}/{cell.setting}/step{step}/{ref}-{other}/tests{tests}"
         if name not in self._done:
-            result = v.paired_bootstrap(cell.at(ref, step), cell.at(other, step), v.bootstrap_seed(self.master, name),
-                                        self.replicates)
+            level = 1 - (1 - v.LEVEL) / tests  # Bonferroni over the chances a comparison is the best of
+            result = v.paired_interval(cell.at(ref, step), cell.at(other, step), level)
             where = f"{cell.name}, step {step}{role}"
-            self._done[name] = v.Comparison(where, NAMES.get(ref, ref), NAMES.get(other, other), result)
+            self._done[name] = v.Comparison(where, NAMES.get(ref, ref), NAMES.get(other, other), result,
+                                            cell.experiment, tests)
         return self._done[name]
 
 
@@ -94,8 +100,20 @@ class Evidence:
         return [c for cells in self.tables.values() for c in cells]
 
 
+def _at_k(c: Cell) -> list[int]:
+    return [c.report_step]
+
+
+def curve_steps(c: Cell) -> list[int]:
+    """CURVE_STEPS recorded steps after 0, evenly spaced over the curve, with the first and the last."""
+    after = c.steps[c.steps > 0]
+    if not after.size:
+        return []
+    return [int(after[i]) for i in sorted(set(np.linspace(0, after.size - 1, CURVE_STEPS).round().astype(int)))]
+
+
 def _against(cells: list[Cell], ref: str, others: list[str] | None, ev: Evidence,
-             steps: Callable[[Cell], list[int]] = lambda c: [c.report_step]) -> list[v.Comparison]:
+             steps: Callable[[Cell], list[int]] = _at_k) -> list[v.Comparison]:
     """``ref`` against each of ``others`` (None: every other kind the paper compares, ``PAPER_KINDS``; the MAML
     variants and other estimators we add are not in its claims) in every cell that has both."""
     out = []
@@ -108,87 +126,104 @@ def _against(cells: list[Cell], ref: str, others: list[str] | None, ev: Evidence
     return out
 
 
-def _thinned(c: Cell) -> list[int]:
-    after = c.steps[c.steps > 0]
-    if not after.size:
-        return []
-    return [int(after[i]) for i in sorted(set(np.linspace(0, after.size - 1, FIGURE2_STEPS).round().astype(int)))]
-
-
-def _table_claim(cells: list[Cell], ev: Evidence) -> tuple[v.Verdict, list[v.Comparison]]:
-    comps = _against(cells, "amaml", None, ev)
-    return v.judge(comps, ev.preset, claimed="A-MAML lower"), comps
-
-
 def tables(ev: Evidence):
-    return _table_claim(ev.table_cells, ev)
-
-
-def both_k(ev: Evidence):
-    names = list(paper()["tables"])
-    subs = {n: _table_claim(ev.tables.get(n, []), ev) for n in names}
-    rule = v.combine_rule([verdict.rule for verdict, _ in subs.values()])
-    comps = [c for _, cs in subs.values() for c in cs]
-    words = "; ".join(f"{n}: {verdict.rule}" + (f", supports {sum(c.outcome == v.SUPPORTS for c in cs)} of "
-                                                f"{len(cs)}" if cs else "") for n, (verdict, cs) in subs.items())
-    if rule == v.UNTESTABLE:
-        return v.Verdict(rule, words), comps
-    reasons = tuple(dict.fromkeys(r for verdict, _ in subs.values() for r in verdict.reasons))
-    return v.Verdict(rule, words, reasons, all(verdict.computable for verdict, _ in subs.values())), comps
+    comps = _against(ev.table_cells, "amaml", None, ev)
+    verdict = v.judge(comps, ev.preset, claimed="A-MAML lower")
+    strong = dict(zip(map(id, comps), v.decisive(comps)))
+    lines = []
+    for name, cells in ev.tables.items():
+        mine = [c for c in comps if c.group == name]
+        if mine:
+            k = sorted({c.report_step for c in cells})
+            lines.append(f"{name} (K = {', '.join(map(str, k))}): "
+                         f"{v.counts([c.outcome for c in mine], [strong[id(c)] for c in mine])}")
+    return replace(verdict, breakdown=tuple(lines)), comps
 
 
 def figure2(ev: Evidence):
-    comps = _against(ev.figure2, "amaml", None, ev, _thinned)
+    comps = _against(ev.figure2, "amaml", None, ev, curve_steps)
     return v.judge(comps, ev.preset, claimed="A-MAML lower"), comps
 
 
 def maml1(ev: Evidence):
-    comps = _against(ev.figure2, "maml", ["maml1"], ev)
-    return v.judge(comps, ev.preset, v.NEARLY_ALWAYS, claimed="MAML lower"), comps
+    comps = _against(ev.figure2, "maml", ["maml1"], ev, curve_steps)
+    return v.judge(comps, ev.preset, v.MAJORITY, claimed="MAML lower"), comps
 
 
 def fomaml_reptile(ev: Evidence):
-    comps = _against(ev.table_cells + ev.figure2, "maml", ["fomaml", "reptile"], ev)
-    return v.judge(comps, ev.preset, claimed="MAML lower"), comps
+    comps = _against(ev.table_cells + ev.figure2, "maml", ["fomaml", "reptile"], ev, curve_steps)
+    return v.judge(comps, ev.preset, v.MAJORITY, claimed="MAML lower"), comps
 
 
 def reptile(ev: Evidence):
-    comps = _against(ev.table_cells + ev.figure2, "maml", ["reptile"], ev)
-    return v.judge(comps, ev.preset, v.NEARLY_ALWAYS, claimed="MAML lower"), comps
+    comps = _against(ev.table_cells + ev.figure2, "maml", ["reptile"], ev, curve_steps)
+    return v.judge(comps, ev.preset, v.MOST, claimed="MAML lower"), comps
+
+
+def _second(c: Cell, step: int, ev: Evidence) -> v.Comparison | None:
+    """The comparison that decides whether iMAML ranks second (by mean nRMSE among the paper's estimators)."""
+    ranked = [k for k in c.nrmse if k in PAPER_KINDS]
+    if len(ranked) < 3:
+        return None
+    order = sorted(ranked, key=lambda k: float(c.at(k, step).mean()))
+    rank = order.index("imaml")
+    if rank == 1:    # second: it must beat the third
+        return ev.compare(c, "imaml", order[2], step, " (iMAML second vs third)")
+    if rank > 1:     # it would have to beat the second
+        return ev.compare(c, "imaml", order[1], step, f" (iMAML ranks {rank + 1})")
+    return ev.compare(c, order[1], "imaml", step, " (iMAML ranks 1)")  # the second would have to beat it
+
+
+def _overtaken(c: Cell, step: int, ev: Evidence) -> v.Comparison | None:
+    """MAML or FOMAML against iMAML at ``step``, the one more for the claim (by t), each at the Bonferroni level."""
+    rivals = [k for k in ("maml", "fomaml") if k in c.nrmse]
+    late = [ev.compare(c, k, "imaml", step, " (overtaken?)", tests=len(rivals)) for k in rivals]
+    return max(late, key=_t, default=None)
+
+
+def _t(c: v.Comparison) -> float:
+    """A comparison's t statistic (a difference without spread: ±inf, or 0)."""
+    r = c.result
+    return r.diff / r.se if r.se > 0 else 0.0 if r.diff == 0 else math.copysign(math.inf, r.diff)
+
+
+IMAML_PARTS = ("second best at the beginning", "often overtaken later by MAML or FOMAML")
 
 
 def imaml(ev: Evidence):
-    comps = []
+    early, late = [], []
     for c in ev.figure2:
-        after = c.steps[c.steps > 0]
-        if "imaml" not in c.nrmse or not after.size:
+        steps = curve_steps(c)
+        if "imaml" not in c.nrmse or not steps:
             continue
-        first, last = int(after[0]), int(after[-1])
-        ranked = [k for k in c.nrmse if k in PAPER_KINDS]  # ranked among the paper's estimators
-        if len(ranked) >= 3:
-            order = sorted(ranked, key=lambda k: float(c.at(k, first).mean()))
-            rank = order.index("imaml")
-            if rank == 1:    # second: it must beat the third
-                comps.append(ev.compare(c, "imaml", order[2], first, " (first; iMAML second vs third)"))
-            elif rank > 1:   # it would have to beat the second
-                comps.append(ev.compare(c, "imaml", order[1], first, f" (first; iMAML ranks {rank + 1})"))
-            else:            # first: the second would have to beat it
-                comps.append(ev.compare(c, order[1], "imaml", first, " (first; iMAML ranks 1)"))
-        late = [ev.compare(c, k, "imaml", last, " (last)") for k in ("maml", "fomaml") if k in c.nrmse]
-        if late:
-            comps.append(next((x for x in late if x.outcome == v.SUPPORTS), max(late, key=lambda x: x.result.diff)))
-    return v.judge(comps, ev.preset, claimed="the claim's side"), comps
+        n_early, n_late = max(1, round(EARLY * len(steps))), max(1, round(LATE * len(steps)))
+        early += [x for s in steps[:n_early] if (x := _second(c, s, ev)) is not None]
+        late += [x for s in steps[-n_late:] if (x := _overtaken(c, s, ev)) is not None]
+    comps = early + late
+    if not comps:
+        return v.Verdict(v.UNTESTABLE, "no comparison in this configuration"), comps
+    parts = [(name, v.judge(cs, ev.preset, share, "the claim's side", family=comps) if cs else None)
+             for name, cs, share in ((IMAML_PARTS[0], early, v.ALL), (IMAML_PARTS[1], late, v.MAJORITY))]
+    rule = v.parts_rule([p.rule if p else None for _, p in parts])
+    lines = tuple(f"{name}: {p.rule} ({p.evidence})" if p else f"{name}: no data" for name, p in parts)
+    evidence = "; ".join(f"{name}: {p.rule}" if p else f"{name}: no data" for name, p in parts)
+    return v.Verdict(rule, evidence, tuple(v.comparison_reasons(comps, ev.preset)),
+                     v.NOT_COMPUTABLE not in [c.outcome for c in comps], lines), comps
 
 
-def _sweep(ev: Evidence, kind: str) -> v.Sweep | None:
+SWEEP = "steps"  # the profile rows of the sweep over K (at the initial θ)
+
+
+def _sweep(ev: Evidence, kind: str, variable: str = SWEEP) -> v.Sweep | None:
     est = next((e for e in ev.profile_estimators if ev.kinds.get(e) == kind), None)
-    rows = ev.profile[(ev.profile["variable"] == "steps") & (ev.profile["estimator"] == est)] \
+    rows = ev.profile[(ev.profile["variable"] == variable) & (ev.profile["estimator"] == est)] \
         if est is not None and not ev.profile.empty else pd.DataFrame()
     if rows.empty:
         return None
     rows = rows.sort_values("value")
+    spread = {c: floats(rows[c]) for c in ("ms_min", "ms_max") if c in rows}
     return v.Sweep(floats(rows["value"]), kept_bytes(rows), floats(rows["ms_median"]),
-                   ~rows["below_floor"].to_numpy(bool))
+                   ~rows["below_floor"].to_numpy(bool), spread.get("ms_min"), spread.get("ms_max"))
 
 
 def kept_bytes(rows: pd.DataFrame) -> np.ndarray:
@@ -210,12 +245,18 @@ def figure3(ev: Evidence):
 
 
 def figure4(ev: Evidence):
-    peers = {NAMES[k]: s for k in ("fomaml", "reptile", "imaml") if (s := _sweep(ev, k)) is not None}
-    return v.time_verdict(_sweep(ev, "amaml"), peers, _sweep(ev, "maml"), ev.preset, _repeats(ev)), []
+    """Comparable times at the trained θ (the sweep's, flagged not conclusive, where the profile has none)."""
+    from adjoint_meta.profile import TRAINED
+
+    trained = _sweep(ev, "amaml", TRAINED) is not None
+    variable = TRAINED if trained else SWEEP
+    peers = {NAMES[k]: s for k in ("fomaml", "reptile", "imaml") if (s := _sweep(ev, k, variable)) is not None}
+    return v.time_verdict(_sweep(ev, "amaml", variable), peers, _sweep(ev, "maml"), ev.preset, _repeats(ev),
+                          maml_amaml=_sweep(ev, "amaml"), trained=trained), []
 
 
-JUDGES = {"tables": tables, "both_k": both_k, "figure2": figure2, "maml1": maml1, "fomaml_reptile": fomaml_reptile,
-          "reptile": reptile, "imaml": imaml, "figure3": figure3, "figure4": figure4}
+JUDGES = {"tables": tables, "figure2": figure2, "maml1": maml1, "fomaml_reptile": fomaml_reptile, "reptile": reptile,
+          "imaml": imaml, "figure3": figure3, "figure4": figure4}
 
 
 def judge_all(ev: Evidence) -> dict[str, tuple[v.Verdict, list[v.Comparison]]]:
@@ -223,18 +264,41 @@ def judge_all(ev: Evidence) -> dict[str, tuple[v.Verdict, list[v.Comparison]]]:
     return {key: JUDGES[key](ev) for key in paper()["claims"]}
 
 
+def _say(c: v.Comparison) -> str:
+    lo, hi = c.result.rel_interval
+    return (f"{c.other} − {c.ref} in {c.where}: {c.result.rel:+.1%} of {c.ref}'s nRMSE (interval {lo:+.1%} "
+            f"to {hi:+.1%}; {c.outcome})")
+
+
 def strongest(comps: list[v.Comparison]) -> str:
     """One sentence: the comparison most against the claim and the one most for it."""
     worst, best = v.extremes(comps)
     if worst is None:
         return ""
+    return f"Most against the claim: {_say(worst)}." if worst is best else \
+        f"Most against the claim: {_say(worst)}. Most for it: {_say(best)}."
 
-    def say(c: v.Comparison) -> str:
-        lo, hi = c.result.rel_interval
-        return (f"{c.other} − {c.ref} in {c.where}: {c.result.rel:+.1%} of {c.ref}'s nRMSE (interval {lo:+.1%} "
-                f"to {hi:+.1%}; {c.outcome})")
-    return f"Most against the claim: {say(worst)}." if worst is best else \
-        f"Most against the claim: {say(worst)}. Most for it: {say(best)}."
+
+def _pct(x: float, spec: str = "+.1%") -> str:
+    return format(x, spec) if np.isfinite(x) else "–"
+
+
+def comparison_rows(comps: list[v.Comparison]) -> list[dict]:
+    """One row per comparison of a claim, as the report lists them: the difference relative to the better-claimed
+    estimator's nRMSE, its interval, p-value, outcome (decisive after Holm over the claim, or not), the per-seed
+    mean differences, the seeds' share of the variance, and the smallest difference it could have detected."""
+    out = []
+    for c, strong in zip(comps, v.decisive(comps)):
+        r = c.result
+        lo, hi = r.rel_interval
+        base = r.base if r.base else np.nan
+        out.append({"where": c.where, "pair": f"{c.other} − {c.ref}", "rel": _pct(r.rel),
+                    "interval": f"{_pct(lo)} to {_pct(hi)}" + (f" ({r.level:.1%})" if r.level != v.LEVEL else ""),
+                    "p": "–" if not np.isfinite(c.p) else f"{c.p:.2g}",
+                    "outcome": c.outcome + (" (decisive)" if strong != v.UNDECIDED else ""),
+                    "seed_means": ", ".join(_pct(m / base) for m in r.seed_means),
+                    "seed_share": _pct(r.seed_share, ".0%"), "mdd": _pct(r.mdd / base, ".1%")})
+    return out
 
 
 def evidence(params: dict, profiles: pd.DataFrame, base) -> Evidence:
@@ -246,40 +310,41 @@ def evidence(params: dict, profiles: pd.DataFrame, base) -> Evidence:
                     figure2=loading.cells(params, base, others), profile=rows,
                     profile_estimators=list(prof["estimators"]) if prof else [],
                     kinds={name: cfg["kind"] for name, cfg in params["estimators"].items()},
-                    preset=params["preset"], compare=Comparer(params["seed"]))
+                    preset=params["preset"], compare=Comparer())
 
 
-STATUS = {v.HOLDS: "holds", v.IN_PART: "part", v.NOT_HOLD: "fails", v.UNTESTABLE: "untested"}
+STATUS = {v.HOLDS: "holds", v.IN_PART: "part", v.NOT_HOLD: "fails", v.NOT_SHOWN: "unshown", v.UNTESTABLE: "untested"}
 
 
 def _links(key: str, ev: Evidence) -> list[dict]:
     tables = [{"href": f"#exp-{e}", "label": e} for e in ev.tables]
     fig2 = [{"href": f"#exp-{e}", "label": e} for e in dict.fromkeys(c.experiment for c in ev.figure2)]
-    profile = [] if ev.profile.empty or "steps" not in set(ev.profile["variable"]) else [
+    profile = [] if ev.profile.empty or SWEEP not in set(ev.profile["variable"]) else [
         {"href": f"#fig-profile_{FIGURES_3_4}_steps_{m}", "label": f"{FIGURES_3_4}: {m} vs K"}
         for m in ("memory", "time")]
-    return {"tables": tables, "both_k": tables, "figure2": fig2, "maml1": fig2, "imaml": fig2,
-            "fomaml_reptile": tables + fig2, "reptile": tables + fig2, "figure3": profile[:1],
-            "figure4": profile[1:]}[key]
+    return {"tables": tables, "figure2": fig2, "maml1": fig2, "imaml": fig2, "fomaml_reptile": tables + fig2,
+            "reptile": tables + fig2, "figure3": profile[:1], "figure4": profile[1:]}[key]
 
 
-def rows(ev: Evidence) -> list[dict]:
+def rows(ev: Evidence, judged: dict | None = None) -> list[dict]:
     """One row per claim for the report's verdict table (plain strings; the template escapes them)."""
     out = []
-    for key, (verdict, comps) in judge_all(ev).items():
+    for key, (verdict, comps) in (judged or judge_all(ev)).items():
         claim = paper()["claims"][key]
         out.append({"key": key, "text": claim["text"], "quote": claim["quote"], "rule": RULES[key],
                     "verdict": verdict.text, "status": STATUS[verdict.rule] if verdict.text == verdict.rule else "open",
-                    "evidence": verdict.evidence, "reasons": "; ".join(verdict.reasons),
-                    "detail": strongest(comps), "links": _links(key, ev)})
+                    "evidence": verdict.evidence, "breakdown": list(verdict.breakdown),
+                    "reasons": "; ".join(verdict.reasons), "detail": strongest(comps), "links": _links(key, ev),
+                    "comparisons": comparison_rows(comps)})
     return out
 
 
 def method() -> dict:
     """The test and the generic rules, as the report states them under the verdict table."""
-    return {"test": f"Each comparison is a paired bootstrap over training seeds and test tasks: {v.REPLICATES:,} "
-                    "replicates (seeded from the master seed), each drawing the seeds, then the test tasks, with "
-                    "replacement and taking the mean nRMSE difference; its interval is the "
-                    f"{v.LEVEL:.0%} percentile range. Relative differences are of the mean nRMSE of the estimator "
-                    "the claim says is better.",
+    return {"test": "Each comparison is a t interval on the mean nRMSE difference over training seeds and test "
+                    "tasks, taken as crossed random effects (seed, task, and their interaction): its variance is the "
+                    "spread of the per-seed means plus the tasks' variance beyond the interaction, with "
+                    f"Satterthwaite's degrees of freedom ({v.LEVEL:.0%}, docs/statistics.md). Relative differences "
+                    "are of the mean nRMSE of the estimator the claim says is better; the smallest detectable "
+                    f"difference is the one the comparison finds with probability {v.POWER:.0%}.",
             "rules": list(v.RULES.values())}

@@ -1,5 +1,5 @@
 """The report's few-shot section: accuracy against fine-tuning steps for every learned
-initialization and for Prototypical Networks, a table with the seed spread and the paired bootstrap
+initialization and for Prototypical Networks, a table with the seed spread and the paired interval
 against the reference, and a plain statement of what the numbers say."""
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """The report's section on learned inner step sizes (beyond the paper): each configuration that learns
-its step sizes set against the same estimator with alpha fixed, by the paired bootstrap over training
+its step sizes set against the same estimator with alpha fixed, by the paired interval over training
 seeds and test tasks that the verdicts use; the learned step sizes over the meta-steps; and where
 they ended."""
 from __future__ import annotations
@@ -51,7 +51,7 @@ def counterparts(params: dict, experiment: str, estimator: str) -> list[tuple[st
 
 def comparisons(params: dict, base: Path) -> list[dict]:
     """One row per (rate experiment, dataset, setting, configuration learning its step sizes, counterpart):
-    its nRMSE at K and the counterpart's (means over seeds and tasks), and the bootstrap of the difference
+    its nRMSE at K and the counterpart's (means over seeds and tasks), and the paired interval of the difference
     learned - counterpart (negative: this configuration fine-tunes to a lower error)."""
     out = []
     for e in paths.rate_experiments(params):
@@ -69,8 +69,7 @@ def comparisons(params: dict, base: Path) -> list[dict]:
                         out.append(row)
                     for other, where in pairs:
                         fixed = _at_k(params, base, where, ds, st, other)
-                        name = f"rates/{e}/{ds}/{st}/{est}/{other}"
-                        b = verdicts.paired_bootstrap(fixed, learned, verdicts.bootstrap_seed(params["seed"], name))
+                        b = verdicts.paired_interval(fixed, learned)
                         out.append({**row, "fixed_name": params["estimators"][other].get("label", other),
                                     "fixed_learns": bool(params["estimators"][other].get("learn_rate")),
                                     "fixed": b.base, "diff": b.diff, "lo": b.lo, "hi": b.hi, "seeds": b.seeds,
@@ -78,7 +77,7 @@ def comparisons(params: dict, base: Path) -> list[dict]:
     return out
 
 
-def _says(b: verdicts.Bootstrap) -> str:
+def _says(b: verdicts.Interval) -> str:
     if b.seeds < verdicts.MIN_SEEDS:
         return f"not conclusive ({b.seeds} seed{'s' if b.seeds != 1 else ''})"
     if b.hi < 0:
