@@ -240,7 +240,7 @@ def _page(verdict_rows: list[dict]) -> str:
          "seeds": 2, "table": tables.results(_table(), "table1"), "figure": fig}
     return report.render({
         "params": params, "verdicts": verdict_rows, "verdict_method": claims.method(), "generated": "now",
-        "params_hash": "h", "commit": "c",
+        "params_hash": "h", "commit": "c", "trained_commit": None, "pending_units": [],
         "discussion": {k: [] for k in ("tables", "curves", "maml_tables", "maml_figure2", "ablation", "baselines",
                                         "profiles", "accuracy")} |
         {"released_code": "r"},
