@@ -69,8 +69,8 @@ def test_publish_copies_every_finished_unit_with_its_manifest(published, snakema
     params = config.load(snakemake_run / "params.yaml")
     for files in publish.unit_files(params).values():
         for f in files["required"]:
-            assert f in manifest["files"], f
-            assert manifest["files"][f] == publish.sha256(published / f)
+            assert publish.stored(f) in manifest["files"], f
+            assert manifest["files"][publish.stored(f)] == publish.sha256(published / publish.stored(f))
     assert set(manifest["files"]) == {str(p.relative_to(published)) for p in published.rglob("*")
                                       if p.is_file()} - {publish.MANIFEST}
     assert not any(f.endswith(".parquet") for f in manifest["files"])  # the raw data, reshaped: never published
@@ -140,3 +140,24 @@ def test_claims_whose_results_are_not_in_read_not_yet_run(snakemake_run, tmp_pat
     assert "not yet run" in html and f"experiment:{others[0]}" in html
     block = publish.readme_block(out)
     assert "still running: " in block and f"experiment:{others[0]}" in block
+
+
+def test_compressed_results_expand_to_the_same_bytes_and_compress_reproducibly(tmp_path):
+    rel = "results/eval/x/seed0.csv"
+    text = "step,task,nrmse\n" + "".join(f"{i},0,{i / 7:.6f}\n" for i in range(25))
+    for run in ("a", "b"):
+        (tmp_path / run / rel).parent.mkdir(parents=True)
+        (tmp_path / run / rel).write_text(text)
+        assert publish.compress(tmp_path / run / rel).name == Path(publish.stored(rel)).name
+    assert publish.sha256(tmp_path / "a" / publish.stored(rel)) == publish.sha256(tmp_path / "b" / publish.stored(rel))
+    publish.expand(tmp_path / "a")
+    assert (tmp_path / "a" / rel).read_text() == text and not (tmp_path / "a" / publish.stored(rel)).exists()
+
+
+def test_a_thinned_training_log_keeps_every_tenth_step_and_the_last(tmp_path):
+    log = tmp_path / "results" / "train" / "seed0.csv"
+    log.parent.mkdir(parents=True)
+    log.write_text("meta_step,query_loss\n" + "".join(f"{i},{1 / i:.5f}\n" for i in range(1, 26)))
+    publish.compress(log, thin=10)
+    publish.expand(tmp_path)
+    assert [line.split(",")[0] for line in log.read_text().splitlines()] == ["meta_step", "10", "20", "25"]

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import csv
 import datetime as _dt
+import gzip
 import io
 import json
 import os
@@ -33,6 +34,8 @@ VERDICTS = "verdicts.csv"  # the verdict table, one row per claim
 NOT_YET_RUN = "not yet run"
 VERDICT_COLUMNS = ["key", "claim", "verdict", "evidence", "detail"]
 FEWSHOT_UNIT = "fewshot"
+RESULTS = "results"  # the jobs' outputs; their CSVs are published compressed
+THIN_TRAIN_LOG = 10  # a published training log keeps every 10th meta-step (and the last); no report reads it
 # the units each claim of reference/paper.yaml is judged on, by group: the experiments with a table in the
 # paper, the other (Figure 2) experiments, and the profile of Figures 3-4
 CLAIM_GROUPS = {"tables": ("tables",), "figure2": ("figure2",), "maml1": ("figure2",),
@@ -211,6 +214,10 @@ def publish(run_root: str | Path, out_dir: str | Path, release: str) -> dict:
         for d in config.baseline_datasets(full):
             (work / paths.TASKS.format(dataset=d)).unlink(missing_ok=True)
         write_text(str(work / VERDICTS), verdict_csv(rows))
+        train_logs = {paths.TRAIN_LOG.format(**c.as_dict()) for c in config.cells(full)}
+        for p in sorted(work.glob(f"{RESULTS}/**/*.csv")):
+            rel = str(p.relative_to(work))
+            compress(p, thin=THIN_TRAIN_LOG if rel in train_logs else 1)
         files = sorted(str(p.relative_to(work)) for p in work.rglob("*") if p.is_file())
         manifest = {
             "release": release,
@@ -274,6 +281,33 @@ def verify(folder: str | Path) -> dict:
     return manifest
 
 
+def compress(path: Path, thin: int = 1) -> Path:
+    """``path`` (a CSV) as ``path.gz``, byte for byte reproducible (no time stamp in the header); with
+    ``thin`` > 1 only the header, every ``thin``-th row and the last row are kept."""
+    lines = path.read_bytes().splitlines(keepends=True)
+    if thin > 1 and len(lines) > 2:
+        body = lines[1:]
+        lines = [lines[0]] + [r for i, r in enumerate(body, 1) if i % thin == 0 or i == len(body)]
+    out = path.with_name(path.name + ".gz")
+    with open(out, "wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as gz:
+        gz.write(b"".join(lines))
+    path.unlink()
+    return out
+
+
+def expand(folder: Path) -> None:
+    """Every compressed result under ``folder`` back to its CSV (what the report reads)."""
+    for p in sorted(folder.glob(f"{RESULTS}/**/*.csv.gz")):
+        with gzip.open(p, "rb") as gz:
+            p.with_name(p.name[:-3]).write_bytes(gz.read())
+        p.unlink()
+
+
+def stored(rel: str) -> str:
+    """Where a pipeline file lies in a published folder (results' CSVs compressed)."""
+    return rel + ".gz" if rel.startswith(RESULTS + "/") and rel.endswith(".csv") else rel
+
+
 def rebuild(folder: str | Path, out_html: str | Path) -> Path:
     """The report rebuilt from a published folder (checked first) as ``out_html``, with its figures
     (``figures/``) and the verdict table (``verdicts.csv``) beside it; returns the report's path."""
@@ -284,6 +318,7 @@ def rebuild(folder: str | Path, out_html: str | Path) -> Path:
     with tempfile.TemporaryDirectory(prefix="rebuild-") as tmp:
         work = Path(tmp) / "release"
         shutil.copytree(folder, work)
+        expand(work)
         for stale in [paths.REPORT, VERDICTS]:
             (work / stale).unlink(missing_ok=True)
         shutil.rmtree(work / Path(paths.FIGURE).parent, ignore_errors=True)
