@@ -24,7 +24,7 @@ class MetaResult:
     """One meta-gradient: ``grads`` maps each parameter name of the module to dJ/dtheta in that
     parameter's shape (the mean over the tasks); ``rate_grad`` is dJ/d``log_rates`` where step sizes
     are learned by gradient (else None); ``query_loss [B]`` is each task's query loss after its inner
-    loop and ``loss`` their mean; ``stats`` the estimator's counters."""
+    loop and ``loss`` their mean; ``stats`` the estimator's counters and the backend that ran it."""
     grads: dict[str, Tensor]
     rate_grad: Tensor | None
     query_loss: Tensor
@@ -119,7 +119,7 @@ class MetaLearner(nn.Module):
                 rate_grad = wrapped.to_module_layout(rate_grad)
             rate_grad = rate_grad.clone()
         query_loss = mg.query_loss.detach().clone()
-        return MetaResult(grads, rate_grad, query_loss, query_loss.mean(), dict(mg.stats))
+        return MetaResult(grads, rate_grad, query_loss, query_loss.mean(), {**mg.stats, "backend": wrapped.backend})
 
     def backward(self, tasks: Tasks | Sequence) -> MetaResult:
         """The meta-gradient, added to the ``.grad`` of ``meta_parameters()`` as autograd would."""
