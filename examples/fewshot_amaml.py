@@ -43,7 +43,8 @@ for name in ("amaml", "maml"):
     net = nn.Sequential(nn.Linear(DIM, 64), nn.Tanh(), nn.Linear(64, 64), nn.Tanh(), nn.Linear(64, WAYS))
     learner = MetaLearner(net, nn.CrossEntropyLoss(), name, steps=args.steps, alpha=0.1)
     opt = torch.optim.Adam(learner.meta_parameters(), lr=3e-3)
-    print(f"{name}: held-out accuracy after {args.steps} inner steps, before meta-training {accuracy(learner, test):.3f}")
+    print(f"{name}: held-out accuracy after {args.steps} inner steps, before meta-training "
+          f"{accuracy(learner, test):.3f}")
     for step in range(1, args.meta_steps + 1):
         opt.zero_grad()
         result = learner.backward(tasks(8))

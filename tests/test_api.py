@@ -270,3 +270,15 @@ def test_bad_tasks_and_losses_are_refused_when_the_call_is_made():
     refused(r"loss: .*must be the mean over its examples", lambda: summed.meta_gradient(tasks))
     refused(r"backend='mlp': the hand-derived MLP cannot compute this module and loss \(layer 1 is a LayerNorm",
             lambda: MetaLearner(net, "mse", steps=5, alpha=0.1, backend="mlp").meta_gradient(tasks))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("make", [layernorm_gelu, tanh_mlp])
+def test_cuda_float32_matches_cpu(make):
+    net, tasks = make(), task_list()
+    cpu = MetaLearner(net, "mse", "maml_adjoint", steps=10, alpha=0.1, keep_every="sqrt").meta_gradient(tasks)
+    gpu_net = make().float().cuda()
+    gpu_tasks = [tuple((x.float().cuda(), y.float().cuda()) for x, y in task) for task in tasks]
+    gpu = MetaLearner(gpu_net, "mse", "maml_adjoint", steps=10, alpha=0.1, keep_every="sqrt").meta_gradient(gpu_tasks)
+    for name, g in cpu.grads.items():
+        torch.testing.assert_close(gpu.grads[name].double().cpu(), g, rtol=1e-3, atol=1e-5)
