@@ -86,7 +86,10 @@ class FuncLinearization:
                 + (self.graph_bytes if self.graph is not None else 0))
 
     def without_grad(self) -> "FuncLinearization":
-        return replace(self, grad=None)
+        """The state without its gradient, and without the gradient's graph: what a recomputed segment
+        of a checkpointed trajectory keeps (a state per step, not a graph; the first product at the
+        state rebuilds the graph, one gradient pass, so that checkpoints keep their memory low)."""
+        return replace(self, grad=None, graph=None, graph_bytes=0)
 
     def for_storage(self) -> "FuncLinearization":
         return replace(self, grad=None, loss=None)
