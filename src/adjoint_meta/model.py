@@ -1,6 +1,7 @@
 """Task-stacked functional MLP with hand-derived batched gradient and Hessian-vector product.
-(About 470 lines: the forward pass, the gradient, the linearization and the R-passes of one model
+(About 370 lines: the forward pass, the gradient, the linearization and the R-passes of one model
 share its layer bookkeeping and the derivation below, and are tested against autograd together.)
+The data it reads (``Data``) and what its linearization keeps (``Linearization``) are in ``interface``.
 
 Parameters of B tasks are one tensor ``u`` of shape ``[B, P]`` (a flat vector per
 task); layer ``l`` reads its weight ``W_l [B, n_in, n_out]`` and bias ``b_l
