@@ -42,7 +42,7 @@ from adjoint_meta.fewshot import cnn  # noqa: E402
 from adjoint_meta.fewshot.digits import SHAPE  # noqa: E402
 from adjoint_meta.funcmodel import FuncModel, cross_entropy  # noqa: E402
 from adjoint_meta.memory import saved_tensor_bytes  # noqa: E402
-from adjoint_meta.model import Data  # noqa: E402
+from adjoint_meta.interface import Data  # noqa: E402
 from adjoint_meta.runtime import tune_allocator  # noqa: E402
 
 ALPHA = 0.01

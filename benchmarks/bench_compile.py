@@ -23,7 +23,8 @@ from common import VARIANTS, interleaved_ms  # noqa: E402
 
 from adjoint_meta.estimators import InnerProblem, build  # noqa: E402
 from adjoint_meta.estimators.core import stack  # noqa: E402
-from adjoint_meta.model import MLP, Data  # noqa: E402
+from adjoint_meta.interface import Data  # noqa: E402
+from adjoint_meta.model import MLP  # noqa: E402
 from adjoint_meta.runtime import tune_allocator  # noqa: E402
 
 WORKLOADS = {  # name: (sizes, support, query, K, one-hot inputs)

@@ -29,7 +29,7 @@ from common import cf_setup, interleaved_ms, steps_args  # noqa: E402
 from adjoint_meta import backends  # noqa: E402
 from adjoint_meta.estimators import InnerProblem, build  # noqa: E402
 from adjoint_meta.estimators.core import plain_training  # noqa: E402
-from adjoint_meta.model import linearized_grad_and_hvps  # noqa: E402
+from adjoint_meta.interface import linearized_grad_and_hvps  # noqa: E402
 from adjoint_meta.memory import measure_peak  # noqa: E402
 from adjoint_meta.rates import Layout, SelectionEs, forward_rate_grad  # noqa: E402
 

@@ -12,7 +12,8 @@ import torch
 
 from adjoint_meta import config, kinds
 from adjoint_meta.estimators import InnerProblem
-from adjoint_meta.model import MLP, Data
+from adjoint_meta.interface import Data
+from adjoint_meta.model import MLP
 from adjoint_meta.runtime import tune_allocator
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -4,12 +4,14 @@
 #
 #   bash benchmarks/gpu_check.sh            # RTOL=1e-3 by default: RTOL=... bash benchmarks/gpu_check.sh
 #
-# 1. the tests that run on CUDA when one is visible (tests/test_funcmodel.py, tests/test_memory.py);
+# 1. the tests that run on CUDA when one is visible (tests/test_funcmodel.py, tests/test_memory.py,
+#    tests/test_api.py);
 # 2. the test configuration through Snakemake twice, with runtime.device cpu and then cuda, in two
 #    scratch copies, and every nRMSE and RMSE of reports/metrics.json compared: the largest relative
 #    difference is printed, and the check fails above RTOL (float32 on two devices: the same
 #    arithmetic in another order, amplified by training and fine-tuning);
-# 3. benchmarks/bench_backends.py on CUDA, with torch.cuda.max_memory_allocated per method.
+# 3. benchmarks/bench_backends.py on CUDA, with torch.cuda.max_memory_allocated per method;
+# 4. benchmarks/bench_library.py on CUDA at K = $STEPS and 2,000.
 # Nothing here is needed on a machine without a GPU; the project never depends on one.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,7 +23,7 @@ work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 
 echo "== 1. tests on CUDA"
-"$PY" -m pytest -q -p no:cacheprovider tests/test_funcmodel.py tests/test_memory.py -k cuda
+"$PY" -m pytest -q -p no:cacheprovider tests/test_funcmodel.py tests/test_memory.py tests/test_api.py -k cuda
 
 echo "== 2. the test configuration on cpu and on cuda"
 for dev in cpu cuda; do
@@ -58,3 +60,6 @@ EOF
 
 echo "== 3. the backends benchmark on cuda"
 "$PY" benchmarks/bench_backends.py --device cuda --steps "$STEPS"
+
+echo "== 4. the library's benchmark on cuda (the API against TorchOpt, higher and MixFlow)"
+"$PY" benchmarks/bench_library.py --device cuda --steps "$STEPS" 2000

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import torch
 
-from adjoint_meta.model import MLP, Data
+from adjoint_meta.interface import Data
+from adjoint_meta.model import MLP
 
 D = torch.float64
 

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from adjoint_meta import config, make_tasks, train
-from adjoint_meta.model import MLP, Data
+from adjoint_meta.interface import Data
+from adjoint_meta.model import MLP
 from conftest import TEST_PARAMS
 
 pytestmark = pytest.mark.skipif(shutil.which("g++") is None and shutil.which("c++") is None,

@@ -14,7 +14,8 @@ import torch
 
 import reference as ref
 from adjoint_meta.estimators import InnerProblem, available, build
-from adjoint_meta.model import MLP, Data
+from adjoint_meta.interface import Data
+from adjoint_meta.model import MLP
 
 D = torch.float64
 SIZES = [2, 6, 6, 1]

@@ -17,7 +17,7 @@ from adjoint_meta.estimators import InnerProblem
 from adjoint_meta.fewshot import PROTONET, cnn, run, summary
 from adjoint_meta.fewshot.digits import SHAPE, Digits, Episodes, FewShotError, split
 from adjoint_meta.fewshot.protonet import Episodic, ProtoNet
-from adjoint_meta.model import Data
+from adjoint_meta.interface import Data
 
 D = torch.float64
 

@@ -21,7 +21,8 @@ from adjoint_meta.estimators import InnerProblem, available, build
 from adjoint_meta.fewshot import cnn
 from adjoint_meta.fewshot.digits import SHAPE
 from adjoint_meta.funcmodel import FuncModel, ModelError, cross_entropy, squared_error
-from adjoint_meta.model import MLP, Data
+from adjoint_meta.interface import Data
+from adjoint_meta.model import MLP
 
 D = torch.float64
 K, ALPHA = 6, 0.05

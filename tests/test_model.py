@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from adjoint_meta.backends import build as build_model
-from adjoint_meta.model import MLP, Data
+from adjoint_meta.interface import Data
+from adjoint_meta.model import MLP
 
 D = torch.float64
 

@@ -14,7 +14,8 @@ import pytest
 import torch
 
 from adjoint_meta import config, evaluate, kinds, make_tasks, nrmse, paths, summarize, train
-from adjoint_meta.model import MLP, Data
+from adjoint_meta.interface import Data
+from adjoint_meta.model import MLP
 from adjoint_meta.report import candidates, loading
 from adjoint_meta.summarize import MissingResultError
 from conftest import ROOT, TEST_PARAMS

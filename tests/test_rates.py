@@ -9,7 +9,8 @@ import torch
 import reference as ref
 from adjoint_meta import backends
 from adjoint_meta.estimators import InnerProblem, build
-from adjoint_meta.model import MLP, Data
+from adjoint_meta.interface import Data
+from adjoint_meta.model import MLP
 from adjoint_meta.rates import Layout, SelectionEs, forward_rate_grad
 
 D = torch.float64

@@ -6,7 +6,8 @@ import torch
 
 from adjoint_meta import memory
 from adjoint_meta.estimators import InnerProblem, build
-from adjoint_meta.model import MLP, Data
+from adjoint_meta.interface import Data
+from adjoint_meta.model import MLP
 
 N = 1000
 F64 = 8  # bytes of a float64

@@ -10,13 +10,14 @@ from __future__ import annotations
 from typing import Sequence
 
 from adjoint_meta.funcmodel import FuncModel, MLPModule, squared_error
+from adjoint_meta.interface import TaskModel
 from adjoint_meta.model import MLP
 
 BACKENDS = ("mlp", "torch_func")
 DEFAULT = "mlp"
 
 
-def build(input_dim: int, hidden: Sequence[int], activation: str, backend: str = DEFAULT) -> MLP | FuncModel:
+def build(input_dim: int, hidden: Sequence[int], activation: str, backend: str = DEFAULT) -> TaskModel:
     sizes = [int(input_dim), *map(int, hidden), 1]
     mlp = MLP(sizes, activation)
     if backend == "mlp":
@@ -26,7 +27,7 @@ def build(input_dim: int, hidden: Sequence[int], activation: str, backend: str =
     raise ValueError(f"backend {backend!r}; allowed values: {', '.join(BACKENDS)}")
 
 
-def of_dataset(ds_cfg: dict, input_dim: int, hidden: Sequence[int] | None = None) -> MLP | FuncModel:
+def of_dataset(ds_cfg: dict, input_dim: int, hidden: Sequence[int] | None = None) -> TaskModel:
     """The model of dataset configuration ``ds_cfg`` (its ``hidden`` sizes unless given)."""
     return build(input_dim, ds_cfg["hidden"] if hidden is None else hidden, ds_cfg["activation"],
                  ds_cfg.get("backend", DEFAULT))

@@ -26,7 +26,7 @@ import torch
 
 from adjoint_meta import kinds, nrmse
 from adjoint_meta.evaluate import _stats, definitions_of
-from adjoint_meta.model import Data
+from adjoint_meta.interface import Data
 from adjoint_meta.tasks import TaskPool
 
 Tensor = torch.Tensor

@@ -29,14 +29,14 @@ import torch
 from adjoint_meta import backends, model_file, nrmse, optim, runtime
 from adjoint_meta.estimators.core import stack
 from adjoint_meta.io import atomic_path, write_json
-from adjoint_meta.model import MLP, Data
+from adjoint_meta.interface import Data, TaskModel
 from adjoint_meta.rates import rate_for
 from adjoint_meta.tasks import TaskPool
 
 ADAM_WEIGHT_DECAY = 1e-6  # the released code's fine-tuning optimizer
 
 
-def in_units(model: MLP, u: torch.Tensor, data: Data, shift: float = 0.0,
+def in_units(model: TaskModel, u: torch.Tensor, data: Data, shift: float = 0.0,
              scale: float = 1.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Predictions, targets and the mask of existing examples, in the data's original units (float64)."""
     mask = (data.w > 0).to(torch.float64)
@@ -44,7 +44,7 @@ def in_units(model: MLP, u: torch.Tensor, data: Data, shift: float = 0.0,
     return pred, data.y.to(torch.float64) * scale + shift, mask
 
 
-def errors(model: MLP, u: torch.Tensor, data: Data, shift: float = 0.0,
+def errors(model: TaskModel, u: torch.Tensor, data: Data, shift: float = 0.0,
            scale: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-task (nRMSE, RMSE) over the examples with positive weight, in original units."""
     pred, y, mask = in_units(model, u, data, shift, scale)
@@ -57,7 +57,7 @@ def record_steps(eval_steps: int, every: int, marks: list[int]) -> list[int]:
     return sorted(steps)
 
 
-def finetune(model: MLP, theta: torch.Tensor, support: Data, steps: list[int], optimizer: str,
+def finetune(model: TaskModel, theta: torch.Tensor, support: Data, steps: list[int], optimizer: str,
              lr: float | torch.Tensor) -> Iterator[tuple[int, torch.Tensor]]:
     """Fine-tune every test task from theta on its support examples (all tasks stacked: one batched
     run) and yield ``(step, u)`` at each of the increasing ``steps``; ``u [T, P]`` is the live
@@ -79,7 +79,7 @@ def finetune(model: MLP, theta: torch.Tensor, support: Data, steps: list[int], o
         yield stop, u
 
 
-def finetune_curve(model: MLP, theta: torch.Tensor, support: Data, evaluation: Data, steps: list[int],
+def finetune_curve(model: TaskModel, theta: torch.Tensor, support: Data, evaluation: Data, steps: list[int],
                    optimizer: str, lr: float, target: dict | None = None) -> dict[int, tuple[torch.Tensor, torch.Tensor]]:
     """Errors of all test tasks at each step in ``steps`` while fine-tuning from theta."""
     scaling = (float(target["shift"]), float(target["scale"])) if target else (0.0, 1.0)
@@ -104,7 +104,7 @@ def _per_task(values: torch.Tensor, **extra) -> dict:
     return {"value": stats["mean"], **stats, **extra, "per_task": v}
 
 
-def definitions_at(model: MLP, u: torch.Tensor, support: Data, evaluation: Data, shift: float, scale: float,
+def definitions_at(model: TaskModel, u: torch.Tensor, support: Data, evaluation: Data, shift: float, scale: float,
                    span: float) -> dict:
     """Every candidate definition (``nrmse.DEFINITIONS``) that reads the tasks' state after K steps
     ``u``, that is all but the released protocol's; ``span`` is definition 3's range."""
@@ -126,7 +126,7 @@ def definitions_of(pred, y, mask, pred_s, y_s, mask_s, shift: float, scale: floa
     }
 
 
-def released_protocol(model: MLP, theta: torch.Tensor, support: Data, evaluation: Data, protocol: dict,
+def released_protocol(model: TaskModel, theta: torch.Tensor, support: Data, evaluation: Data, protocol: dict,
                       shift: float, scale: float) -> dict:
     """Definition 7: Adam (``protocol``'s lr, weight decay 1e-6) from theta for ``protocol['steps']``
     steps, definition 1 recorded every ``record_every`` steps (and at step 0); the per-task values at

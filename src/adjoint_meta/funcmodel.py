@@ -37,7 +37,7 @@ from torch import nn
 from torch.func import functional_call, grad, jvp, vmap
 
 from adjoint_meta.memory import saved_tensor_bytes
-from adjoint_meta.model import Data, linearized_grad_and_hvps
+from adjoint_meta.interface import Data, linearized_grad_and_hvps
 
 Tensor = torch.Tensor
 Loss = Callable[[Tensor, Tensor, Tensor], Tensor]
@@ -55,6 +55,15 @@ def cross_entropy(out: Tensor, y: Tensor, w: Tensor) -> Tensor:
 
 
 HVP_METHODS = ("double_backward", "jvp")
+# the shape of one example's target and its dtype (None: the outputs' dtype); what the probes of a
+# module and loss pass as targets
+Target = tuple[tuple[int, ...], torch.dtype | None]
+
+
+def _probe_targets(target: Target, n: int, like: Tensor, tasks: tuple[int, ...] = ()) -> Tensor:
+    """Zero targets of ``n`` examples (after the leading ``tasks`` dimensions) for a probe call."""
+    shape, dtype = target
+    return torch.zeros(*tasks, n, *shape, dtype=dtype or like.dtype, device=like.device)
 
 
 class ModelError(ValueError):
@@ -77,7 +86,10 @@ class FuncLinearization:
                 + (self.graph_bytes if self.graph is not None else 0))
 
     def without_grad(self) -> "FuncLinearization":
-        return replace(self, grad=None)
+        """The state without its gradient, and without the gradient's graph: what a recomputed segment
+        of a checkpointed trajectory keeps (a state per step, not a graph; the first product at the
+        state rebuilds the graph, one gradient pass, so that checkpoints keep their memory low)."""
+        return replace(self, grad=None, graph=None, graph_bytes=0)
 
     def for_storage(self) -> "FuncLinearization":
         return replace(self, grad=None, loss=None)
@@ -88,7 +100,7 @@ class FuncLinearization:
         return FuncLinearization(cut(self.u), cut(self.grad), cut(self.loss))
 
 
-def _refuse(module: nn.Module, loss: Loss, input_shape: tuple[int, ...]) -> None:
+def _refuse(module: nn.Module, loss: Loss, input_shape: tuple[int, ...], target: Target) -> None:
     name = type(module).__name__
     for pname, p in module.named_parameters():
         if not p.is_floating_point():
@@ -101,7 +113,7 @@ def _refuse(module: nn.Module, loss: Loss, input_shape: tuple[int, ...]) -> None
                              "call .eval() on it, build it with track_running_stats=False, or use GroupNorm/LayerNorm")
     with torch.no_grad():
         out = module(torch.zeros(2, *input_shape, dtype=next(module.parameters()).dtype))
-        value = loss(out, torch.zeros(2, dtype=out.dtype), torch.full((2,), 0.5, dtype=out.dtype))
+        value = loss(out, _probe_targets(target, 2, out), torch.full((2,), 0.5, dtype=out.dtype))
     if not isinstance(value, Tensor) or value.dim() != 0:
         shape = tuple(value.shape) if isinstance(value, Tensor) else type(value).__name__
         raise ModelError(f"{name}: the loss returns {shape} for one task, not a scalar; sum or average it over "
@@ -150,11 +162,15 @@ class MLPModule(nn.Module):
 class FuncModel:
     """``module`` (examples of shape ``input_shape``) and ``loss`` on task-stacked flat parameters.
     ``init(generator, dtype)``, when given, draws the initial theta instead of the module's own
-    ``reset_parameters`` (``backends`` gives an MLP the hand-derived model's initialization)."""
+    ``reset_parameters`` (``backends`` gives an MLP the hand-derived model's initialization).
+    ``target_shape`` and ``target_dtype`` describe one example's target (by default a number of the
+    parameters' dtype) for the calls that probe the module and the loss."""
 
     def __init__(self, module: nn.Module, loss: Loss = squared_error, input_shape: tuple[int, ...] = (1,),
-                 init: Callable[[torch.Generator, torch.dtype], Tensor] | None = None, hvp: str = "double_backward"):
-        _refuse(module, loss, tuple(input_shape))
+                 init: Callable[[torch.Generator, torch.dtype], Tensor] | None = None, hvp: str = "double_backward",
+                 target_shape: tuple[int, ...] = (), target_dtype: torch.dtype | None = None):
+        self._target: Target = (tuple(target_shape), target_dtype)
+        _refuse(module, loss, tuple(input_shape), self._target)
         self.module, self.loss_fn, self.input_shape, self._init = module, loss, tuple(input_shape), init
         named = list(module.named_parameters())
         self.names = [n for n, _ in named]
@@ -227,7 +243,7 @@ class FuncModel:
         p = next(self.module.parameters())
         u = torch.zeros(1, self.n_params, dtype=p.dtype, device=p.device)
         x = torch.zeros(1, 2, *self.input_shape, dtype=p.dtype, device=p.device)
-        y, w = torch.zeros(1, 2, dtype=p.dtype, device=p.device), torch.full((1, 2), 0.5, dtype=p.dtype, device=p.device)
+        y, w = _probe_targets(self._target, 2, p, (1,)), torch.full((1, 2), 0.5, dtype=p.dtype, device=p.device)
         try:
             (probe or self._hvp)(u, u, x, y, w)
             return True

@@ -1,6 +1,7 @@
 """Task-stacked functional MLP with hand-derived batched gradient and Hessian-vector product.
-(About 470 lines: the forward pass, the gradient, the linearization and the R-passes of one model
+(About 370 lines: the forward pass, the gradient, the linearization and the R-passes of one model
 share its layer bookkeeping and the derivation below, and are tested against autograd together.)
+The data it reads (``Data``) and what its linearization keeps (``Linearization``) are in ``interface``.
 
 Parameters of B tasks are one tensor ``u`` of shape ``[B, P]`` (a flat vector per
 task); layer ``l`` reads its weight ``W_l [B, n_in, n_out]`` and bias ``b_l
@@ -31,10 +32,11 @@ differentiate *through* ``grad`` (unrolled MAML uses that).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
 from typing import Callable
 
 import torch
+
+from adjoint_meta.interface import Data, Linearization, Lookup, linearized_grad_and_hvps
 
 Tensor = torch.Tensor
 
@@ -117,69 +119,6 @@ ACTIVATIONS: dict[str, Activation] = {
 }
 
 
-@dataclass
-class Data:
-    """Examples of B tasks: inputs ``x [B, N, d]``, targets ``y [B, N]``, weights ``w [B, N]``.
-
-    ``items [B, N]`` (optional) says that x is one-hot: row n of task b is the unit vector
-    ``items[b, n]`` (the collaborative-filtering tasks).  The first layer's products with x
-    are then row lookups: ``x W`` gathers rows of W and ``x^T d`` adds the rows of d into
-    theirs (on 5 x 20 examples of 100 items: 15 -> 9 and 12 -> 6 us against batched matmuls).
-    """
-    x: Tensor
-    y: Tensor
-    w: Tensor
-    items: Tensor | None = None
-    y3: Tensor = field(init=False, repr=False, compare=False)  # targets as [B, N, 1], the output's shape
-    w2: Tensor = field(init=False, repr=False, compare=False)  # 2 w as [B, N, 1]: d loss / d prediction = 2 w (f - y)
-    _lookups: dict = field(init=False, repr=False, compare=False)  # first-layer width -> Lookup
-
-    def __post_init__(self):
-        # made with the data (not on first use), so that data made outside inference mode never
-        # caches inference tensors that autograd (unrolled MAML) could not save
-        self.y3 = self.y.unsqueeze(-1)
-        self.w2 = (2.0 * self.w).unsqueeze(-1)
-        self._lookups = {}
-        if self.items is not None and (self.items.shape != self.x.shape[:2] or self.items.dtype != torch.long):
-            raise ValueError(f"Data.items must be a long tensor of shape {tuple(self.x.shape[:2])} (one item per "
-                             f"example), got {self.items.dtype} {tuple(self.items.shape)}")
-
-    @property
-    def n_tasks(self) -> int:
-        return self.x.shape[0]
-
-    def lookup(self, width: int) -> "Lookup | None":
-        """The index tensors of the first layer's row lookups for a layer of ``width`` units
-        (None for dense inputs); made once per width."""
-        if self.items is None:
-            return None
-        if width not in self._lookups:
-            with torch.inference_mode(False):  # plain tensors: usable in and out of inference mode
-                rows = self.items.unsqueeze(-1) * width + torch.arange(width, device=self.items.device)
-                self._lookups[width] = (self.items.unsqueeze(-1).expand(*self.items.shape, width),
-                                        rows.reshape(self.items.shape[0], -1))
-        return self._lookups[width]
-
-    def repeat(self, times: int) -> "Data":
-        """The same tasks stacked ``times`` times along the task axis (task-major blocks)."""
-        items = None if self.items is None else self.items.repeat(times, 1)
-        x = self.x.repeat(times, *[1] * (self.x.dim() - 1))  # inputs may be images: [B, N, C, H, W]
-        return Data(x, self.y.repeat(times, 1), self.w.repeat(times, 1), items)
-
-    def scaled(self, factor: float) -> "Data":
-        """The same examples with every weight times ``factor`` (the loss, its gradient and Hessian scale alike)."""
-        return Data(self.x, self.y, self.w * factor, self.items)
-
-    def to(self, device: torch.device | str, dtype: torch.dtype) -> "Data":
-        items = None if self.items is None else self.items.to(device)
-        return Data(self.x.to(device, dtype), self.y.to(device, dtype), self.w.to(device, dtype), items)
-
-
-# (gather index [B, N, width] of the items' rows of W_0, flat index [B, N * width] of the same
-# entries in the flattened [B, n_items * width] weight gradient)
-Lookup = tuple[Tensor, Tensor]
-
-
 def _gather_rows(W: Tensor, lookup: Lookup) -> Tensor:
     """``x W`` of the first layer for one-hot x (``[B, N, n_out]``): each example's row of W.
     (Dense inputs keep the fused ``baddbmm`` with the bias.)"""
@@ -192,59 +131,6 @@ def _first_weight_grad(x_t: Tensor, d: Tensor, lookup: Lookup | None) -> Tensor:
     if lookup is None:
         return torch.bmm(x_t, d).flatten(1)
     return d.new_zeros(d.shape[0], x_t.shape[1] * d.shape[2]).scatter_add_(1, lookup[1], d.reshape(d.shape[0], -1))
-
-
-@dataclass
-class Linearization:
-    """What a Hessian-vector product at ``u`` reuses: activations a_l, s'(z), deltas d_l and c_l
-    (and, to save a few tensor operations per product, the weight views and transposes)."""
-    u: Tensor | None                   # None once stored (see for_storage)
-    acts: list[Tensor]                 # a_0 = x, ..., a_{L-1}  (inputs of each layer)
-    slopes: list[Tensor | None]        # slopes[l] = s'(z_{l-1}) as a function of a_l, l >= 1
-    deltas: list[Tensor]               # d_l = dL/dz_l
-    curv: list[Tensor | None]          # c_l = e_l s''(z_{l-1}), l >= 1 (None where s'' = 0)
-    grad: Tensor | None                # [B, P]; None when not asked for (a product needs no gradient)
-    loss: Tensor | None                # [B], when asked for
-    params: list[tuple[Tensor, Tensor]] = field(default_factory=list, repr=False)  # (W_l, b_l) views of u
-    weights_t: list[Tensor] = field(default_factory=list, repr=False)   # W_l^T
-    acts_t: list[Tensor] = field(default_factory=list, repr=False)      # a_l^T
-
-    def nbytes(self) -> int:
-        ts = [*self.acts[1:], *self.deltas] + [t for t in self.slopes + self.curv if t is not None]
-        ts += [self.u] if self.u is not None else [W for W, _ in self.params if W is not None]
-        return sum(t.numel() * t.element_size() for t in ts)
-
-    def without_grad(self) -> "Linearization":
-        """The same linearization without its gradient: what a recomputed segment keeps once the
-        step that needed the gradient is taken (one parameter vector less per state)."""
-        return replace(self, grad=None)
-
-    def for_storage(self) -> "Linearization":
-        """What a trajectory keeps of this linearization for a product much later: no gradient,
-        loss or state, and of the parameters only the weights a product reads (those of the layers
-        after the first), copied so that the state itself is freed.  On wide inputs the first layer
-        is most of P (100-40-40-1: 4,000 of 5,721 per task), and everything kept here is memory
-        the backward sweep reads back from far outside the caches."""
-        weights = [W.clone() for W, _ in self.params[1:]]
-        return Linearization(None, self.acts, self.slopes, self.deltas, self.curv, None, None,
-                             [(None, None), *((W, None) for W in weights)],
-                             [None, *(W.transpose(1, 2) for W in weights)], self.acts_t)
-
-    def rows(self, start: int, stop: int) -> "Linearization":
-        """The linearization of tasks ``start:stop`` (views, nothing copied)."""
-        def cut(t):
-            return None if t is None else t[start:stop]
-        return Linearization(
-            cut(self.u), [a[start:stop] for a in self.acts], [cut(t) for t in self.slopes],
-            [d[start:stop] for d in self.deltas], [cut(t) for t in self.curv], cut(self.grad), cut(self.loss),
-            [(cut(W), cut(b)) for W, b in self.params], [cut(t) for t in self.weights_t],
-            [a[start:stop] for a in self.acts_t])
-
-
-def linearized_grad_and_hvps(model, u: Tensor, vs: list[Tensor], data: Data) -> tuple[Tensor, list[Tensor]]:
-    """The gradient at u and the products with each of ``vs`` from one linearization of ``model``."""
-    lin = model.linearize(u, data)
-    return lin.grad, [model.hvp_at(lin, v, data) for v in vs]
 
 
 class MLP:

@@ -75,7 +75,7 @@ from adjoint_meta.estimators import InnerProblem, build
 from adjoint_meta.estimators.core import plain_training
 from adjoint_meta.io import atomic_path
 from adjoint_meta.memory import UNAVAILABLE, measure_peak, saved_tensor_bytes
-from adjoint_meta.model import MLP, Data
+from adjoint_meta.interface import Data, TaskModel
 from adjoint_meta.seeding import derive_seed, torch_generator
 from adjoint_meta.tasks import TaskPool
 
@@ -266,7 +266,7 @@ def run(spec: dict, profile: str, tasks_path: str, out_csv: str, log_file: str |
     return frame
 
 
-def train_theta(spec: dict, profile: str, prof: dict, pool: TaskPool, model: MLP, theta: torch.Tensor,
+def train_theta(spec: dict, profile: str, prof: dict, pool: TaskPool, model: TaskModel, theta: torch.Tensor,
                 device: torch.device, dtype: torch.dtype) -> torch.Tensor:
     """theta after ``trained.meta_steps`` meta-updates of ``trained.estimator`` at the profile's fixed K, on
     meta-batches of the profile's setting drawn from the training tasks by a generator of their own (the

@@ -18,7 +18,7 @@ import pandas as pd
 import torch
 
 from adjoint_meta.io import read_json
-from adjoint_meta.model import Data
+from adjoint_meta.interface import Data
 
 Tensor = torch.Tensor
 

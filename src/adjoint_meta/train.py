@@ -19,6 +19,7 @@ import torch
 from adjoint_meta import backends, checkpoint, config, model_file, optim, runtime
 from adjoint_meta.estimators import Estimator, InnerProblem, build
 from adjoint_meta.estimators.flow import FlowError
+from adjoint_meta.interface import TaskModel
 from adjoint_meta.io import atomic_path
 from adjoint_meta.seeding import derive_seed, torch_generator
 from adjoint_meta.tasks import TaskPool
@@ -117,7 +118,7 @@ class Loop:
     columns: tuple[str, ...] = ()
 
 
-def meta_train(estimator: Estimator, model, theta: torch.Tensor, gen: torch.Generator,
+def meta_train(estimator: Estimator, model: TaskModel, theta: torch.Tensor, gen: torch.Generator,
                sample: Callable[[], tuple], n_steps: int, *, what: str, outer: tuple[str, float], on_nonfinite: str,
                rt: dict, device: torch.device, dtype: torch.dtype, ckpt_path: Path, owner: dict,
                log: logging.Logger, alpha_key: str = "inner.alpha") -> Loop:

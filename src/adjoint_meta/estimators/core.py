@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Union
 import torch
 
-from adjoint_meta.model import MLP, Data, Linearization
+from adjoint_meta.interface import Data, Linearization, TaskModel
 
 Tensor = torch.Tensor
 Rate = Union[float, Tensor]
@@ -27,7 +27,7 @@ Rate = Union[float, Tensor]
 @dataclass
 class InnerProblem:
     """Support (inner) and query (outer) losses of B tasks for one model."""
-    model: MLP
+    model: TaskModel
     support: Data
     query: Data
     reg: float = 0.0

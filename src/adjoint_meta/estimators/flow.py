@@ -26,7 +26,7 @@ import torch
 
 from adjoint_meta.estimators.core import InnerProblem, Trajectory
 from adjoint_meta.estimators.dopri5 import Dopri5
-from adjoint_meta.model import Linearization
+from adjoint_meta.interface import Linearization
 
 Tensor = torch.Tensor
 METHODS = ("euler", "rk4", "rk4_38", "dopri5", "dopri5_torchdiffeq")

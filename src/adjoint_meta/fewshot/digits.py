@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from adjoint_meta.fewshot import CLASSES
-from adjoint_meta.model import Data
+from adjoint_meta.interface import Data
 
 Tensor = torch.Tensor
 SHAPE = (1, 8, 8)  # one channel, 8 x 8 pixels

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from adjoint_meta.model import Data
+from adjoint_meta.interface import Data
 
 Tensor = torch.Tensor
 

@@ -14,7 +14,7 @@ from torch.func import functional_call, grad_and_value, vmap
 
 from adjoint_meta.estimators.base import MetaGradient, MetaParameters
 from adjoint_meta.funcmodel import module_init
-from adjoint_meta.model import Data
+from adjoint_meta.interface import Data
 
 Tensor = torch.Tensor
 
