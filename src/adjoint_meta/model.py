@@ -1,6 +1,6 @@
 """Task-stacked functional MLP with hand-derived batched gradient and Hessian-vector product.
-(About 370 lines: the forward pass, the gradient, the linearization and the R-passes of one model
-share its layer bookkeeping and the derivation below, and are tested against autograd together.)
+The forward pass, the gradient, the linearization and the R-passes share one layer bookkeeping and
+the derivation below, and are tested against autograd together.
 The data it reads (``Data``) and what its linearization keeps (``Linearization``) are in ``interface``.
 
 Parameters of B tasks are one tensor ``u`` of shape ``[B, P]`` (a flat vector per
@@ -87,8 +87,8 @@ def _relu_slope(a: Tensor) -> Tensor:
 
 def _tanh_of_double(z2: Tensor) -> Tensor:
     """tanh(z) from z2 = 2z as 2 sigmoid(2z) - 1: the same function (float64 difference ~1e-16),
-    but PyTorch's CPU sigmoid is several times faster than its tanh at these sizes (measured:
-    a [5, 100, 32] layer 55 us -> 18 us).  Overwrites z2, a fresh pre-activation (see ACTIVATIONS)."""
+    but PyTorch's CPU sigmoid is several times faster than its tanh at these sizes
+    (docs/performance.md).  Overwrites z2, a fresh pre-activation (see ACTIVATIONS)."""
     return torch.add(_minus_one(z2), z2.sigmoid_(), alpha=2.0)
 
 
@@ -96,11 +96,8 @@ def _row_dot(a: Tensor, W: Tensor) -> Tensor:
     """``a @ W`` for a one-column ``W [B, n, 1]``, as a broadcast product and a sum.
 
     The output layer has one unit, so its products (a W, d W^T, a^T d and their R
-    counterparts) are matrix-vector and outer products; as elementwise operations they cost
-    a fifth to a half of batched matmul calls at these sizes (measured on [5, 100, 32]:
-    about 10 us -> 2 to 5 us each).  With the one-operation curvature terms below, the
-    2-32-32-1 gradient on 5 x 100 examples went from 141 to 115 us and its Hessian-vector
-    product from 191 to 152 us; the 100-40-40-1 ones on 5 x 20 from 102 to 91 and 109 to 101.
+    counterparts) are matrix-vector and outer products, cheaper at these sizes as
+    elementwise operations than as batched matmul calls (docs/performance.md).
     """
     return (a * W.transpose(1, 2)).sum(-1, keepdim=True)
 

@@ -1,7 +1,5 @@
 """Profiling: time and peak memory of every estimator's meta-update over a profile's sweeps
 (Figures 3-4 and the scaling study), each point timed against one plain-training floor.
-(About 340 lines, one job's steps: the sweeps, the timing protocol, the trained theta and the
-checks of each row; they share the floor and the sampled batch.)
 
 A profile varies one quantity at a time -- inner steps K, hidden layers, hidden
 units -- from its ``fixed`` point.  One job measures every estimator of a profile.

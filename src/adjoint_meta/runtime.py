@@ -19,8 +19,7 @@ def tune_allocator(threshold: int = 64 * 2**20) -> bool:
     glibc serves allocations above M_MMAP_THRESHOLD (128 KiB at start) with fresh
     mmap'ed pages and unmaps them on free; the inner loops here allocate such
     tensors (a few task-stacked parameter vectors) thousands of times a second,
-    and the page faults then cost more than the arithmetic (measured: a
-    Hessian-vector product of the 100-40-40-1 model took 1.4x longer).  Raising
+    and the page faults then cost more than the arithmetic (docs/performance.md).  Raising
     the threshold keeps them on the heap.  No-op off glibc; returns whether it applied.
     """
     if not sys.platform.startswith("linux"):

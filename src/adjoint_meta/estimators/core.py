@@ -136,9 +136,8 @@ class Preconditioned(InnerProblem):
 
 
 STORE_MODES = ("states", "linearizations")
-# A backward sweep over stored states linearizes this many of them in one batched pass
-# (measured on the 100-40-40-1 model, 5 tasks, K = 200: the exact adjoint with stored states
-# went from 3.3x to 2.7x plain inner training; blocks of 4 or 16 were no better).
+# A backward sweep over stored states linearizes this many of them in one batched pass: the fixed
+# cost of each tensor operation is paid once per block (the block size: docs/performance.md).
 LINEARIZE_BLOCK = 8
 
 

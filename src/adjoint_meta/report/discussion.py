@@ -1,9 +1,8 @@
 """The report's plain-language discussion, computed from the results (nothing here is typed in
 except the description of how the authors' released code differs, which comes from reading it).
 
-One function per section of the report's discussion.  The module is longer than most (about 400
-lines) because every sentence the report computes lives here, so a reader checking a statement of
-the report finds the code that wrote it in one place."""
+One function per section of the report's discussion: a reader checking a statement of the report
+finds the code that wrote it here."""
 from __future__ import annotations
 
 import numpy as np
