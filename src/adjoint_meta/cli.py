@@ -192,12 +192,13 @@ def cmd_report(args: argparse.Namespace) -> None:
 
 def cmd_publish(args: argparse.Namespace) -> None:
     from adjoint_meta import publish
+    from adjoint_meta.units import MB
 
     out = Path(args.out) if args.out else Path("published") / args.release
     manifest = publish.publish(args.run, out, args.release)
     size = publish.folder_size(out)
     print(f"published {out}: {len(manifest['units']['done'])} units done, {len(manifest['units']['pending'])} "
-          f"pending, {len(manifest['files'])} files, {size / 2**20:.1f} MiB")
+          f"pending, {len(manifest['files'])} files, {size / MB:.1f} MiB")
 
 
 def cmd_readme(args: argparse.Namespace) -> None:

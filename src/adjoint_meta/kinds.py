@@ -21,6 +21,7 @@ PAPER_KINDS: tuple[str, ...] = tuple(k for k in META_LEARNERS if REGISTRY[k].pap
 MAML_VARIANTS: tuple[str, ...] = tuple(sorted((k for k, c in REGISTRY.items() if c.maml_variant is not None),
                                               key=lambda k: REGISTRY[k].maml_variant))
 INITIALIZATIONS: tuple[str, ...] = tuple(k for k, c in REGISTRY.items() if c.role == BASELINE)
+SHORT_NAMES: dict[str, str] = {k: c.short_name() for k, c in REGISTRY.items()}  # "MAML", "MAML-1", ...
 KINDS: tuple[str, ...] = META_LEARNERS + INITIALIZATIONS  # every value `kind` may take
 
 # name -> label of each predictor baseline (its row in the tables), computed by adjoint_meta.baselines

@@ -13,6 +13,8 @@ import sys
 import time
 from pathlib import Path
 
+from adjoint_meta.units import MB
+
 PREFIX = "resources used:"
 _LINE = re.compile(re.escape(PREFIX) + r" ([0-9.]+) s CPU \(user \+ system\), peak memory ([0-9.]+) MB")
 
@@ -25,7 +27,7 @@ def measure() -> tuple[float, float] | None:
         return None
     me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
     unit = 1.0 if sys.platform == "darwin" else 1024.0  # ru_maxrss: bytes on macOS, KiB on Linux
-    peak = max(me.ru_maxrss, kids.ru_maxrss) * unit / 2**20
+    peak = max(me.ru_maxrss, kids.ru_maxrss) * unit / MB
     return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime, peak
 
 

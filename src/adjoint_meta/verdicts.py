@@ -38,6 +38,8 @@ from typing import Sequence
 import numpy as np
 from scipy import optimize, stats
 
+from adjoint_meta.units import GB, MB
+
 LEVEL = 0.95          # an interval's coverage; 1 - LEVEL is also the family-wise level of Holm's correction
 POWER = 0.8           # the smallest detectable difference is detected with this probability
 DF_SEED_WEIGHT = 2.0  # the seed mean square's weight in the degrees of freedom (docs/statistics.md)
@@ -532,7 +534,7 @@ def memory_verdict(maml: Sweep | None, amaml: Sweep | None, gpu_bytes: float, ma
     is a straight line in K (R² >= LINEAR_R2); A-MAML's grows by at most FLAT_SHARE of MAML's bytes per step; and
     A-MAML uses less than ``amaml_share`` of the GPU at ``amaml_steps``."""
     parts = _Parts(MEMORY_PARTS, profile_reasons(preset, repeats))
-    gb, mb = gpu_bytes / 2 ** 30, 2 ** 20
+    gb, mb = gpu_bytes / GB, MB
     maml_rate = slope(maml.k, maml.peak_bytes) if maml is not None else math.nan
     if maml is not None:
         k_full = steps_to_fill(maml.k, maml.peak_bytes, gpu_bytes)

@@ -121,7 +121,7 @@ class Estimator(MetaParameters):
     ``label``, ``outer`` and the hyper-parameters, which become ``self.hp``).
     """
     name: str = ""
-    label: str = ""  # how results name it
+    label: str = ""  # how results name it; its part before " (" is the short name (``short_name``)
     Hyper: type = NoHyper
     role: str = ESTIMATOR
     paper: bool = False  # one of the estimators the paper compares (its claims are about these)
@@ -135,6 +135,11 @@ class Estimator(MetaParameters):
         self.steps = int(steps)
         self.alpha = float(alpha)
         self.seed = seed
+
+    @classmethod
+    def short_name(cls) -> str:
+        """The label without its parenthetical detail: the name the paper's claims use ("MAML")."""
+        return cls.label.split(" (")[0]
 
     # -- what the class declares for the grid, the schedule and the checks
     @classmethod

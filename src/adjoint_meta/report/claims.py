@@ -19,13 +19,13 @@ import numpy as np
 import pandas as pd
 
 from adjoint_meta import verdicts as v
-from adjoint_meta.kinds import PAPER_KINDS
+from adjoint_meta.kinds import PAPER_KINDS, SHORT_NAMES
+from adjoint_meta.units import GB
 from adjoint_meta.reference import paper
 from adjoint_meta.report import loading
 from adjoint_meta.report.loading import Cell, floats
 
-NAMES = {"amaml": "A-MAML", "maml": "MAML", "maml1": "MAML-1", "fomaml": "FOMAML", "reptile": "Reptile",
-         "imaml": "iMAML"}
+NAMES = SHORT_NAMES  # how a claim names an estimator kind
 CURVE_STEPS = 10       # a claim about fine-tuning is tested at this many evenly spaced recorded steps after step 0
 EARLY, LATE = 1 / 3, 1 / 2  # iMAML's "beginning": the first third of those steps; "after considerable training":
                             # the last half
@@ -240,7 +240,7 @@ def _repeats(ev: Evidence) -> int:
 
 
 def figure3(ev: Evidence):
-    return v.memory_verdict(_sweep(ev, "maml"), _sweep(ev, "amaml"), _N["gpu_gb"] * 2 ** 30, _N["maml_full_at"],
+    return v.memory_verdict(_sweep(ev, "maml"), _sweep(ev, "amaml"), _N["gpu_gb"] * GB, _N["maml_full_at"],
                             _N["amaml_steps"], _N["amaml_share"], ev.preset, _repeats(ev)), []
 
 

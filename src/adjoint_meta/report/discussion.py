@@ -9,13 +9,14 @@ import numpy as np
 import pandas as pd
 
 from adjoint_meta import verdicts
-from adjoint_meta.kinds import BASELINE, MAML_VARIANTS, PAPER_KINDS
+from adjoint_meta.units import GB, MB
+from adjoint_meta.kinds import BASELINE, MAML_VARIANTS, PAPER_KINDS, SHORT_NAMES
 from adjoint_meta.reference import paper, table_value
+from adjoint_meta.report.candidates import WITHIN  # also what counts as resembling the paper's MAML
 from adjoint_meta.report.claims import FIGURES_3_4, kept_bytes
 from adjoint_meta.report.loading import floats
 from adjoint_meta.report.markup import Markup, html, join
 
-MB = 2 ** 20
 ALPHA_TEST = 0.05
 
 
@@ -72,9 +73,8 @@ def tables(tables: dict[str, pd.DataFrame], comparisons: list[verdicts.Compariso
     return out
 
 
-PEERS = {"amaml": "A-MAML", "fomaml": "FOMAML", "reptile": "Reptile"}  # what the paper sets MAML against
+PEERS = {k: SHORT_NAMES[k] for k in ("amaml", "fomaml", "reptile")}  # what the paper sets MAML against
 FIGURE2_ORDER = {"amaml": -1, "fomaml": 1, "reptile": 1}  # sign of (peer − MAML) the paper states for Figure 2
-CLOSE = 1.5  # a median ratio within this factor of 1 counts as resembling the paper's MAML
 
 
 def _first_of_kind(c: pd.DataFrame, kind: str) -> pd.Series | None:
@@ -137,10 +137,10 @@ def maml_variants(tables: dict[str, pd.DataFrame], group: str, with_paper: bool)
     with_values = {k: float(np.median(st["paper"])) for k, st in stats.items() if st["paper"]}
     if with_values:
         best = min(with_values, key=lambda k: abs(np.log(with_values[k])))
-        close = 1 / CLOSE <= with_values[best] <= CLOSE
+        close = 1 / WITHIN <= with_values[best] <= WITHIN
         verdict = html("Closest to the paper's MAML values: {} (median {:.2g}×){}.", stats[best]["label"],
-                       with_values[best], f", within {CLOSE:g}×" if close else
-                       f"; none of our MAMLs is within {CLOSE:g}× of them")
+                       with_values[best], f", within {WITHIN:g}×" if close else
+                       f"; none of our MAMLs is within {WITHIN:g}× of them")
     else:
         verdict = html("The paper prints no values here; the order it states (A-MAML below MAML, MAML below FOMAML "
                        "and Reptile) is the reference.")
@@ -236,7 +236,7 @@ def profiles(frame: pd.DataFrame, params: dict) -> list[Markup]:
         sub = rows[rows["variable"] == "steps"]
         if sub.empty:
             continue
-        cap = prof["memory_cap_gb"] * 2 ** 30
+        cap = prof["memory_cap_gb"] * GB
         kinds = sub.groupby("estimator")["kind"].first()
         lines = []
         for est in sub["estimator"].unique():
@@ -302,7 +302,7 @@ def figures34(rows: pd.DataFrame, prof: dict) -> list[Markup]:
     if maml is None or amaml is None:
         return []
     n = paper()["claims"]["figure3"]["numbers"]
-    gpu = float(n["gpu_gb"]) * 2 ** 30
+    gpu = float(n["gpu_gb"]) * GB
     paper_step = gpu / float(n["maml_full_at"])
     g = sweep[sweep["estimator"] == maml].sort_values("value")
     k = floats(g["value"])

@@ -19,12 +19,12 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 from adjoint_meta import paths  # noqa: E402
+from adjoint_meta.units import GB, MB
 from adjoint_meta.io import atomic_path  # noqa: E402
 from adjoint_meta.report.discussion import memory_cap_steps  # noqa: E402
 from adjoint_meta.summarize import MissingResultError  # noqa: E402
 
 sns.set_theme(style="whitegrid", context="paper")
-MB = 2 ** 20
 
 
 def _require(frame: pd.DataFrame, what: str) -> pd.DataFrame:
@@ -103,7 +103,7 @@ def profile(frame: pd.DataFrame, name: str, variable: str, metric: str, labels: 
         ax.set_ylabel("peak memory of one meta-update (MB)")
         if variable == "steps":  # where unrolled MAML would run out, extrapolated from its sweep
             for est, g in sub[sub["kind"] == "maml"].groupby("estimator", sort=False):
-                k_cap = memory_cap_steps(g.sort_values("value"), cap_gb * 2 ** 30)
+                k_cap = memory_cap_steps(g.sort_values("value"), cap_gb * GB)
                 if np.isfinite(k_cap) and k_cap <= 100 * sub["value"].max():
                     ax.axvline(k_cap, color=palette[est], ls=":", lw=1.2,
                                label=f"{labels.get(est, est)} reaches the cap (K ≈ {k_cap:,.0f}, extrapolated)")
