@@ -484,27 +484,6 @@ def test_every_claim_has_a_rule_a_quote_a_verdict_and_its_comparisons():
     assert by_key["figure3"]["comparisons"] == []
 
 
-ALL_HOLD = dict(IMAML_GOOD, maml1=0.07, reptile=0.07)  # Figure 2: A-MAML best, iMAML second then overtaken
-
-
-def _all_holding(seeds: int = 3, preset: str = "full") -> claims.Evidence:
-    return _evidence([_cell(GOOD, "table1", seeds=seeds)], [_cell(GOOD, "table2", seeds=seeds)],
-                     [_cell(ALL_HOLD, seeds=seeds)], _profile(), preset=preset)
-
-
-def test_every_claim_holds_on_results_made_to_hold():
-    assert {key: verdict.text for key, (verdict, _) in claims.judge_all(_all_holding()).items()} == \
-        {key: v.HOLDS for key in claims.JUDGES}
-
-
-def test_every_claim_is_not_conclusive_with_one_seed_or_a_reduced_preset():
-    one_seed = {key: verdict.text for key, (verdict, _) in claims.judge_all(_all_holding(seeds=1)).items()}
-    assert one_seed == {key: v.HOLDS if key in ("figure3", "figure4") else "not conclusive (would be: holds)"
-                        for key in claims.JUDGES}  # profiles do not depend on the training seeds
-    quick = claims.judge_all(_all_holding(preset="quick"))
-    assert {verdict.text for verdict, _ in quick.values()} == {"not conclusive (would be: holds)"}
-
-
 # -- bad input names the file ----------------------------------------------------------------------
 def _curve(path, nrmse):
     path.parent.mkdir(parents=True, exist_ok=True)
