@@ -5,15 +5,28 @@
 # (`snakemake` with no target). Each phase is one `snakemake --keep-going --rerun-incomplete` on that
 # part's evaluations, so rerunning the script after any stop resumes where the run left off (training
 # jobs from their checkpoints). Niced, so that work beside it keeps the machine responsive.
+# On a new machine, what an earlier session saved with `adjoint-meta progress save` (this checkout's
+# published/<release>.progress/) is restored first, after the data step, so the run goes on from there.
 # Publish what has finished with `adjoint-meta publish --run <clone> --release <name>` (docs/release.md).
 set -uo pipefail
 RUN="$(cd "${1:?usage: scripts/release_run.sh CLONE [CORES]}" && pwd)"
 CORES="${2:-2}"
+HERE="$(cd "$(dirname "$0")/.." && pwd)"
 PY="$RUN/.venv/bin/python"
 RAW_COPIES="${RAW_COPIES:-$RUN/../shared/data}"
+RELEASE="${RELEASE:-$(git -C "$RUN" describe --tags --exact-match HEAD 2>/dev/null)}"
+PROGRESS="$HERE/published/$RELEASE.progress"
 cd "$RUN"
 export PATH="$RUN/.venv/bin:$PATH"
 if [ -d "$RAW_COPIES" ]; then "$PY" -m adjoint_meta place-raw --from "$RAW_COPIES"; fi
+if [ -n "$RELEASE" ] && [ -f "$PROGRESS/manifest.json" ]; then
+  echo "=== restoring $PROGRESS $(date -u +%FT%TZ)"
+  mapfile -t tables < <("$PY" -c 'from adjoint_meta import config, paths
+for d in config.load(config.DEFAULT_PARAMS)["datasets"]: print(paths.TASKS.format(dataset=d))')
+  nice -n 10 "$PY" -m snakemake --cores "$CORES" --rerun-incomplete "${tables[@]}" || exit 1
+  "$HERE/.venv/bin/python" -m adjoint_meta progress restore --run "$RUN" --release "$RELEASE" --folder "$PROGRESS" \
+    || exit 1
+fi
 targets() {  # the evaluations of one experiment, or profile:<name>, with the clone's own code
   "$PY" - "$1" <<'PY'
 import sys

@@ -201,6 +201,19 @@ def cmd_publish(args: argparse.Namespace) -> None:
           f"pending, {len(manifest['files'])} files, {size / MB:.1f} MiB")
 
 
+def cmd_progress(args: argparse.Namespace) -> None:
+    from adjoint_meta import progress
+
+    folder = Path(args.folder) if args.folder else progress.folder_for(args.release)
+    if args.action == "save":
+        m = progress.save(args.run, folder)
+        print(f"saved {folder}: {m['jobs']['done']} of {m['jobs']['total']} jobs done, {m['jobs']['under_way']} "
+              f"checkpoints of jobs under way, {len(m['files'])} files")
+    else:
+        r = progress.restore(folder, args.run)
+        print(f"restored {r['restored']} files from {folder} into {args.run} ({r['kept']} already there)")
+
+
 def cmd_readme(args: argparse.Namespace) -> None:
     from adjoint_meta import publish
 
@@ -317,6 +330,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run", required=True, help="the run's project root (a clone of the release's commit)")
     p.add_argument("--release", required=True, help="the release's name, e.g. study-v1")
     p.add_argument("--out", help="the release folder (default: published/<release>)")
+
+    p = sub.add_parser("progress", help="save a release run's finished jobs and checkpoints, or restore them "
+                                        "into a new clone",
+                       description="save: copy the finished jobs and the training checkpoints of a release run "
+                                   "into published/<release>.progress/ (replaced whole); restore: copy them into "
+                                   "a clone of the same commit whose data step has run, dated so that Snakemake "
+                                   "resumes after them")
+    p.set_defaults(func=cmd_progress)
+    p.add_argument("action", choices=["save", "restore"])
+    p.add_argument("--run", required=True, help="the run's project root (a clone of the release's commit)")
+    p.add_argument("--release", required=True, help="the release's name, e.g. study-v1")
+    p.add_argument("--folder", help="the progress folder (default: published/<release>.progress)")
 
     p = sub.add_parser("readme", help="write a published release's results into the README's results block",
                        description="rewrite the block between the README's results markers from a published "
