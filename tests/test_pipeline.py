@@ -46,7 +46,7 @@ def check_outputs(root: Path, params: dict) -> dict:
                     "Provenance", "Wall time of every job", "Software", "Effective parameters",
                     "Few-shot classification", "Learned inner step sizes"):
         assert re.search(rf"<h[23]>{re.escape(section)}", html), f"report section {section!r} missing"
-    check_verdict_table(html)
+    check_verdict_table(html, n_seeds=len(params["meta"]["seeds"]))
     fewshot = pd.read_csv(root / paths.FEWSHOT_TABLE)  # every estimator of the experiment and ProtoNet
     assert list(fewshot["method"]) == [*params["fewshot"]["estimators"], "protonet"]
     assert fewshot[["accuracy_step0", "accuracy_K", "accuracy_final"]].stack().between(0, 1).all()
