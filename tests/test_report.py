@@ -44,7 +44,8 @@ def _table() -> pd.DataFrame:
                      "rmse_mean": 0.9, "rmse_std": 0.1, "units": "rating", "n_test_tasks": 100, "report_step": 50,
                      "inner_steps_trained": 50, "seeds": 1, "paper_mean": 0.053, "paper_std": 0.005,
                      "diff_vs_paper": mean - 0.053, "reference": "amaml",
-                     "p_value": math.nan if est == "amaml" else 0.002,
+                     "p_value": math.nan if est == "amaml" else 0.002, "diff": 0.0 if est == "amaml" else 0.02,
+                     "ci_low": math.nan if est == "amaml" else 0.008, "ci_high": math.nan if est == "amaml" else 0.032,
                      "median_diff": 0.0 if est == "amaml" else 0.02, "ref_better_share": 0.7})
     return pd.DataFrame(rows)
 
@@ -118,16 +119,29 @@ def test_discussion_of_curves_and_ablation_names_the_reference_and_the_largest_c
     ablation = t.assign(estimator=["amaml", "amaml_sgd"], label=["A-MAML", "outer SGD"])
     [text] = discussion.ablation({"ablation": ablation}, ["ablation", "missing"])
     assert "starting from the paper's A-MAML (nRMSE 0.0500)" in text
-    assert "outer SGD: +0.02 (p = 0.002)" in text and "<i>outer SGD</i> and is significant" in text
+    assert "outer SGD: +0.02 [+0.008, +0.032]" in text and "<i>outer SGD</i> and is decisive" in text
+    weak = ablation.assign(p_value=[math.nan, 0.3], ci_low=[math.nan, -0.01])
+    [text] = discussion.ablation({"ablation": weak}, ["ablation"])
+    assert "outer SGD: +0.02 [-0.01, +0.032] (not decisive)" in text and "but it is not decisive" in text
 
 
-def test_paired_test_is_wilcoxon_on_the_same_tasks():
+def test_the_tables_paired_test_is_the_verdicts_test():
+    """The tables' p-values and intervals come from the verdicts' crossed interval, so a lead that one lucky
+    seed carries is not called decisive there either; a seedless baseline is set against every seed."""
     rng = np.random.default_rng(0)
-    ref = rng.random(50)
-    assert summarize.paired_test(ref, ref + 0.1)["p_value"] < 1e-6
+    ref = rng.random((3, 50))
+    steady = summarize.paired_test(ref, ref + 0.1)
+    assert steady["p_value"] < 1e-6 and steady["ci_low"] > 0 and steady["diff"] == pytest.approx(0.1)
     assert summarize.paired_test(ref, ref)["p_value"] == 1.0
-    worse = summarize.paired_test(ref, ref + rng.normal(0, 0.3, 50))
-    assert 0 <= worse["p_value"] <= 1
+    lucky = ref + np.array([[0.3], [0.0], [0.0]]) + rng.normal(0, 0.01, (3, 50))  # one seed carries the lead
+    crossed = summarize.paired_test(ref, lucky)
+    expected = verdicts.paired_interval(ref, lucky)
+    assert (crossed["p_value"], crossed["ci_low"], crossed["ci_high"]) == (expected.p_tail, expected.lo, expected.hi)
+    assert crossed["p_value"] > 0.05 and crossed["ci_low"] < 0 < crossed["ci_high"]
+    baseline = ref.mean(0) + 0.05
+    against = summarize.paired_test(ref, baseline[None, :])
+    assert against == summarize.paired_test(ref, np.broadcast_to(baseline, ref.shape))
+    assert against["median_diff"] == pytest.approx(0.05)
 
 
 def test_several_seeds_show_the_spread_across_seeds():

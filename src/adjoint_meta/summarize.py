@@ -20,9 +20,9 @@ Outputs (all read by the report; the metrics also by ``dvc metrics``):
 
 With several seeds, ``nrmse_mean`` is the mean over seeds of the mean over test tasks,
 ``nrmse_std`` the mean over seeds of the std over test tasks, and ``nrmse_seed_std``
-the std over seeds of the per-seed means.  The paired test compares, task by task,
-the nRMSE of the reference estimator with another's (averaged over seeds), by the
-two-sided Wilcoxon signed-rank test.
+the std over seeds of the per-seed means.  The paired test is the verdicts' own
+(``verdicts.paired_interval``): the difference other - reference of per-task nRMSE over
+training seeds and test tasks crossed, with its 95% interval and p-value.
 """
 from __future__ import annotations
 
@@ -31,9 +31,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
-from adjoint_meta import baselines, config, kinds, model_file, nrmse, paths, runtime
+from adjoint_meta import baselines, config, kinds, model_file, nrmse, paths, runtime, verdicts
 from adjoint_meta.fewshot import summary as fewshot_summary
 from adjoint_meta.io import atomic_path, read_json, write_json
 from adjoint_meta.reference import table_value
@@ -62,13 +61,19 @@ def _seed_stats(values: list[dict]) -> dict:
 
 
 def paired_test(ref: np.ndarray, other: np.ndarray) -> dict:
-    """Wilcoxon signed-rank test of per-task nRMSE (two-sided) and the median difference other - ref."""
-    diff = other - ref
-    if len(diff) < 2 or np.allclose(diff, 0):
-        return {"p_value": 1.0, "median_diff": float(np.median(diff)) if len(diff) else math.nan,
-                "ref_better_share": 0.0}
-    return {"p_value": float(stats.wilcoxon(ref, other).pvalue), "median_diff": float(np.median(diff)),
-            "ref_better_share": float(np.mean(diff > 0))}
+    """The reference against another estimator on the same test tasks, [seeds, tasks] each (a predictor
+    baseline, which has no training seed, as one row set against every seed): the verdicts' interval of
+    other - ref (``verdicts.paired_interval``) and its p-value, with the median per-task difference of the
+    seed means and the share of tasks where the reference is better (descriptive)."""
+    ref = np.atleast_2d(np.asarray(ref, dtype=float))
+    other = np.broadcast_to(np.atleast_2d(np.asarray(other, dtype=float)), ref.shape)
+    diff = (other - ref).mean(0)
+    described = {"median_diff": float(np.median(diff)) if diff.size else math.nan,
+                 "ref_better_share": float(np.mean(diff > 0)) if diff.size else math.nan}
+    if np.allclose(other, ref):
+        return {"p_value": 1.0, "diff": 0.0, "ci_low": 0.0, "ci_high": 0.0, **described}
+    r = verdicts.paired_interval(ref, other)
+    return {"p_value": r.p_tail, "diff": r.diff, "ci_low": r.lo, "ci_high": r.hi, **described}
 
 
 class Evaluations:
@@ -90,8 +95,8 @@ class Evaluations:
         return self._cache[key]
 
     def per_task(self, *key: str) -> np.ndarray:
-        """nRMSE per test task, averaged over seeds."""
-        return np.mean([e["nrmse"]["per_task"] for e in self.cell(*key)], axis=0)
+        """nRMSE per test task, [seeds, tasks]."""
+        return np.array([e["nrmse"]["per_task"] for e in self.cell(*key)], dtype=float)
 
     def predictors(self, dataset: str, setting: str) -> dict[str, dict]:
         """The predictor baselines of a collaborative-filtering cell (``baselines.evaluate``), from
@@ -153,10 +158,10 @@ def experiment_table(params: dict, name: str, ev: Evaluations) -> pd.DataFrame:
             for est, evals, lab, source, kind in scored:
                 row = _row(evals, name, ds, st, est, lab, source, kind)
                 if pt:
-                    test = paired_test(ref, np.mean([e["nrmse"]["per_task"] for e in evals], axis=0))
+                    test = paired_test(ref, np.array([e["nrmse"]["per_task"] for e in evals], dtype=float))
                     row.update({"reference": pt["estimator"], **test} if est != pt["estimator"] else
-                               {"reference": pt["estimator"], "p_value": math.nan, "median_diff": 0.0,
-                                "ref_better_share": math.nan})
+                               {"reference": pt["estimator"], "p_value": math.nan, "diff": 0.0, "ci_low": math.nan,
+                                "ci_high": math.nan, "median_diff": 0.0, "ref_better_share": math.nan})
                 rows.append(row)
     return pd.DataFrame(rows)
 
