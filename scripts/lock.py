@@ -5,6 +5,7 @@
   adjoint-meta[workflow,test] needs except torch; scripts/setup.sh installs from it;
 * requirements/bench.lock: the same for the `bench` extra, constrained to main.lock's versions
   (pip install -r requirements/bench.lock);
+* requirements/lint.lock: the same for the `lint` extra (ruff and snakefmt, which .ci/run installs);
 * workflow/envs/adjoint-meta.yaml: the rules' conda environment (snakemake --sdm conda):
   Python 3.11, main.lock's versions and the CPU build of the torch scripts/setup.sh installs.
 
@@ -24,6 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 MAIN = "requirements/main.lock"
 BENCH = "requirements/bench.lock"
+LINT = "requirements/lint.lock"
 ENV = "workflow/envs/adjoint-meta.yaml"
 ENV_PYTHON = "3.11"
 TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
@@ -85,12 +87,13 @@ def compile_lock(*args: str) -> None:
 def main() -> None:
     compile_lock("--extra", "workflow", "--extra", "test", "-o", MAIN)
     compile_lock("--extra", "bench", "--constraints", MAIN, "-o", BENCH)
-    for lock in (MAIN, BENCH):
+    compile_lock("--extra", "lint", "--constraints", MAIN, "-o", LINT)
+    for lock in (MAIN, BENCH, LINT):
         if leaked := torch_builds((ROOT / lock).read_text()):
             raise SystemExit(f"lock: {lock} holds {leaked}; torch must stay out (pyproject.toml [tool.uv])")
     text = (ROOT / MAIN).read_text()
     (ROOT / ENV).write_text(env_file(text, torch_version()))
-    print(f"lock: wrote {MAIN} ({len(pins(text))} packages), {BENCH}, {ENV}")
+    print(f"lock: wrote {MAIN} ({len(pins(text))} packages), {BENCH}, {LINT}, {ENV}")
 
 
 if __name__ == "__main__":
