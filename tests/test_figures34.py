@@ -2,6 +2,8 @@
 report's computed conclusion says what made-up profile rows say, both ways."""
 from __future__ import annotations
 
+import re
+
 import pandas as pd
 
 from adjoint_meta import profile, verdicts as v
@@ -58,6 +60,26 @@ def _conclusion(frame: pd.DataFrame) -> str:
     return str(out[1])
 
 
+def _rows_of(fragment: str) -> list[list[str]]:
+    """The cells of each body row of the fragment's table, rowspans kept (``K (n)``)."""
+    rows = [[f"{c} ({n[0]})" if (n := re.findall(r"rowspan=(\d+)", a)) else c
+             for a, c in re.findall(r"<td([^>]*)>(.*?)</td>", r)] for r in re.findall(r"<tr>(.*?)</tr>", fragment)]
+    return [r for r in rows if r]
+
+
+def test_profile_table_gives_each_estimators_memory_and_time_and_where_maml_fills_the_cap():
+    [table] = re.findall(r"<table>.*?</table>", str(discussion.profiles(_rows(0.6 * MB), PARAMS)[0]))
+    assert "<th>unrolled MAML fills 24 GB near K ≈</th>" in table
+    rows = _rows_of(table)
+    # A-MAML: 1e3 B a step, 1.5 MB at K = 500, 1000 ms there (×2.0); MAML's peak: 1 MB a step from 1e6 B
+    assert rows[0] == ["amaml", "0.10", "500", "1.4", "1000", "×2.0", "–"]
+    assert rows[1] == ["maml", "100.00", "500", "501.0", "500", "×2.0", "24,575"]  # (24 GB - 1e6 B) / 1 MB
+    assert len(rows) == len(KINDS)
+    slow = _rows(0.6 * MB).assign(peak_bytes=lambda f: f["peak_bytes"].where(f["kind"] != "maml", 1e6 + f["value"]))
+    [table] = re.findall(r"<table>.*?</table>", str(discussion.profiles(slow, PARAMS)[0]))
+    assert _rows_of(table)[1][-1] == "not within ten million"
+
+
 def test_conclusion_far_from_the_paper_and_no_stiffening():
     text = _conclusion(_rows(0.6 * MB))
     assert "<b>Figures 3–4, conclusion.</b> Unrolled MAML (maml) keeps 0.600 MB per inner step (autograd&#39;s " \
@@ -65,25 +87,37 @@ def test_conclusion_far_from_the_paper_and_no_stiffening():
     assert "24 GB would be reached near K ≈ 40,960" in text  # 500 + (24 GB - 300 MB) / 0.6 MB
     assert "needs about 123 MB per step, 205× what is measured here" in text
     assert "A-MAML (amaml) keeps 4.8 MB at K = 500 (measured; device peak 1.4 MB), 0.019% of 24 GB" in text
-    assert ("A-MAML at K = 100, at the initial θ: 200 ms, 50 dopri5 evaluations; A-MAML / ×2.00 FOMAML, ×2.00 "
-            "Reptile, ×2.00 iMAML, ×2.00 the exact adjoint; after 300 meta-updates: 200 ms, 50 dopri5 evaluations")\
-        in text
-    assert "The evaluations change by ×1.00 after training: the solve does not stiffen here." in text
-    assert "stiffens:" not in text
+    # a row per K and theta: ms, dopri5 evaluations, A-MAML over each peer; the evaluations' change per K
+    assert "<th>A-MAML / FOMAML</th><th>A-MAML / Reptile</th><th>A-MAML / iMAML</th><th>A-MAML / the exact " \
+        "adjoint</th><th>evaluations after training ÷ before</th>" in text
+    assert _rows_of(text) == [
+        ["100 (2)", "initial", "200", "50", "×2.00", "×2.00", "×2.00", "×2.00", "×1.00 (2)"],
+        ["after 300 meta-updates", "200", "50", "×2.00", "×2.00", "×2.00", "×2.00"],
+        ["500 (2)", "initial", "1000", "50", "×2.00", "×2.00", "×2.00", "×2.00", "×1.00 (2)"],
+        ["after 300 meta-updates", "1000", "50", "×2.00", "×2.00", "×2.00", "×2.00"]]
+    assert "The solve does not stiffen after training (under ×1.2 the evaluations) at K = 100, 500." in text
+    assert "stiffens after" not in text
 
 
 def test_conclusion_near_the_paper_and_a_stiffening_solve():
-    text = _conclusion(_rows(120 * MB, nfe=(50, 200), ms=(2.0, 6.0)))
+    frame = _rows(120 * MB, nfe=(50, 200), ms=(2.0, 6.0))
+    flagged = (frame["variable"] == profile.TRAINED) & (frame["kind"] == "reptile") & (frame["value"] == 500)
+    text = _conclusion(frame.assign(below_floor=flagged, layers=2, units=32))
     assert "keeps 120.000 MB per inner step" in text and "1.02× what is measured here" in text
-    assert "after 300 meta-updates: 3000 ms, 200 dopri5 evaluations; A-MAML / ×6.00 FOMAML" in text
-    assert "The solve stiffens: ×4.00 the evaluations after training." in text
+    rows = _rows_of(text)
+    assert rows[1] == ["after 300 meta-updates", "600", "200", "×6.00", "×6.00", "×6.00", "×6.00"]
+    assert rows[2][-1] == "×4.00 (2)"
+    assert rows[3] == ["after 300 meta-updates", "3000", "200", "×6.00",
+                       "not valid<br><small>flagged time</small>", "×6.00", "×6.00"]
+    assert "The solve stiffens after training (at least ×1.2 the evaluations) at K = 100, 500." in text
 
 
 def test_conclusion_without_a_trained_theta_or_saved_bytes():
     frame = _rows(0.6 * MB, with_saved=False)
     text = _conclusion(frame[frame["variable"] == "steps"])
     assert "keeps 1.000 MB per inner step (its measured peak" in text
-    assert "A-MAML at K = 500, at the initial θ" in text and "meta-updates" not in text
+    assert [r[:4] for r in _rows_of(text)] == [["500 (1)", "initial", "1000", "50"]]
+    assert "meta-updates" not in text and "after training" not in text
 
 
 def test_no_conclusion_without_both_sweeps():

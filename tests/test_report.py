@@ -94,22 +94,32 @@ def test_discussion_says_which_maml_resembles_the_papers():
     assert "<script" not in text and ESCAPED in text
     # ratios to the paper's MAML (0.120) and to our A-MAML; the paper's order (MAML above A-MAML, below
     # FOMAML and Reptile) with each variant in MAML's place
-    assert "MAML (<code>maml</code>): a median 2× the paper's MAML over 1 cells, 3× our A-MAML" in text
-    assert (f"{ESCAPED} (<code>maml_fo</code>): a median 1.1× the paper's MAML over 1 cells, 1.6× our A-MAML; in "
-            "MAML's place, the paper's order holds against A-MAML in 1 of 1, against FOMAML in 1 of 1, against "
-            "Reptile in 1 of 1 cells") in text
-    assert "(<code>maml_adjoint</code>): a median 0.58× the paper's MAML over 1 cells, 0.88× our A-MAML; in " \
-           "MAML's place, the paper's order holds against A-MAML in 0 of 1" in text
+    # one row per variant: ratio to the paper's MAML (0.120) over its cells, to our A-MAML, and the cells where
+    # the paper's order (MAML above A-MAML, below FOMAML and Reptile) holds with the variant in MAML's place
+    assert _rows_of(text) == [
+        ["MAML (<code>maml</code>)", "2×<br><small>over 1 cells</small>", "3×", "1 of 1", "1 of 1", "1 of 1"],
+        [f"{ESCAPED} (<code>maml_fo</code>)", "1.1×<br><small>over 1 cells</small>", "1.6×", "1 of 1", "1 of 1",
+         "1 of 1"],
+        ["MAML_ADJOINT (<code>maml_adjoint</code>)", "0.58×<br><small>over 1 cells</small>", "0.88×", "0 of 1",
+         "1 of 1", "1 of 1"]]
+    assert "<th>A-MAML</th><th>FOMAML</th><th>Reptile</th>" in text
     assert f"Closest to the paper's MAML values: {ESCAPED} (median 1.1×), within 1.5×." in text
+    assert text.index("Closest to") < text.index("<table>")  # the conclusion before the numbers
     # the baseline's tiny error never enters; without a variant there is no paragraph
     assert discussion.maml_variants({"table1": _variants_table({"amaml": 0.1, "fomaml": 0.2})}, "T", True) == []
-    # Figure 2: no paper values; the paper's stated order is the reference
+    # Figure 2: no paper values (no such column); the paper's stated order is the reference
     [fig2] = discussion.maml_variants({"fig2_50shot": _variants_table({"amaml": 0.1, "maml_fo": 0.2, "fomaml": 0.15})},
                                       "Figure 2", False)
-    assert "the paper's MAML" not in fig2.split("Ours (")[1].split(". ")[0]
-    assert ("2× our A-MAML; in MAML's place, the paper's order holds against A-MAML in 1 of 1, against FOMAML in "
-            "0 of 1 cells") in fig2
+    assert "÷ the paper's MAML" not in fig2 and "÷ the paper's MAML" in text
+    assert _rows_of(fig2) == [["MAML_FO (<code>maml_fo</code>)", "2×", "1 of 1", "0 of 1"]]
+    assert "<th>A-MAML</th><th>FOMAML</th></tr>" in fig2
     assert "The paper prints no values here" in fig2
+
+
+def _rows_of(fragment: str) -> list[list[str]]:
+    """The data cells of each body row of the fragment's tables (header rows have none)."""
+    rows = [re.findall(r"<td[^>]*>(.*?)</td>", r) for r in re.findall(r"<tr>(.*?)</tr>", str(fragment))]
+    return [r for r in rows if r]
 
 
 def test_discussion_of_curves_and_ablation_names_the_reference_and_the_largest_change():
@@ -230,8 +240,13 @@ def test_times_below_the_floor_are_flagged_not_quoted():
     assert "2 ms, below plain training's 4 ms although it runs at least K = 8 steps" in html
     assert "×0.50 plain;" not in html and "×0.25 plain;" in html  # MAML-1's one step is a result
     [text] = discussion.profiles(frame, {"profiles": {"fig34": {"memory_cap_gb": 24}}})
-    assert "tbptt: 190.73 MB per 100 inner steps, 15.3 MB at K = 8, where its time is not valid (2 ms, below plain " \
-        "inner training's 4 ms although" in text
+    # one row per estimator: MB per 100 inner steps, the largest K, MB, ms and × plain training there; tbptt's
+    # time there is flagged, not quoted; no unrolled MAML, so no column for the memory cap
+    assert _rows_of(text) == [
+        ["tbptt", "190.73", "8", "15.3", "<b>not a valid time</b><br><small>2 ms, below plain training's 4 ms"
+         "</small>", "–"],
+        ["maml1", "190.73", "8", "15.3", "1", "×0.2"]]
+    assert "would fill" not in text
     assert "<b>1 time(s) came out below plain inner training" in text and "tbptt at steps = 8." in text
     assert "medians over 3 timed round(s) after 2 untimed one(s)" in text and "the median of its 6 calls" in text
     [clean] = discussion.profiles(frame[frame["estimator"] == "maml1"], {"profiles": {"fig34": {"memory_cap_gb": 24}}})

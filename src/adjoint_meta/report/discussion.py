@@ -88,7 +88,8 @@ def maml_variants(tables: dict[str, pd.DataFrame], group: str, with_paper: bool)
     Tables 1-2 only) and over our A-MAML's, and in how many cells the paper's order of MAML against A-MAML,
     FOMAML and Reptile holds with the variant in MAML's place: the order of the paper's values in the cell
     (Tables 1-2), or the order the paper states (Figure 2: A-MAML below MAML, MAML below FOMAML and
-    Reptile).  One paragraph, or none when the group has no variant."""
+    Reptile).  One fragment, a paragraph with the conclusion and a table with a row per variant, or none
+    when the group has no variant."""
     stats: dict[str, dict] = {}
     for name, t in tables.items():
         if "kind" not in t:
@@ -120,18 +121,6 @@ def maml_variants(tables: dict[str, pd.DataFrame], group: str, with_paper: bool)
                         st["order"][peer] = (agree + int(np.sign(ours[peer] - ours[kind]) == want), n + 1)
     if not stats:
         return []
-    parts = []
-    for kind, st in stats.items():
-        ratios = []
-        if st["paper"]:
-            ratios.append(html("a median {:.2g}× the paper's MAML over {} cells", float(np.median(st["paper"])),
-                               len(st["paper"])))
-        if st["amaml"]:
-            ratios.append(html("{:.2g}× our A-MAML", float(np.median(st["amaml"]))))
-        orders = [html("against {} in {}", PEERS[p], _share(*st["order"][p])) for p in PEERS if p in st["order"]]
-        parts.append(html("{} (<code>{}</code>): {}{}", st["label"], kind, join(ratios, ", ") or "no ratio",
-                          html("; in MAML's place, the paper's order holds {} cells", join(orders, ", "))
-                          if orders else ""))
     with_values = {k: float(np.median(st["paper"])) for k, st in stats.items() if st["paper"]}
     if with_values:
         best = min(with_values, key=lambda k: abs(np.log(with_values[k])))
@@ -142,9 +131,26 @@ def maml_variants(tables: dict[str, pd.DataFrame], group: str, with_paper: bool)
     else:
         verdict = html("The paper prints no values here; the order it states (A-MAML below MAML, MAML below FOMAML "
                        "and Reptile) is the reference.")
-    return [html("<b>{}: which MAML is the paper's?</b> The paper's MAML ran K/10 inner steps; the implementation it "
-                 "cites is commonly run first-order. Ours (nRMSE after K fine-tuning steps, medians over the "
-                 "cells): {}. {}", group, join(parts, "; "), verdict)]
+    peers = [p for p in PEERS if any(p in st["order"] for st in stats.values())]
+    span = Markup(" rowspan=2") if peers else ""  # the order's columns take a second header row
+    head = [html("<th{}>nRMSE ÷ the paper's MAML</th>", span) if with_values else "",
+            html("<th{}>÷ our A-MAML</th>", span),
+            html("<th colspan={}>cells where the paper's order holds in MAML's place, against</th>", len(peers))
+            if peers else ""]
+    rows = []
+    for kind, st in stats.items():
+        cells = [html("<td>{:.2g}×<br><small>over {} cells</small></td>", float(np.median(st["paper"])),
+                      len(st["paper"])) if st["paper"] else Markup("<td>–</td>")] if with_values else []
+        cells.append(html("<td>{:.2g}×</td>", float(np.median(st["amaml"]))) if st["amaml"] else Markup("<td>–</td>"))
+        cells += [html("<td>{}</td>", _share(*st["order"][p])) if p in st["order"] else Markup("<td>–</td>")
+                  for p in peers]
+        rows.append(html("<tr><td class=l>{} (<code>{}</code>)</td>{}</tr>", st["label"], kind, join(cells)))
+    table = html("<table><tr><th class=l{}>our MAML</th>{}</tr>{}{}</table>", span, join(head),
+                 html("<tr>{}</tr>", join(html("<th>{}</th>", PEERS[p]) for p in peers)) if peers else "",
+                 join(rows))
+    return [html("<p><b>{}: which MAML is the paper's?</b> The paper's MAML ran K/10 inner steps; the implementation "
+                 "it cites is commonly run first-order. {} Our MAMLs' nRMSE after K fine-tuning steps, medians over "
+                 "the cells:</p>{}", group, verdict, table)]
 
 
 def _referenced(tables: dict[str, pd.DataFrame], names: list[str]):
@@ -231,8 +237,9 @@ def memory_cap_steps(g: pd.DataFrame, cap_bytes: float) -> float:
 
 
 def profiles(frame: pd.DataFrame, params: dict) -> list[Markup]:
-    """Memory slope of unrolled MAML vs the adjoint paths, extrapolated to the cap; relative times; how
-    the times were taken, and which of them the estimators' work rules out (``below_floor``)."""
+    """Per profile, a table of each estimator's memory slope and its memory and time at the largest K, with
+    where unrolled MAML would fill the memory cap at that slope; how the times were taken, and which of them
+    the estimators' work rules out (``below_floor``)."""
     out = []
     for name, prof in params["profiles"].items():
         rows = frame[frame["profile"] == name]
@@ -241,34 +248,36 @@ def profiles(frame: pd.DataFrame, params: dict) -> list[Markup]:
             continue
         cap = prof["memory_cap_gb"] * GB
         kinds = sub.groupby("estimator")["kind"].first()
+        with_cap = bool((kinds == "maml").any())
         lines = []
         for est in sub["estimator"].unique():
             g = sub[sub["estimator"] == est].sort_values("value")
-            slope = _slope(g, "peak_bytes")
             last = g.iloc[-1]
-            where = ""
-            if kinds[est] == "maml":
-                k_cap = memory_cap_steps(g, cap)
-                where = (f"; at that rate it would fill {prof['memory_cap_gb']:g} GB near K ≈ {k_cap:,.0f}"
-                         if k_cap < 1e7 else f"; at that rate it would not fill {prof['memory_cap_gb']:g} GB "
-                         "within ten million steps")
-            if last["below_floor"]:
-                lines.append(html("{}: {:.2f} MB per 100 inner steps, {:.1f} MB at K = {}, where its time is not "
-                                  "valid ({:.4g} ms, below plain inner training's {:.4g} ms although it runs at "
-                                  "least K steps){}", est, slope / MB * 100, last["peak_bytes"] / MB,
-                                  int(last["value"]), last["ms_median"], last["plain_ms"], where))
+            if last["below_floor"]:  # an impossible time (profile.below_floor): a flag, not a result
+                time = html("<td><b>not a valid time</b><br><small>{:.4g} ms, below plain training's {:.4g} ms"
+                            "</small></td><td>–</td>", last["ms_median"], last["plain_ms"])
             else:
-                lines.append(html("{}: {:.2f} MB per 100 inner steps, {:.1f} MB and {:.0f} ms (×{:.1f} plain inner "
-                                  "training) at K = {}{}", est, slope / MB * 100, last["peak_bytes"] / MB,
-                                  last["ms_median"], last["ratio"], int(last["value"]), where))
+                time = html("<td>{:.0f}</td><td>×{:.1f}</td>", last["ms_median"], last["ratio"])
+            fill = Markup("")
+            if with_cap:
+                k_cap = memory_cap_steps(g, cap) if kinds[est] == "maml" else None
+                fill = (Markup("<td>–</td>") if k_cap is None else html("<td>{:,.0f}</td>", k_cap) if k_cap < 1e7
+                        else Markup("<td>not within ten million</td>"))
+            lines.append(html("<tr><td class=l>{}</td><td>{:.2f}</td><td>{}</td><td>{:.1f}</td>{}{}</tr>", est,
+                              _slope(g, "peak_bytes") / MB * 100, int(last["value"]), last["peak_bytes"] / MB,
+                              time, fill))
+        table = html("<table><tr><th class=l>estimator</th><th>MB per 100 inner steps</th><th>largest K</th>"
+                     "<th>peak MB at that K</th><th>ms at that K</th><th>× plain inner training</th>{}</tr>{}</table>",
+                     html("<th>unrolled MAML fills {:g} GB near K ≈</th>", prof["memory_cap_gb"])
+                     if with_cap else "", join(lines))
         first = rows.iloc[0]
         timing = html("Times are medians over {} timed round(s) after {} untimed one(s); in each round plain inner "
                       "training runs right before every estimator, so all estimators at a model and K share one floor "
                       "(the median of its {} calls).", int(first["repeats"]), int(first["warmup_rounds"]),
                       int(first["plain_repeats"]))
-        out.append(html("<b>profile {}</b> (memory measured as {} on {}): {}. {} {}", name,
-                        sub["memory_method"].iloc[0], sub["device"].iloc[0], join(lines, "; "), timing,
-                        below_floor(rows)))
+        out.append(html("<b>profile {}</b> (memory measured as {} on {}): each estimator's memory per 100 inner "
+                        "steps (the slope of its peak over K), and its peak memory and time at the largest K.{}{} {}",
+                        name, sub["memory_method"].iloc[0], sub["device"].iloc[0], table, timing, below_floor(rows)))
         if name == FIGURES_3_4:
             out += figures34(rows, prof)
     return out
@@ -296,8 +305,9 @@ def figures34(rows: pd.DataFrame, prof: dict) -> list[Markup]:
     """The conclusion on Figures 3-4 from the profile's rows: unrolled MAML's memory per inner step (device
     peak and autograd's saved tensors) against the paper's implied figure and where it would fill the paper's
     GPU; A-MAML's memory at the paper's K; A-MAML's time against FOMAML, Reptile, iMAML and the exact adjoint,
-    and its dopri5 evaluations, at the initial theta and (rows ``steps_trained``) at the theta the job trained.
-    Nothing without both unrolled MAML's and A-MAML's sweeps over K."""
+    and its dopri5 evaluations, at the initial theta and (rows ``steps_trained``) at the theta the job trained,
+    as a table with a row per K and theta, and where the solve stiffens.  Nothing without both unrolled MAML's
+    and A-MAML's sweeps over K."""
     from adjoint_meta.profile import TRAINED
 
     sweep = rows[rows["variable"] == "steps"]
@@ -335,34 +345,42 @@ def figures34(rows: pd.DataFrame, prof: dict) -> list[Markup]:
                                       (_profiled_of_kind(sweep, "reptile"), "Reptile"),
                                       (_profiled_of_kind(sweep, "imaml"), "iMAML"),
                                       (_profiled_of_kind(sweep, "maml_adjoint"), "the exact adjoint")) if e is not None]
-    thetas = [("at the initial θ", sweep)]
+    thetas = [("initial", sweep)]
     if not trained.empty:
         thetas.append((f"after {int(trained['theta_meta_steps'].iloc[0])} meta-updates", trained))
+    body, stiff, steady = [], [], []
     for kk in ks:
-        said, nfe = [], []
-        for where, frame in thetas:
-            mine = _at(frame, amaml, kk)
-            if mine is None:
-                continue
-            nfe.append(int(mine["nfe"]))
-            ratios = []
-            for est, lab in peers:
-                other = _at(frame, est, kk)
-                if other is None:
-                    continue
-                ok = not (bool(mine["below_floor"]) or bool(other["below_floor"]))
-                ratios.append(html("×{:.2f} {}", mine["ms_median"] / other["ms_median"], lab) if ok
-                              else html("{}: not valid (flagged time)", lab))
-            said.append(html("{}: {:.0f} ms, {} dopri5 evaluations{}{}", where, mine["ms_median"], int(mine["nfe"]),
-                             "; A-MAML / " if ratios else "", join(ratios, ", ")))
-        if not said:
+        found = [(where, frame, mine) for where, frame in thetas if (mine := _at(frame, amaml, kk)) is not None]
+        if not found:
             continue
-        stiff = ""
-        if len(nfe) == 2 and nfe[0] > 0:
-            r = nfe[1] / nfe[0]
-            stiff = (f" The solve stiffens: ×{r:.2f} the evaluations after training." if r >= STIFFENS else
-                     f" The evaluations change by ×{r:.2f} after training: the solve does not stiffen here.")
-        parts.append(html("A-MAML at K = {}, {}.{}", kk, join(said, "; "), stiff))
+        nfe = [int(mine["nfe"]) for *_, mine in found]
+        change = nfe[1] / nfe[0] if len(nfe) == 2 and nfe[0] > 0 else None
+        if change is not None:
+            (stiff if change >= STIFFENS else steady).append(str(kk))
+        for i, (where, frame, mine) in enumerate(found):
+            cells = []
+            for est, _ in peers:
+                other = _at(frame, est, kk)
+                cells.append(Markup("<td>–</td>") if other is None else
+                             Markup("<td>not valid<br><small>flagged time</small></td>")
+                             if bool(mine["below_floor"]) or bool(other["below_floor"]) else
+                             html("<td>×{:.2f}</td>", mine["ms_median"] / other["ms_median"]))
+            if len(thetas) == 2 and i == 0:  # one change per K, beside both of its rows
+                cells.append(html("<td rowspan={}>{}</td>", len(found), "–" if change is None else f"×{change:.2f}"))
+            body.append(html("<tr>{}<td class=l>{}</td><td>{:.0f}</td><td>{}</td>{}</tr>",
+                             html("<td rowspan={}>{}</td>", len(found), kk) if i == 0 else "", where,
+                             mine["ms_median"], int(mine["nfe"]), join(cells)))
+    if not body:
+        return [join(parts, " ")]
+    table = html("<table><tr><th>K</th><th class=l>θ</th><th>A-MAML ms</th><th>dopri5 evaluations</th>{}{}</tr>{}"
+                 "</table>", join(html("<th>A-MAML / {}</th>", lab) for _, lab in peers),
+                 Markup("<th>evaluations after training ÷ before</th>") if len(thetas) == 2 else "", join(body))
+    said = (html("The solve stiffens after training (at least ×{:g} the evaluations) at K = {}{}.", STIFFENS,
+                 ", ".join(stiff), f"; not at K = {', '.join(steady)}" if steady else "") if stiff else
+            html("The solve does not stiffen after training (under ×{:g} the evaluations) at K = {}.", STIFFENS,
+                 ", ".join(steady)) if steady else "")
+    parts.append(html("A-MAML's time and dopri5 evaluations, and its time over each other estimator's at the same "
+                      "K and θ (not valid where either time is flagged):{}{}", table, said))
     return [join(parts, " ")]
 
 
