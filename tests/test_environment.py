@@ -43,12 +43,14 @@ def pyproject_requirements(*groups: str) -> list[Requirement]:
     return [Requirement(r) for r in reqs]
 
 
-@pytest.mark.parametrize("path", [lock.MAIN, lock.BENCH])
-def test_locks_pin_every_package_with_hashes_and_no_torch_build(path):
+@pytest.mark.parametrize(("path", "extra"), [(lock.MAIN, "workflow"), (lock.BENCH, "bench"), (lock.LINT, "lint")])
+def test_locks_pin_every_package_with_hashes_and_no_torch_build(path, extra):
     text = read(path)
     assert lock.torch_builds(text) == [], f"{path} must leave torch (and CUDA packages) to scripts/setup.sh"
     pins = lock.pins(text)
-    assert "torchdiffeq==" in " ".join(pins) and all("==" in p for p in pins)
+    assert all("==" in p for p in pins)
+    pinned = {lock.name(p) for p in pins}
+    assert {r.name.lower() for r in pyproject_requirements(extra)} <= pinned, f"{path} lacks its extra's packages"
     # every requirement line continues with its hashes (pip then checks every download)
     lines = text.splitlines()
     starts = [i for i, line in enumerate(lines) if line and not line[0].isspace() and not line.startswith("#")]
