@@ -217,10 +217,10 @@ def step_files(step: str) -> tuple[str, ...]:
 
 @lru_cache(maxsize=None)
 def imported_files(step: str) -> tuple[str, ...]:
-    """Every package file ``adjoint-meta <step>`` may import or read, plugins and validation included:
-    what a run of the step can load, whichever job it is."""
+    """Every package file ``adjoint-meta <step>`` may import or read, plugins (a dataset builder too) and
+    validation included: what a run of the step can load, whichever job it is."""
     _check_step(step)
-    return _rel(_closure([PACKAGE] + [f"{PACKAGE}.{m}" for m in ENTRY], step, cut=False))
+    return _rel(_closure([PACKAGE] + [f"{PACKAGE}.{m}" for m in ENTRY] + list(step_plugins(step)), step, cut=False))
 
 
 @lru_cache(maxsize=None)
