@@ -12,7 +12,7 @@ from conftest import ROOT
 
 # every pipeline step (the rules and stages call these), and the helpers around them
 STEPS = list(RELEVANT_KEYS)
-HELPERS = ["params", "place-raw", "timings", "dvc-yaml", "code-fingerprint", "publish", "progress", "readme"]
+HELPERS = ["params", "place-raw", "timings", "dvc-yaml", "code-inputs", "publish", "progress", "readme"]
 
 
 def test_every_step_is_a_subcommand():

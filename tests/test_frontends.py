@@ -14,15 +14,15 @@ STAGE_PREFIXES = (("fetch", "fetch"), ("make_tasks", "make-tasks"), ("train_", "
                   ("summarize", "summarize"), ("report", "report"), ("fewshot", "fewshot"), ("protonet", "protonet"))
 
 
-def step_of(stage) -> str:
+def step_of(stage) -> str | None:
     base = stage.name.split("@")[0]
-    if base.startswith(CODE_PREFIX):
-        return base.removeprefix(CODE_PREFIX).replace("_", "-")
+    if base == CODE_STAGE:
+        return None
     return next(step for prefix, step in STAGE_PREFIXES if base.startswith(prefix))
 
 
-CODE_PREFIX = dvc_yaml.CODE_STAGE  # the stage that writes a step's code fingerprint
-FINGERPRINTS = paths.CODE_DIR  # DVC's own bookkeeping: no Snakemake rule writes them
+CODE_STAGE = dvc_yaml.CODE_STAGE  # the stage that writes every job's code input
+FINGERPRINTS = paths.CODE_DIR  # the code inputs: no Snakemake rule writes them
 
 
 def snakemake_outputs(project: Path) -> set[str]:
@@ -51,7 +51,8 @@ def both(request, tmp_path_factory):
 def test_same_outputs(both):
     params, project = both
     snake = snakemake_outputs(project)
-    dvc = {str(o) for s in dvc_stages(project) for o in s.outs if not str(o).startswith(FINGERPRINTS + "/")}
+    # (the code inputs: Snakemake writes them when it loads the workflow, DVC in its code stage)
+    dvc = {str(o) for s in dvc_stages(project) if s.name != CODE_STAGE for o in s.outs}
     assert snake, "snakemake named no outputs"
     missing_in_dvc = sorted(f for f in snake if not covered(f, dvc))
     missing_in_snake = sorted(o for o in dvc if not any(covered(f, {o}) for f in snake))
@@ -101,8 +102,7 @@ def test_dvc_params_are_the_keys_each_step_reads(both):
     for stage in dvc_stages(project):
         step = step_of(stage)
         declared = {k for p in stage.deps if hasattr(p, "params") for k in (p.params or [])}
-        if stage.name.startswith(CODE_PREFIX):
-            assert not declared, f"{stage.name} hashes files; it reads no parameters"
+        if stage.name == CODE_STAGE:
             continue
         if config.RELEVANT_KEYS[step] == ["*"]:
             assert not declared, f"{stage.name} should track the whole params.yaml"
@@ -113,20 +113,32 @@ def test_dvc_params_are_the_keys_each_step_reads(both):
 
 
 def test_dvc_code_deps_are_the_derived_ones(both):
-    """A step's stages depend on its code fingerprint, whose stage depends on the derived files."""
-    _, project = both
+    """Each stage depends on its job's code input, which the code stage writes from every file some job
+    can be changed by; the same file each Snakemake job of the stage's outputs names."""
+    params, project = both
     stages = dvc_stages(project)
-    code_stages = {step_of(s): s for s in stages if s.name.startswith(CODE_PREFIX)}
-    assert set(code_stages) == set(config.RELEVANT_KEYS)
+    (code,) = [s for s in stages if s.name == CODE_STAGE]
+    package = {str(d) for d in code.deps if str(d).startswith(codedeps.SOURCE_DIR + "/")}
+    assert package == set(codedeps.possible_files()) | set(codedeps.module_files(codedeps.__name__))
+    assert [str(o) for o in code.outs] == [FINGERPRINTS]
+    expected = set(codedeps.code_inputs(params))
+    used = set()
     for stage in stages:
+        if stage is code:
+            continue
         step = step_of(stage)
-        package = {str(d) for d in stage.deps if str(d).startswith(codedeps.SOURCE_DIR + "/")}
-        fingerprints = {str(d) for d in stage.deps if str(d).startswith(FINGERPRINTS + "/")}
-        if stage is code_stages[step]:
-            assert package == set(codedeps.step_files(step)) and not fingerprints, stage.name
-            assert [str(o) for o in stage.outs] == [paths.CODE_FINGERPRINT.format(step=step)], stage.name
-        else:
-            assert not package and fingerprints == {paths.CODE_FINGERPRINT.format(step=step)}, stage.name
+        deps = {str(d) for d in stage.deps}
+        assert not {d for d in deps if d.startswith(codedeps.SOURCE_DIR + "/")}, stage.name
+        (mine,) = [d for d in deps if d.startswith(FINGERPRINTS + "/")]
+        key = _wildcards(stage, params).get(codedeps.KEYS.get(step, ""))
+        assert mine == codedeps.code_input(step, key), stage.name
+        used.add(mine)
+    assert used == expected, "dvc.yaml's jobs and codedeps.code_inputs name other code inputs"
+    # Snakemake's jobs name the same (its dry run lists every job's inputs)
+    out = run_tool(["snakemake", "-n", "--cores", "1", "--forceall"], project).stdout
+    named = {f.strip() for line in re.findall(r"\n    input: ([^\n]+)", out) for f in line.split(",")
+             if f.strip().startswith(FINGERPRINTS + "/")}
+    assert named == expected
 
 
 def test_dvc_yaml_is_what_the_generator_writes():

@@ -161,11 +161,11 @@ def cmd_dvc_yaml(args: argparse.Namespace) -> None:
     print(f"wrote {out}")
 
 
-def cmd_code_fingerprint(args: argparse.Namespace) -> None:
-    from adjoint_meta import codedeps
-    from adjoint_meta.io import write_text
+def cmd_code_inputs(args: argparse.Namespace) -> None:
+    from adjoint_meta import codedeps, paths
 
-    write_text(args.out, codedeps.fingerprint(args.step, args.root))
+    written = codedeps.write_code_inputs(config.load(args.params, _overrides(args.overrides)), args.root)
+    print(f"code inputs: {len(written)} written under {Path(args.root) / paths.CODE_DIR}")
 
 
 def cmd_summarize(args: argparse.Namespace) -> None:
@@ -305,11 +305,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="dvc.yaml", help="file to write (default: %(default)s)")
     p.add_argument("--check", action="store_true", help="only check that the file is what would be written")
 
-    p = add("code-fingerprint", cmd_code_fingerprint, "write the hashes of the files a pipeline step runs "
-            "(the code dependency of DVC's stages; not a pipeline step)")
-    p.add_argument("--step", required=True, choices=list(config.RELEVANT_KEYS))
-    p.add_argument("--out", required=True, help="file to write (.sha256)")
-    p.add_argument("--root", default=".", help="project root holding src/ (default: %(default)s)")
+    p = add("code-inputs", cmd_code_inputs, "write each job's code input, the fingerprint of the package files "
+            "it can be changed by, where it changed (DVC's code stage; not a pipeline step)")
+    p.add_argument("--root", default=".", help="project root holding src/ and results/ (default: %(default)s)")
 
     p = add("summarize", cmd_summarize, "collect all evaluations into tables, metrics and mean curves")
     p.add_argument("--root", default=".", help="project root holding results/ (default: %(default)s)")

@@ -1,10 +1,13 @@
 """The make-tasks step: the task table of one dataset, generated (synthetic families) or built
-from a raw collaborative-filtering source."""
+from a raw collaborative-filtering source, by the builder module its source names
+(``data.sources.builder``)."""
 from __future__ import annotations
 
+import importlib
+
 from adjoint_meta import paths, runtime
-from adjoint_meta.data import collab, ratings, raw, synthetic
-from adjoint_meta.io import atomic_path, digests, read_json, write_json
+from adjoint_meta.data.sources import builder
+from adjoint_meta.io import atomic_path, digests, write_json
 from adjoint_meta.seeding import numpy_rng
 
 
@@ -13,21 +16,8 @@ def run(spec: dict, dataset: str, out_table: str, out_summary: str, log_file: st
     log = runtime.logger("make-tasks", log_file)
     cfg = spec["datasets"][dataset]
     rng = numpy_rng(int(spec["seed"]), "tasks", dataset)
-    if cfg["source"] == "synthetic":
-        table, summary = synthetic.generate(cfg, rng)
-    else:
-        source = cfg["source"]
-        manifest_path = raw.source_dir(source, raw_dir) / "manifest.json"
-        path = raw.locate(source, raw_dir)
-        log.info("%s: reading %s", dataset, path)
-        try:
-            table, summary = collab.preprocess(ratings.read(source, path), cfg, rng, source)
-        except collab.PreprocessError as exc:  # name the parameters: datasets.<name>.<key>
-            raise collab.PreprocessError(f"datasets.{dataset} ({path}): {exc}") from None
-        try:
-            summary["raw"] = read_json(manifest_path)
-        except FileNotFoundError:
-            summary["raw"] = raw.manifest(source, path)
+    build = importlib.import_module(builder(cfg["source"])).build
+    table, summary = build(cfg, rng, dataset=dataset, raw_dir=raw_dir, log=log)
     with atomic_path(out_table) as tmp:
         table.to_parquet(tmp, index=False)
         table_sha256 = digests(tmp)["sha256"]  # the report's provenance names the exact task table

@@ -38,8 +38,11 @@ LEARNED_RATES = "reports/learned_rates.csv"
 FIGURE = "reports/figures/{name}.png"
 REPORT = "reports/report.html"
 
-CODE_DIR = "results/code"  # DVC's code fingerprints; no Snakemake rule writes them
-CODE_FINGERPRINT = CODE_DIR + "/{step}.sha256"  # the hashes of the files a step runs (DVC's code dependency)
+# A job's code input (adjoint_meta.codedeps): the fingerprint of the files it can be changed by; {job} is
+# the step, or <step>/<key> where the step's jobs differ in code (codedeps.KEYS). No Snakemake rule
+# writes them: the workflow does when it starts, DVC in its one `code` stage.
+CODE_DIR = "results/code"
+CODE_INPUT = CODE_DIR + "/{job}.sha256"
 
 LOG = "logs/{step}/{name}.log"
 BENCHMARK = "logs/benchmarks/{step}/{name}.tsv"

@@ -17,6 +17,9 @@ from adjoint_meta.config.documents import FULL_PRESET, ParamsError
 from adjoint_meta.estimators import REGISTRY
 from adjoint_meta.fewshot import CLASSES
 
+# Only refuses parameters, never changes a result: no job's code input (adjoint_meta.codedeps).
+VALIDATION_ONLY = True
+
 Check = Callable[[Mapping], Iterator[str]]
 CHECKS: dict[str, Check] = {}
 PARTIAL_CHECKS = ("estimator_configurations", "compile_backend")

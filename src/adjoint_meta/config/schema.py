@@ -23,6 +23,9 @@ from adjoint_meta.data.sources import SOURCES, SYNTHETIC
 from adjoint_meta.estimators import REGISTRY
 from adjoint_meta.estimators.base import hyper_schema
 
+# Only refuses parameters, never changes a result: no job's code input (adjoint_meta.codedeps).
+VALIDATION_ONLY = True
+
 
 @lru_cache(maxsize=None)
 def schema() -> dict:

@@ -27,7 +27,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from adjoint_meta.data import raw
+from adjoint_meta.data.ratings import read as read_ratings
 from adjoint_meta.data.sources import SOURCES, Source
+from adjoint_meta.io import read_json
 
 TARGETS = ("raw", "standardized")
 
@@ -102,6 +105,25 @@ def _per_task_stats(sizes: np.ndarray) -> dict:
     q1, q2, q3 = np.percentile(sizes, [25, 50, 75])
     return {"min": int(sizes.min()), "max": int(sizes.max()), "mean": float(sizes.mean()),
             "median": float(q2), "quartiles": [float(q1), float(q2), float(q3)]}
+
+
+def build(cfg: dict, rng: np.random.Generator, *, dataset: str, raw_dir: str, log) -> tuple[pd.DataFrame, dict]:
+    """The make-tasks step's builder (``data.sources.builder``): the task table and summary of dataset
+    ``dataset`` from its raw source's file under ``raw_dir``, the summary holding the fetch step's
+    manifest of that file (or a fresh one where fetch did not run)."""
+    source = cfg["source"]
+    manifest_path = raw.source_dir(source, raw_dir) / "manifest.json"
+    path = raw.locate(source, raw_dir)
+    log.info("%s: reading %s", dataset, path)
+    try:
+        table, summary = preprocess(read_ratings(source, path), cfg, rng, source)
+    except PreprocessError as exc:  # name the parameters: datasets.<name>.<key>
+        raise PreprocessError(f"datasets.{dataset} ({path}): {exc}") from None
+    try:
+        summary["raw"] = read_json(manifest_path)
+    except FileNotFoundError:
+        summary["raw"] = raw.manifest(source, path)
+    return table, summary
 
 
 def preprocess(ratings: pd.DataFrame, cfg: dict, rng: np.random.Generator,

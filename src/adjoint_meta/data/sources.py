@@ -30,6 +30,17 @@ from typing import Mapping
 
 SYNTHETIC = "synthetic"  # datasets.<name>.source of a generated family (adjoint_meta.data.synthetic)
 
+# The module whose ``build`` makes a dataset's tasks, named rather than imported (like ``Source.parse``):
+# a dataset's make-tasks job then depends on its own builder's code only (adjoint_meta.codedeps).
+SYNTHETIC_BUILDER = "adjoint_meta.data.synthetic"
+COLLAB_BUILDER = "adjoint_meta.data.collab"
+BUILDERS = (SYNTHETIC_BUILDER, COLLAB_BUILDER)
+
+
+def builder(source: str) -> str:
+    """The module that builds the tasks of a dataset whose source is ``source``."""
+    return SYNTHETIC_BUILDER if source == SYNTHETIC else COLLAB_BUILDER
+
 
 @dataclass(frozen=True)
 class Archive:

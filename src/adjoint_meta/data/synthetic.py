@@ -80,6 +80,12 @@ FAMILIES[("sinusoid", "paper")] = FAMILIES[("sinusoid", "released")] = Family(
     1, -5.0, 5.0, ("A", "phi", "b"), _uniform([(0.1, 5.0), (0.0, math.pi), (-1.0, 1.0)]), _sinusoid)
 
 
+def build(cfg: dict, rng: np.random.Generator, **_job) -> tuple[pd.DataFrame, dict]:
+    """The make-tasks step's builder (``data.sources.builder``): the tasks are generated from ``rng``
+    alone, whatever the job (dataset name, raw directory, log)."""
+    return generate(cfg, rng)
+
+
 def generate(cfg: dict, rng: np.random.Generator) -> tuple[pd.DataFrame, dict]:
     """Tasks of one synthetic dataset as a long table, plus a summary.
 
