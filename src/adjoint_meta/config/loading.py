@@ -12,6 +12,7 @@ from adjoint_meta.config.documents import (DEFAULT_PARAMS, FULL_PRESET, ParamsEr
 from adjoint_meta.config.schema import validate
 from adjoint_meta.estimators import REGISTRY
 from adjoint_meta.estimators.base import hyper_defaults
+from adjoint_meta.reference import paper
 
 
 def snakemake_overrides(entries: Mapping[str, Any]) -> dict:
@@ -80,10 +81,14 @@ def _grid(doc: Mapping) -> Any:
 
 def with_defaults(doc: Mapping) -> dict:
     """Every estimator configuration with the hyper-parameters it leaves out set to their declared
-    defaults (``Estimator.Hyper``), so a job's slice and the report show every value it uses."""
+    defaults (``Estimator.Hyper``), and every profile's memory cap, where it states none, set to the
+    paper's GPU (reference/paper.yaml), so a job's slice and the report show every value it uses."""
     out = copy.deepcopy(dict(doc))
     for name, cfg in (out.get("estimators") or {}).items():
         out["estimators"][name] = {**hyper_defaults(REGISTRY[cfg["kind"]].Hyper), **cfg}
+    gpu_gb = paper()["claims"]["figure3"]["numbers"]["gpu_gb"]
+    for prof in (out.get("profiles") or {}).values():
+        prof.setdefault("memory_cap_gb", gpu_gb)
     return out
 
 

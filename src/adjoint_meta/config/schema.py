@@ -2,8 +2,9 @@
 
 The schema file (``schema/params.schema.yaml``) holds the layout of params.yaml; what the project
 registers elsewhere is filled in when it is loaded: the estimator kinds with each kind's
-hyper-parameters (``adjoint_meta.estimators``), the raw sources (``adjoint_meta.data.sources``) and
-the model backends (``adjoint_meta.backends``).
+hyper-parameters (``adjoint_meta.estimators``), the raw sources (``adjoint_meta.data.sources``), the
+synthetic families and their variants (``adjoint_meta.data.synthetic``), the activations
+(``adjoint_meta.model``) and the model backends (``adjoint_meta.backends``).
 After the schema, the named cross-checks of ``config.checks`` run.
 """
 from __future__ import annotations
@@ -20,8 +21,10 @@ from adjoint_meta import backends, kinds
 from adjoint_meta.config import checks
 from adjoint_meta.config.documents import DEFAULT_PARAMS, ParamsError, parse_yaml_text
 from adjoint_meta.data.sources import SOURCES, SYNTHETIC
+from adjoint_meta.data.synthetic import FAMILIES
 from adjoint_meta.estimators import REGISTRY
 from adjoint_meta.estimators.base import hyper_schema
+from adjoint_meta.model import ACTIVATIONS
 
 # Only refuses parameters, never changes a result: no job's code input (adjoint_meta.codedeps).
 VALIDATION_ONLY = True
@@ -41,11 +44,15 @@ def schema() -> dict:
                   "properties": {**common, **hyper_schema(REGISTRY[kind].Hyper)}}}
         for kind in kinds.KINDS]
     sources = list(SOURCES)
-    doc["properties"]["raw"]["properties"]["sources"]["items"] = {"enum": sources}
-    defs["dataset"]["properties"]["source"] = {"enum": [SYNTHETIC, *sources]}
-    defs["dataset_collab"]["properties"]["source"] = {"enum": sources}
+    doc["properties"]["raw"]["properties"]["sources"]["items"]["enum"] = sources
+    defs["dataset"]["properties"]["source"]["enum"] = [SYNTHETIC, *sources]
+    defs["dataset_collab"]["properties"]["source"]["enum"] = sources
     for name in ("dataset_synthetic", "dataset_collab"):
         defs[name]["properties"]["backend"]["enum"] = list(backends.BACKENDS)
+        defs[name]["properties"]["activation"]["enum"] = list(ACTIVATIONS)
+    synthetic = defs["dataset_synthetic"]["properties"]
+    synthetic["family"]["enum"] = list(dict.fromkeys(f for f, _ in FAMILIES))
+    synthetic["variant"]["enum"] = list(dict.fromkeys(v for _, v in FAMILIES))
     return doc
 
 
