@@ -9,6 +9,7 @@
 # Every rule is a thin wrapper around one `adjoint-meta` command; dvc.yaml calls
 # the same commands, so the two front ends cannot drift (tests/test_frontends.py).
 
+
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
@@ -19,6 +20,6 @@ include: "workflow/rules/report.smk"
 
 
 rule all:
+    default_target: True
     input:
         all_targets(),
-    default_target: True

@@ -33,6 +33,7 @@ ACCURACY_JOBS = {j["name"]: j for j in amc.accuracy_jobs(P)}
 # job (whose priorities, from their cost, lie below this), so the longest jobs start early.
 DATA_PRIORITY = 100
 
+
 wildcard_constraints:
     source="|".join(SOURCES),
     experiment=r"[a-z][a-z0-9_]*",
@@ -65,8 +66,11 @@ def profile_job(wildcards):
 
 
 def all_targets():
-    return ([paths.REPORT, paths.METRICS] + [paths.TASKS.format(dataset=d) for d in P["datasets"]]
-            + [paths.RAW_MANIFEST.format(source=s) for s in P["raw"]["sources"]])
+    return (
+        [paths.REPORT, paths.METRICS]
+        + [paths.TASKS.format(dataset=d) for d in P["datasets"]]
+        + [paths.RAW_MANIFEST.format(source=s) for s in P["raw"]["sources"]]
+    )
 
 
 onstart:

@@ -6,18 +6,18 @@ rule fetch:
         code("fetch"),
     output:
         manifest=paths.RAW_MANIFEST,
-    params:
-        slice=slice_of("fetch"),
-    conda:
-        CONDA_ENV
     log:
         paths.LOG.format(step="fetch", name="{source}"),
     benchmark:
         paths.BENCHMARK.format(step="fetch", name="{source}")
     priority: DATA_PRIORITY
+    conda:
+        CONDA_ENV
     resources:
         mem_mb=1000,
         runtime=30,
+    params:
+        slice=slice_of("fetch"),
     shell:
         "python -m adjoint_meta fetch --slice {params.slice:q} --source {wildcards.source} --out {output.manifest} --log {log}"
 
@@ -31,18 +31,18 @@ rule make_tasks:
     output:
         table=paths.TASKS,
         summary=paths.TASKS_SUMMARY,
-    params:
-        slice=slice_of("make-tasks", "dataset"),
-    conda:
-        CONDA_ENV
     log:
         paths.LOG.format(step="make_tasks", name="{dataset}"),
     benchmark:
         paths.BENCHMARK.format(step="make_tasks", name="{dataset}")
     priority: DATA_PRIORITY
+    conda:
+        CONDA_ENV
     resources:
         mem_mb=4000,
         runtime=15,
+    params:
+        slice=slice_of("make-tasks", "dataset"),
     shell:
         "python -m adjoint_meta make-tasks --slice {params.slice:q} --dataset {wildcards.dataset}"
         " --out {output.table} --summary {output.summary} --log {log}"

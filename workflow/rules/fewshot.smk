@@ -10,19 +10,19 @@ rule fewshot:
     output:
         json=paths.FEWSHOT,
         curve=paths.FEWSHOT_CURVE,
-    params:
-        slice=slice_of("fewshot", "estimator", "seed"),
-    conda:
-        CONDA_ENV
     log:
         paths.LOG.format(step="fewshot", name=paths.FEWSHOT_NAME),
     benchmark:
         paths.BENCHMARK.format(step="fewshot", name=paths.FEWSHOT_NAME)
+    conda:
+        CONDA_ENV
     threads: P["runtime"]["threads"]
     resources:
         mem_mb=4000,
         runtime=120,
         gpu=1,
+    params:
+        slice=slice_of("fewshot", "estimator", "seed"),
     shell:
         "python -m adjoint_meta fewshot --slice {params.slice:q} --estimator {wildcards.estimator}"
         " --seed {wildcards.seed} --out {output.json} --out-curve {output.curve} --log {log}"
@@ -35,19 +35,19 @@ rule protonet:
     output:
         json=paths.PROTONET,
         curve=paths.PROTONET_CURVE,
-    params:
-        slice=slice_of("protonet", "seed"),
-    conda:
-        CONDA_ENV
     log:
         paths.LOG.format(step="protonet", name=paths.PROTONET_NAME),
     benchmark:
         paths.BENCHMARK.format(step="protonet", name=paths.PROTONET_NAME)
+    conda:
+        CONDA_ENV
     threads: P["runtime"]["threads"]
     resources:
         mem_mb=4000,
         runtime=120,
         gpu=1,
+    params:
+        slice=slice_of("protonet", "seed"),
     shell:
         "python -m adjoint_meta protonet --slice {params.slice:q} --seed {wildcards.seed}"
         " --out {output.json} --out-curve {output.curve} --log {log}"

@@ -16,17 +16,17 @@ rule summarize:
         summaries=[paths.TASKS_SUMMARY.format(dataset=d) for d in amc.baseline_datasets(P)],
     output:
         **SUMMARY_OUTPUTS,
-    params:
-        slice=slice_of("summarize"),
-    conda:
-        CONDA_ENV
     log:
         paths.LOG.format(step="summarize", name="summarize"),
     benchmark:
         paths.BENCHMARK.format(step="summarize", name="summarize")
+    conda:
+        CONDA_ENV
     resources:
         mem_mb=2000,
         runtime=15,
+    params:
+        slice=slice_of("summarize"),
     shell:
         "python -m adjoint_meta summarize --slice {params.slice:q} --log {log}"
 
@@ -37,24 +37,24 @@ rule report:
     input:
         code("report"),
         [paths.TASKS_SUMMARY.format(dataset=d) for d in P["datasets"]],
-        seed_curves=[paths.EVAL_CURVE.format(**c) for c in CELLS],
         **SUMMARY_OUTPUTS,
+        seed_curves=[paths.EVAL_CURVE.format(**c) for c in CELLS],
     output:
         html=paths.REPORT,
         figures=[
             report(paths.FIGURE.format(name=name), caption=f"../report/{kind}.rst", category=kind, subcategory=name)
             for name, kind in paths.figure_names(P).items()
         ],
-    params:
-        slice=slice_of("report"),
-    conda:
-        CONDA_ENV
     log:
         paths.LOG.format(step="report", name="report"),
     benchmark:
         paths.BENCHMARK.format(step="report", name="report")
+    conda:
+        CONDA_ENV
     resources:
         mem_mb=2000,
         runtime=15,
+    params:
+        slice=slice_of("report"),
     shell:
         "python -m adjoint_meta report --slice {params.slice:q} --out {output.html} --log {log}"

@@ -10,19 +10,19 @@ rule profile:
         summary=lambda wc: paths.TASKS_SUMMARY.format(dataset=profile_job(wc)["dataset"]),
     output:
         csv=paths.PROFILE,
-    params:
-        slice=slice_of("profile", "profile"),
-    conda:
-        CONDA_ENV
     log:
         paths.LOG.format(step="profile", name=paths.PROFILE_NAME),
     benchmark:
         paths.BENCHMARK.format(step="profile", name=paths.PROFILE_NAME)
+    conda:
+        CONDA_ENV
     threads: P["runtime"]["threads"]
     resources:
         mem_mb=8000,
         runtime=60,
         gpu=1,
+    params:
+        slice=slice_of("profile", "profile"),
     shell:
         "python -m adjoint_meta profile --slice {params.slice:q} --profile {wildcards.profile}"
         " --tasks {input.tasks} --out {output.csv} --log {log}"
@@ -36,19 +36,19 @@ rule accuracy:
         summary=lambda wc: paths.TASKS_SUMMARY.format(dataset=ACCURACY_JOBS[wc.name]["dataset"]),
     output:
         csv=paths.ACCURACY,
-    params:
-        slice=slice_of("accuracy", "name"),
-    conda:
-        CONDA_ENV
     log:
         paths.LOG.format(step="accuracy", name="{name}"),
     benchmark:
         paths.BENCHMARK.format(step="accuracy", name="{name}")
+    conda:
+        CONDA_ENV
     threads: P["runtime"]["threads"]
     resources:
         mem_mb=8000,
         runtime=60,
         gpu=1,
+    params:
+        slice=slice_of("accuracy", "name"),
     shell:
         "python -m adjoint_meta accuracy --slice {params.slice:q} --name {wildcards.name} --tasks {input.tasks}"
         " --out {output.csv} --log {log}"
