@@ -36,21 +36,8 @@ from adjoint_meta import baselines, config, kinds, model_file, nrmse, paths, run
 from adjoint_meta.fewshot import summary as fewshot_summary
 from adjoint_meta.io import atomic_path, read_json, write_json
 from adjoint_meta.reference import table_value
+from adjoint_meta.results import MissingResultError, need
 from adjoint_meta.tasks import TaskPool
-
-
-class MissingResultError(FileNotFoundError):
-    """An input the summary needs was not produced."""
-
-
-class InvalidResultError(MissingResultError):
-    """An input exists but cannot be used (empty, incomplete or not finite); the message starts with its path."""
-
-
-def need(path: str | Path) -> str:
-    if not Path(path).exists():
-        raise MissingResultError(f"{path}: expected result is missing; run the pipeline's earlier steps")
-    return str(path)
 
 
 def _seed_stats(values: list[dict]) -> dict:
