@@ -55,15 +55,15 @@ measurement batch: rows with ``variable`` = ``steps_trained`` (``TRAINED``) and
 another job (a training cell's model); A-MAML's ``nfe`` at the two thetas are its
 dopri5 evaluations there.
 
-The helpers ``sample_batch``, ``timed`` and ``write_csv`` are shared with
-``adjoint_meta.accuracy``.
+The meta-batch and the timing of one call are ``adjoint_meta.measure``'s, shared with the
+accuracy study.
 """
 from __future__ import annotations
 
 import math
 import statistics
 import time
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable
 
 import pandas as pd
 import torch
@@ -71,13 +71,12 @@ import torch
 from adjoint_meta import backends, config, optim, runtime
 from adjoint_meta.estimators import InnerProblem, build
 from adjoint_meta.estimators.core import plain_training
-from adjoint_meta.io import atomic_path
+from adjoint_meta.io import write_csv
+from adjoint_meta.measure import sample_batch, timed
 from adjoint_meta.memory import UNAVAILABLE, measure_peak, saved_tensor_bytes
 from adjoint_meta.interface import Data, TaskModel
 from adjoint_meta.seeding import derive_seed, torch_generator
 from adjoint_meta.tasks import TaskPool
-
-T = TypeVar("T")
 
 SWEEP_VARIABLES = ("steps", "layers", "units")  # the order rows are written in
 TRAINED = "steps_trained"  # the variable of the rows measured at the trained theta (after the sweeps)
@@ -93,42 +92,6 @@ class ProfileError(RuntimeError):
     """A profiling measurement that came out unusable (non-finite or non-positive)."""
 
 
-# -- helpers shared with the accuracy study ------------------------------------
-def sample_batch(pool: TaskPool, gen: torch.Generator, spec: dict, setting: str,
-                 dtype: torch.dtype) -> tuple[Data, Data]:
-    """Support and query data of one meta-batch (``meta.meta_batch`` tasks of the setting's
-    shot + val examples), on the CPU in ``dtype``."""
-    st = spec["settings"][setting]
-    _, support, query = pool.sample(gen, int(spec["meta"]["meta_batch"]), int(st["shot"]), int(st["val"]), dtype)
-    return support, query
-
-
-def sync_for(device: torch.device) -> Callable[[], None]:
-    """What makes a timing honest on ``device``: CUDA synchronization, a no-op elsewhere."""
-    return (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
-
-
-def timed(fn: Callable[[], T], device: torch.device) -> tuple[T, float]:
-    """(fn(), wall milliseconds of the call), the device synchronized before and after."""
-    sync = sync_for(device)
-    sync()
-    t0 = time.perf_counter()
-    result = fn()
-    sync()
-    return result, (time.perf_counter() - t0) * 1e3
-
-
-def write_csv(frame: pd.DataFrame, out_csv: str) -> None:
-    """Write ``frame`` to ``out_csv`` atomically (no partial file if the job dies)."""
-    with atomic_path(out_csv) as tmp:
-        frame.to_csv(tmp, index=False)
-
-
-def dtype_name(dtype: torch.dtype) -> str:
-    return str(dtype).replace("torch.", "")
-
-
-# -- profiling -----------------------------------------------------------------
 def sweep_points(prof: dict) -> list[tuple[str, int, dict[str, int]]]:
     """(variable, value, {steps, layers, units}) of every point, one variable varied at a time."""
     unknown = set(prof["sweep"]) - set(SWEEP_VARIABLES)
@@ -225,7 +188,7 @@ def run(spec: dict, profile: str, tasks_path: str, out_csv: str, log_file: str |
     points = sweep_points(prof)
     log.info("profile %s | %s on %s %s | %d point(s) | %d repeat(s), %d warm-up round(s) | device %s %s", profile,
              ", ".join(configs), prof["dataset"], prof["setting"], len(points), repeats, WARMUP_ROUNDS,
-             runtime.describe_device(device), dtype_name(dtype))
+             runtime.describe_device(device), runtime.dtype_name(dtype))
 
     measured: dict[tuple[int, int, int], tuple[int, list[dict]]] = {}  # (K, layers, units) -> (point, rows)
     rows = []
@@ -243,7 +206,7 @@ def run(spec: dict, profile: str, tasks_path: str, out_csv: str, log_file: str |
             log.info("%s, P=%d)  plain inner training %.3f ms (median of %d calls)", head, model.n_params,
                      floor["plain_ms"], floor["plain_repeats"])
             for r in ests:
-                r.update(n_params=model.n_params, device=runtime.describe_device(device), dtype=dtype_name(dtype),
+                r.update(n_params=model.n_params, device=runtime.describe_device(device), dtype=runtime.dtype_name(dtype),
                          threads=torch.get_num_threads())
                 _check_point(r, f"profile {profile}, {r['estimator']}, {var}={value}", profile, prof, log)
             measured[key] = (i, ests)
@@ -318,7 +281,7 @@ def _trained_rows(spec: dict, profile: str, prof: dict, pool: TaskPool, ds_cfg: 
         log.info("trained theta, K=%d  plain inner training %.3f ms (median of %d calls)", k, floor["plain_ms"],
                  floor["plain_repeats"])
         for r in ests:
-            r.update(n_params=model.n_params, device=runtime.describe_device(device), dtype=dtype_name(dtype),
+            r.update(n_params=model.n_params, device=runtime.describe_device(device), dtype=runtime.dtype_name(dtype),
                      threads=torch.get_num_threads())
             _check_point(r, f"profile {profile}, {r['estimator']}, trained theta, K={k}", profile, prof, log)
             rows.append({"profile": profile, "variable": TRAINED, "value": k, "theta_meta_steps": n,

@@ -71,7 +71,7 @@ def run(spec: dict, cell: dict, tasks_path: str, out_model: str, out_log: str,
     log.info("train %s | %s | %d parameters | K=%d alpha=%g | outer %s lr %g | %d/%d eligible training tasks "
              "| device %s %s%s", " ".join(f"{k}={v}" for k, v in cell.items()), label, model.n_params, steps, alpha,
              optimizer, lr, eligible, pool.n_train_tasks, runtime.describe_device(device),
-             str(dtype).replace("torch.", ""), " compiled" if compiled else "")
+             runtime.dtype_name(dtype), " compiled" if compiled else "")
 
     # an estimator that makes no outer updates (random_init) writes the initial theta as it is
     n_steps = int(meta["meta_epochs"]) if estimator.trains else 0
@@ -91,7 +91,7 @@ def run(spec: dict, cell: dict, tasks_path: str, out_model: str, out_log: str,
         "activation": ds_cfg["activation"], "backend": ds_cfg.get("backend", backends.DEFAULT),
         "meta_steps": n_steps, "wall_seconds": wall, "skipped_tasks": skipped_total,
         "eligible_tasks": eligible, "device": runtime.describe_device(device),
-        "dtype": str(dtype).replace("torch.", ""), "compiled": compiled,
+        "dtype": runtime.dtype_name(dtype), "compiled": compiled,
         "stats_per_step": {k: v / n_steps for k, v in extra.items()},
         "learned_rates": rate_history(loop),
     }
