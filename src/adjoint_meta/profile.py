@@ -48,7 +48,8 @@ estimator it records:
 With ``trained`` in the profile (``{meta_steps, estimator, optimizer, lr, steps,
 estimators}``), the job then trains theta itself, at the fixed model and K, for
 ``meta_steps`` meta-updates of ``estimator`` with the outer optimizer ``optimizer``
-(learning rate ``lr``) on meta-batches of the profile's training tasks, and
+(learning rate ``lr``) on meta-batches of the profile's training tasks, by the outer
+loop of every training job (``train.meta_train``), and
 measures ``estimators`` again at that theta for every K of ``steps``, on the same
 measurement batch: rows with ``variable`` = ``steps_trained`` (``TRAINED``) and
 ``theta_meta_steps`` = ``meta_steps``.  The job therefore depends on no file of
@@ -60,6 +61,7 @@ accuracy study.
 """
 from __future__ import annotations
 
+import logging
 import math
 import statistics
 import time
@@ -68,7 +70,7 @@ from typing import Any, Callable
 import pandas as pd
 import torch
 
-from adjoint_meta import backends, config, optim, runtime
+from adjoint_meta import backends, config, runtime
 from adjoint_meta.estimators import InnerProblem, build
 from adjoint_meta.estimators.core import plain_training
 from adjoint_meta.io import write_csv
@@ -77,6 +79,7 @@ from adjoint_meta.memory import UNAVAILABLE, measure_peak, saved_tensor_bytes
 from adjoint_meta.interface import Data, TaskModel
 from adjoint_meta.seeding import derive_seed, torch_generator
 from adjoint_meta.tasks import TaskPool
+from adjoint_meta.train import meta_train
 
 SWEEP_VARIABLES = ("steps", "layers", "units")  # the order rows are written in
 TRAINED = "steps_trained"  # the variable of the rows measured at the trained theta (after the sweeps)
@@ -228,28 +231,25 @@ def run(spec: dict, profile: str, tasks_path: str, out_csv: str, log_file: str |
 
 
 def train_theta(spec: dict, profile: str, prof: dict, pool: TaskPool, model: TaskModel, theta: torch.Tensor,
-                device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-    """theta after ``trained.meta_steps`` meta-updates of ``trained.estimator`` at the profile's fixed K, on
-    meta-batches of the profile's setting drawn from the training tasks by a generator of their own (the
-    measurement batch is not among the draws' purposes); the outer optimizer and its learning rate are the
-    profile's (``trained.optimizer``, ``trained.lr``)."""
+                device: torch.device, dtype: torch.dtype, log: logging.Logger) -> torch.Tensor:
+    """A copy of theta after ``trained.meta_steps`` meta-updates of ``trained.estimator`` at the profile's fixed
+    K by the training step's outer loop (``train.meta_train``, without checkpoints), on meta-batches of the
+    profile's setting drawn from the training tasks by a generator of their own (the measurement batch is not
+    among the draws' purposes); the outer optimizer and its learning rate are the profile's
+    (``trained.optimizer``, ``trained.lr``)."""
     tr, master = prof["trained"], int(spec["seed"])
     name = tr["estimator"]
     cfg = spec["estimators"][name]
     steps = config.inner_steps(cfg["kind"], int(prof["fixed"]["steps"]))
     est = build(cfg["kind"], cfg, steps, float(spec["inner"]["alpha"]),
                 derive_seed(master, "estimator", "profile", profile, "train", name))
-    theta = theta.clone()
-    opt = optim.make(tr["optimizer"], theta, float(tr["lr"]))
     gen = torch_generator(master, "profile", profile, "train")
-    for step in range(1, int(tr["meta_steps"]) + 1):
-        support, query = sample_batch(pool, gen, spec, prof["setting"], dtype)
-        mg = est(theta, InnerProblem(model, support.to(device, dtype), query.to(device, dtype)))
-        grad = mg.grad.mean(0)
-        if not bool(torch.isfinite(grad).all()):
-            raise ProfileError(f"profile {profile}: non-finite meta-gradient of {name} at meta-step {step} while "
-                               "training theta (profiles.{profile}.trained)")
-        opt.step(grad)
+    st = spec["settings"][prof["setting"]]
+    sample = lambda: pool.sample(gen, int(spec["meta"]["meta_batch"]), int(st["shot"]), int(st["val"]), dtype)  # noqa: E731
+    theta = theta.clone()
+    meta_train(est, model, theta, gen, sample, int(tr["meta_steps"]),
+               what=f"profiles.{profile}.trained ({name}, K={steps})", outer=(tr["optimizer"], float(tr["lr"])),
+               on_nonfinite="stop", rt=spec["runtime"], device=device, dtype=dtype, log=log)
     return theta
 
 
@@ -267,7 +267,7 @@ def _trained_rows(spec: dict, profile: str, prof: dict, pool: TaskPool, ds_cfg: 
     model = backends.of_dataset(ds_cfg, pool.input_dim, [at["units"]] * at["layers"])
     theta0 = model.init(torch_generator(master, "profile", profile, "init", at["layers"], at["units"]), dtype)
     start = time.perf_counter()
-    theta = train_theta(spec, profile, prof, pool, model, theta0.to(device), device, dtype)
+    theta = train_theta(spec, profile, prof, pool, model, theta0.to(device), device, dtype, log)
     n = int(tr["meta_steps"])
     log.info("trained theta: %d meta-update(s) of %s at K=%d (%s, lr %g) in %.1f s; |theta - theta0| = %.4g", n,
              tr["estimator"], at["steps"], tr["optimizer"], float(tr["lr"]), time.perf_counter() - start,

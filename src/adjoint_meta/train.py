@@ -120,16 +120,17 @@ class Loop:
 
 def meta_train(estimator: Estimator, model: TaskModel, theta: torch.Tensor, gen: torch.Generator,
                sample: Callable[[], tuple], n_steps: int, *, what: str, outer: tuple[str, float], on_nonfinite: str,
-               rt: dict, device: torch.device, dtype: torch.dtype, ckpt_path: Path, owner: dict,
-               log: logging.Logger, alpha_key: str = "inner.alpha") -> Loop:
+               rt: dict, device: torch.device, dtype: torch.dtype, log: logging.Logger,
+               ckpt_path: Path | None = None, owner: dict | None = None, alpha_key: str = "inner.alpha") -> Loop:
     """The outer loop of every meta-training job: ``n_steps`` updates of ``theta`` (in place) by the outer
     optimizer ``outer`` (name, learning rate) along the mean meta-gradient of the meta-batches
     ``sample()`` draws from ``gen`` (task ids, support, query); an estimator that learns its inner step
     sizes updates them with theta (``estimator.meta_init``).  A non-finite meta-gradient stops it, or
     with ``on_nonfinite = skip`` drops its tasks; an update that makes theta or a learned step size
-    non-finite is undone and stops it.  Progress is logged every ``rt['log_every']`` steps and the whole
-    state checkpointed every ``rt['checkpoint_every']`` at ``ckpt_path``, from which a rerun resumes.
-    ``what`` names the job, ``alpha_key`` the parameter of its inner step."""
+    non-finite is undone and stops it.  Progress is logged every ``rt['log_every']`` steps; with a
+    ``ckpt_path`` the whole state is checkpointed there every ``rt['checkpoint_every']`` steps for ``owner``
+    (``checkpoint.owner_of``), and a rerun resumes from it.  ``what`` names the job, ``alpha_key`` the
+    parameter of its inner step."""
     optimizer, lr = outer
     phi = estimator.meta_init(theta, model)  # theta, or theta and the log step sizes
     opt = optim.make(optimizer, phi, lr)
@@ -137,7 +138,7 @@ def meta_train(estimator: Estimator, model: TaskModel, theta: torch.Tensor, gen:
     rows: list[list] = []
     skipped_total, done, spent = 0, 0, 0.0
     extra: dict[str, float] = {}
-    state = checkpoint.load(ckpt_path, owner)
+    state = checkpoint.load(ckpt_path, owner) if ckpt_path is not None else None
     if state is not None:
         phi.copy_(state["theta"].to(device, dtype))
         opt.load_state_dict(state["optimizer"])
@@ -148,7 +149,7 @@ def meta_train(estimator: Estimator, model: TaskModel, theta: torch.Tensor, gen:
         log.info("resuming from %s at meta-step %d", ckpt_path, done)
 
     every = int(rt["log_every"])
-    ckpt_every = int(rt.get("checkpoint_every", 0))
+    ckpt_every = int(rt.get("checkpoint_every", 0)) if ckpt_path is not None else 0
     start = time.perf_counter() - spent
     for step in range(done + 1, n_steps + 1):
         task_ids, support, query = sample()
