@@ -17,7 +17,7 @@ from adjoint_meta.estimators import REGISTRY, build
 from adjoint_meta.estimators.core import LINEARIZE_BLOCK
 from adjoint_meta.seeding import derive_seed, torch_generator
 from adjoint_meta.tasks import TaskPool
-from adjoint_meta.train import meta_train
+from adjoint_meta.outer_loop import meta_train
 from conftest import ROOT, TEST_PARAMS
 
 PARAMS = config.load(TEST_PARAMS)
@@ -173,7 +173,7 @@ def test_unrolled_maml_memory_grows_with_steps(task_files, tmp_path):
 
 @pytest.mark.parametrize("estimator", ["amaml", "maml_adjoint_layer"])
 def test_trained_theta_comes_from_the_training_loop(estimator, task_files):
-    """The profile's trained theta is ``train.meta_train``'s on the profile's draws, also for an estimator
+    """The profile's trained theta is ``outer_loop.meta_train``'s on the profile's draws, also for an estimator
     that learns its step sizes alongside theta; the initial theta is left as it was."""
     job = next(j for j in JOBS if j["profile"] == "fig34")
     spec = copy.deepcopy(config.prune(PARAMS, "profile", **job))

@@ -49,7 +49,7 @@ With ``trained`` in the profile (``{meta_steps, estimator, optimizer, lr, steps,
 estimators}``), the job then trains theta itself, at the fixed model and K, for
 ``meta_steps`` meta-updates of ``estimator`` with the outer optimizer ``optimizer``
 (learning rate ``lr``) on meta-batches of the profile's training tasks, by the outer
-loop of every training job (``train.meta_train``), and
+loop of every training job (``outer_loop.meta_train``), and
 measures ``estimators`` again at that theta for every K of ``steps``, on the same
 measurement batch: rows with ``variable`` = ``steps_trained`` (``TRAINED``) and
 ``theta_meta_steps`` = ``meta_steps``.  The job therefore depends on no file of
@@ -79,7 +79,7 @@ from adjoint_meta.memory import UNAVAILABLE, measure_peak, saved_tensor_bytes
 from adjoint_meta.interface import Data, TaskModel
 from adjoint_meta.seeding import derive_seed, torch_generator
 from adjoint_meta.tasks import TaskPool
-from adjoint_meta.train import meta_train
+from adjoint_meta.outer_loop import meta_train
 
 SWEEP_VARIABLES = ("steps", "layers", "units")  # the order rows are written in
 TRAINED = "steps_trained"  # the variable of the rows measured at the trained theta (after the sweeps)
@@ -233,7 +233,7 @@ def run(spec: dict, profile: str, tasks_path: str, out_csv: str, log_file: str |
 def train_theta(spec: dict, profile: str, prof: dict, pool: TaskPool, model: TaskModel, theta: torch.Tensor,
                 device: torch.device, dtype: torch.dtype, log: logging.Logger) -> torch.Tensor:
     """A copy of theta after ``trained.meta_steps`` meta-updates of ``trained.estimator`` at the profile's fixed
-    K by the training step's outer loop (``train.meta_train``, without checkpoints), on meta-batches of the
+    K by the training jobs' outer loop (``outer_loop.meta_train``, without checkpoints), on meta-batches of the
     profile's setting drawn from the training tasks by a generator of their own (the measurement batch is not
     among the draws' purposes); the outer optimizer and its learning rate are the profile's
     (``trained.optimizer``, ``trained.lr``)."""
