@@ -194,10 +194,10 @@ def test_trained_theta_comes_from_the_training_loop(estimator, task_files):
     est = build(cfg["kind"], cfg, steps, float(spec["inner"]["alpha"]),
                 derive_seed(master, "estimator", "profile", "fig34", "train", estimator))
     gen = torch_generator(master, "profile", "fig34", "train")
-    st = spec["settings"][prof["setting"]]
+    st, batch = spec["settings"][prof["setting"]], int(spec["meta"]["meta_batch"])
     expected = before.clone()
-    meta_train(est, model, expected, gen,
-               lambda: pool.sample(gen, int(spec["meta"]["meta_batch"]), int(st["shot"]), int(st["val"]), torch.float32),
-               4, what="reference", outer=(prof["trained"]["optimizer"], float(prof["trained"]["lr"])),
-               on_nonfinite="stop", rt=spec["runtime"], device=torch.device("cpu"), dtype=torch.float32, log=log)
+    draw = lambda: pool.sample(gen, batch, int(st["shot"]), int(st["val"]), torch.float32)  # noqa: E731
+    outer = (prof["trained"]["optimizer"], float(prof["trained"]["lr"]))
+    meta_train(est, model, expected, gen, draw, 4, what="reference", outer=outer, on_nonfinite="stop",
+               rt=spec["runtime"], device=torch.device("cpu"), dtype=torch.float32, log=log)
     assert torch.equal(theta, expected)

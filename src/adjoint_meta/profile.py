@@ -76,10 +76,10 @@ from adjoint_meta.estimators.core import plain_training
 from adjoint_meta.io import write_csv
 from adjoint_meta.measure import sample_batch, timed
 from adjoint_meta.memory import UNAVAILABLE, measure_peak, saved_tensor_bytes
+from adjoint_meta.outer_loop import meta_train
 from adjoint_meta.interface import Data, TaskModel
 from adjoint_meta.seeding import derive_seed, torch_generator
 from adjoint_meta.tasks import TaskPool
-from adjoint_meta.outer_loop import meta_train
 
 SWEEP_VARIABLES = ("steps", "layers", "units")  # the order rows are written in
 TRAINED = "steps_trained"  # the variable of the rows measured at the trained theta (after the sweeps)
@@ -209,8 +209,8 @@ def run(spec: dict, profile: str, tasks_path: str, out_csv: str, log_file: str |
             log.info("%s, P=%d)  plain inner training %.3f ms (median of %d calls)", head, model.n_params,
                      floor["plain_ms"], floor["plain_repeats"])
             for r in ests:
-                r.update(n_params=model.n_params, device=runtime.describe_device(device), dtype=runtime.dtype_name(dtype),
-                         threads=torch.get_num_threads())
+                r.update(n_params=model.n_params, device=runtime.describe_device(device),
+                         dtype=runtime.dtype_name(dtype), threads=torch.get_num_threads())
                 _check_point(r, f"profile {profile}, {r['estimator']}, {var}={value}", profile, prof, log)
             measured[key] = (i, ests)
         rows += [{"profile": profile, "variable": var, "value": value, "theta_meta_steps": 0, **at, **r}
@@ -244,8 +244,8 @@ def train_theta(spec: dict, profile: str, prof: dict, pool: TaskPool, model: Tas
     est = build(cfg["kind"], cfg, steps, float(spec["inner"]["alpha"]),
                 derive_seed(master, "estimator", "profile", profile, "train", name))
     gen = torch_generator(master, "profile", profile, "train")
-    st = spec["settings"][prof["setting"]]
-    sample = lambda: pool.sample(gen, int(spec["meta"]["meta_batch"]), int(st["shot"]), int(st["val"]), dtype)  # noqa: E731
+    st, batch = spec["settings"][prof["setting"]], int(spec["meta"]["meta_batch"])
+    sample = lambda: pool.sample(gen, batch, int(st["shot"]), int(st["val"]), dtype)  # noqa: E731
     theta = theta.clone()
     meta_train(est, model, theta, gen, sample, int(tr["meta_steps"]),
                what=f"profiles.{profile}.trained ({name}, K={steps})", outer=(tr["optimizer"], float(tr["lr"])),
@@ -281,8 +281,8 @@ def _trained_rows(spec: dict, profile: str, prof: dict, pool: TaskPool, ds_cfg: 
         log.info("trained theta, K=%d  plain inner training %.3f ms (median of %d calls)", k, floor["plain_ms"],
                  floor["plain_repeats"])
         for r in ests:
-            r.update(n_params=model.n_params, device=runtime.describe_device(device), dtype=runtime.dtype_name(dtype),
-                     threads=torch.get_num_threads())
+            r.update(n_params=model.n_params, device=runtime.describe_device(device),
+                     dtype=runtime.dtype_name(dtype), threads=torch.get_num_threads())
             _check_point(r, f"profile {profile}, {r['estimator']}, trained theta, K={k}", profile, prof, log)
             rows.append({"profile": profile, "variable": TRAINED, "value": k, "theta_meta_steps": n,
                          **at, "steps": k, **r})
