@@ -9,7 +9,7 @@ from pathlib import Path
 
 
 class MissingResultError(FileNotFoundError):
-    """An input the summary needs was not produced."""
+    """An input from an earlier step is missing, or lacks a value its reader needs; the message names the file."""
 
 
 class InvalidResultError(MissingResultError):
