@@ -5,9 +5,10 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pandas as pd
 import pytest
 
-from adjoint_meta.io import atomic_path, write_text
+from adjoint_meta.io import atomic_path, write_csv, write_text
 from conftest import ROOT
 
 
@@ -28,6 +29,15 @@ def test_a_killed_writers_temporary_file_is_removed_by_the_next_write(tmp_path):
     write_text(tmp_path / "theta.pt", "done")
     assert (tmp_path / "theta.pt").read_text() == "done"
     assert not stale.exists() and other.exists()
+
+
+def test_write_csv_rounds_floats_only_when_asked(tmp_path):
+    frame = pd.DataFrame({"name": ["a", "b"], "value": [1 / 3, 2.0e-7]})
+    write_csv(frame, tmp_path / "full.csv")
+    write_csv(frame, tmp_path / "short.csv", "%.6g")
+    assert (tmp_path / "short.csv").read_text() == "name,value\na,0.333333\nb,2e-07\n"
+    assert pd.read_csv(tmp_path / "full.csv")["value"].tolist() == frame["value"].tolist()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["full.csv", "short.csv"]
 
 
 def test_dvc_ignores_temporary_files():

@@ -17,7 +17,7 @@ from adjoint_meta import config, evaluate, kinds, make_tasks, nrmse, paths, summ
 from adjoint_meta.interface import Data
 from adjoint_meta.model import MLP
 from adjoint_meta.report import candidates, loading
-from adjoint_meta.summarize import MissingResultError
+from adjoint_meta.results import MissingResultError
 from conftest import ROOT, TEST_PARAMS
 
 f64 = torch.float64

@@ -3,6 +3,7 @@ impossible ratios flagged; memory that grows where it must."""
 from __future__ import annotations
 
 import copy
+import logging
 import math
 import re
 import sys
@@ -11,10 +12,12 @@ import pandas as pd
 import pytest
 import torch
 
-from adjoint_meta import config, make_tasks, profile
-from adjoint_meta.estimators import REGISTRY
+from adjoint_meta import backends, config, make_tasks, profile
+from adjoint_meta.estimators import REGISTRY, build
 from adjoint_meta.estimators.core import LINEARIZE_BLOCK
+from adjoint_meta.seeding import derive_seed, torch_generator
 from adjoint_meta.tasks import TaskPool
+from adjoint_meta.outer_loop import meta_train
 from conftest import ROOT, TEST_PARAMS
 
 PARAMS = config.load(TEST_PARAMS)
@@ -166,3 +169,35 @@ def test_unrolled_maml_memory_grows_with_steps(task_files, tmp_path):
     maml = figures["maml"]
     assert maml[-1] > maml[0] + 1 * MiB, maml
     assert maml[0] <= maml[1] <= maml[2], maml
+
+
+@pytest.mark.parametrize("estimator", ["amaml", "maml_adjoint_layer"])
+def test_trained_theta_comes_from_the_training_loop(estimator, task_files):
+    """The profile's trained theta is ``outer_loop.meta_train``'s on the profile's draws, also for an estimator
+    that learns its step sizes alongside theta; the initial theta is left as it was."""
+    job = next(j for j in JOBS if j["profile"] == "fig34")
+    spec = copy.deepcopy(config.prune(PARAMS, "profile", **job))
+    prof = spec["profiles"]["fig34"]
+    prof["trained"].update(estimator=estimator, meta_steps=4)
+    assert estimator in spec["estimators"]
+    pool = TaskPool.load(task_files[job["dataset"]])
+    fixed = prof["fixed"]
+    model = backends.of_dataset(spec["datasets"][job["dataset"]], pool.input_dim, [fixed["units"]] * fixed["layers"])
+    theta0 = model.init(torch.Generator().manual_seed(0), torch.float32)
+    before = theta0.clone()
+    log = logging.getLogger("test_profile")
+    theta = profile.train_theta(spec, "fig34", prof, pool, model, theta0, torch.device("cpu"), torch.float32, log)
+    assert torch.equal(theta0, before) and not torch.equal(theta, theta0) and bool(torch.isfinite(theta).all())
+
+    cfg, master = spec["estimators"][estimator], int(spec["seed"])
+    steps = config.inner_steps(cfg["kind"], int(fixed["steps"]))
+    est = build(cfg["kind"], cfg, steps, float(spec["inner"]["alpha"]),
+                derive_seed(master, "estimator", "profile", "fig34", "train", estimator))
+    gen = torch_generator(master, "profile", "fig34", "train")
+    st, batch = spec["settings"][prof["setting"]], int(spec["meta"]["meta_batch"])
+    expected = before.clone()
+    draw = lambda: pool.sample(gen, batch, int(st["shot"]), int(st["val"]), torch.float32)  # noqa: E731
+    outer = (prof["trained"]["optimizer"], float(prof["trained"]["lr"]))
+    meta_train(est, model, expected, gen, draw, 4, what="reference", outer=outer, on_nonfinite="stop",
+               rt=spec["runtime"], device=torch.device("cpu"), dtype=torch.float32, log=log)
+    assert torch.equal(theta, expected)

@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from adjoint_meta import checkpoint, config, evaluate, make_tasks, model_file, train
+from adjoint_meta.outer_loop import NonFiniteError
 from conftest import TEST_PARAMS, tool_env
 
 CELL = dict(experiment="fig2_50shot", dataset="cosmixture", setting="5shot-5val", estimator="amaml", seed=0)
@@ -147,7 +148,7 @@ def test_same_seed_same_outputs_other_seed_other_outputs(params, tasks, tmp_path
 # ---------------------------------------------------------------- numerical faults
 def test_diverging_inner_learning_rate_is_reported_with_step_and_task(params, tasks, tmp_path):
     spec, cell = _spec(params, "fomaml", **{"inner.alpha": 1e6})
-    with pytest.raises(train.NonFiniteError, match=r"meta-step 1 for training task\(s\) \[\d+(, \d+)*\]"):
+    with pytest.raises(NonFiniteError, match=r"meta-step 1 for training task\(s\) \[\d+(, \d+)*\]"):
         train.run(spec, cell, tasks, str(tmp_path / "m.pt"), str(tmp_path / "m.csv"))
     assert not (tmp_path / "m.pt").exists()
 
@@ -157,7 +158,7 @@ def test_blown_up_adjoint_sweep_is_reported_and_theta_untouched(params, tasks, t
     the adjoint explodes, and the run stops with the meta-step and the tasks."""
     spec, cell = _spec(params, "amaml", **{"inner.alpha": 2.0, "experiments.fig2_50shot.steps": 200})
     spec["estimators"]["amaml"]["backward"] = "euler"
-    with pytest.raises(train.NonFiniteError, match=r"meta-step 1 for training task\(s\)"):
+    with pytest.raises(NonFiniteError, match=r"meta-step 1 for training task\(s\)"):
         train.run(spec, cell, tasks, str(tmp_path / "m.pt"), str(tmp_path / "m.csv"))
     assert not (tmp_path / "m.pt").exists() and not checkpoint.path_for(tmp_path / "m.pt").exists()
 
@@ -168,7 +169,7 @@ def test_blown_up_adjoint_sweep_is_reported_and_theta_untouched(params, tasks, t
 ])
 def test_outer_update_that_overflows_theta_is_refused(params, tasks, tmp_path, optimizer, lr, message):
     spec, cell = _spec(params, "fomaml", **{"meta.lr": lr, "meta.optimizer": optimizer})
-    with pytest.raises(train.NonFiniteError, match=message):
+    with pytest.raises(NonFiniteError, match=message):
         train.run(spec, cell, tasks, str(tmp_path / "m.pt"), str(tmp_path / "m.csv"))
     assert not (tmp_path / "m.pt").exists()
 
@@ -223,7 +224,7 @@ def test_theta_is_never_updated_with_a_non_finite_gradient(params, tasks, tmp_pa
 
     poisoned(drop=False)
     if mode == "stop":
-        with pytest.raises(train.NonFiniteError, match=r"meta-step 3 for training task\(s\) \[\d+\]"):
+        with pytest.raises(NonFiniteError, match=r"meta-step 3 for training task\(s\) \[\d+\]"):
             train.run(spec, cell, tasks, str(tmp_path / "m.pt"), str(tmp_path / "m.csv"))
         assert not (tmp_path / "m.pt").exists()
         return

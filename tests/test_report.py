@@ -12,7 +12,7 @@ from markupsafe import escape
 
 from adjoint_meta import config, paths, profile, report, summarize, verdicts
 from adjoint_meta.report import candidates, claims, discussion, figures, tables
-from adjoint_meta.summarize import MissingResultError
+from adjoint_meta.results import MissingResultError, need
 from conftest import TEST_PARAMS, copy_run
 
 HOSTILE = "<script>alert(1)</script>"
@@ -33,7 +33,7 @@ def test_figures_refuse_empty_inputs():
 
 def test_missing_result_names_the_file(tmp_path):
     with pytest.raises(MissingResultError, match="seed0.json: expected result is missing"):
-        summarize.need(tmp_path / "results" / "eval" / "seed0.json")
+        need(tmp_path / "results" / "eval" / "seed0.json")
 
 
 def _table() -> pd.DataFrame:

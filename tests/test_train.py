@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import reference as ref
-from adjoint_meta import config, make_tasks, model_file, train
+from adjoint_meta import config, make_tasks, model_file, outer_loop, train
 from adjoint_meta.evaluate import errors, finetune_curve
 from adjoint_meta.io import read_json
 from adjoint_meta.model import MLP
@@ -64,7 +64,7 @@ def _poisoned(d, tmp_path, task: int):
 def test_diverging_task_stops_with_step_and_task(tasks, tmp_path, estimator):
     params, d = tasks
     spec, cell = _spec(params, estimator)
-    with pytest.raises(train.NonFiniteError, match=r"meta-step \d+ for training task\(s\) \[3\]"):
+    with pytest.raises(outer_loop.NonFiniteError, match=r"meta-step \d+ for training task\(s\) \[3\]"):
         train.run(spec, cell, _poisoned(d, tmp_path, 3), str(tmp_path / "m.pt"), str(tmp_path / "c.csv"))
     assert not (tmp_path / "m.pt").exists() and not (tmp_path / "c.csv").exists()
 
@@ -174,7 +174,7 @@ def _interrupt_after(steps: int, job):
     from unittest import mock
 
     calls = {"n": 0}
-    real = train.InnerProblem
+    real = outer_loop.InnerProblem
 
     def counting(*a, **k):
         calls["n"] += 1
@@ -182,7 +182,7 @@ def _interrupt_after(steps: int, job):
             raise KeyboardInterrupt
         return real(*a, **k)
 
-    with mock.patch.object(train, "InnerProblem", counting):
+    with mock.patch.object(outer_loop, "InnerProblem", counting):
         job()
 
 
@@ -191,7 +191,7 @@ def test_a_step_size_that_overflows_is_named_and_undone(tasks, tmp_path):
     params = copy.deepcopy(params)
     params["estimators"]["maml_adjoint"].update(learn_rate="layer")
     spec, cell = _spec(params, "maml_adjoint", optimizer="sgd", lr=1e12)
-    with pytest.raises(train.NonFiniteError) as info:
+    with pytest.raises(outer_loop.NonFiniteError) as info:
         train.run(spec, cell, str(d / "t.parquet"), str(tmp_path / "m.pt"), str(tmp_path / "c.csv"))
     message = str(info.value)
     assert re.search(r"meta-step 1 of .*the step size of layer \d became (inf|0)", message), message
@@ -203,7 +203,7 @@ def test_a_learned_step_size_that_makes_the_inner_loop_diverge_is_named(tasks, t
     params = copy.deepcopy(params)
     params["estimators"]["maml_adjoint"].update(learn_rate="layer", rate_init=1e4)
     spec, cell = _spec(params, "maml_adjoint")
-    with pytest.raises(train.NonFiniteError) as info:
+    with pytest.raises(outer_loop.NonFiniteError) as info:
         train.run(spec, cell, str(d / "t.parquet"), str(tmp_path / "m.pt"), str(tmp_path / "c.csv"))
     message = str(info.value)
     assert re.search(r"meta-step 1 for training task\(s\) \[[\d, ]+\].*learned step sizes \(alpha_0 1e\+04, "

@@ -12,7 +12,7 @@ from adjoint_meta import calibration as cal
 from adjoint_meta import verdicts as v
 from adjoint_meta.report import claims, loading
 from adjoint_meta.report.loading import Cell
-from adjoint_meta.summarize import InvalidResultError, MissingResultError
+from adjoint_meta.results import InvalidResultError, MissingResultError
 
 STEPS = np.array([0, 5, 10, 15, 20])
 KIND = {k: k for k in ("amaml", "maml", "maml1", "fomaml", "reptile", "imaml", "es")}

@@ -26,7 +26,8 @@ import torch
 
 from adjoint_meta import backends, config, runtime
 from adjoint_meta.estimators import InnerProblem, build
-from adjoint_meta.profile import dtype_name, sample_batch, timed, write_csv
+from adjoint_meta.io import write_csv
+from adjoint_meta.measure import sample_batch, timed
 from adjoint_meta.seeding import derive_seed, torch_generator
 from adjoint_meta.tasks import TaskPool
 
@@ -81,7 +82,7 @@ def run(spec: dict, name: str, tasks_path: str, out_csv: str, log_file: str | No
     theta = theta64.to(dtype)
     log.info("accuracy %s | %s %s | %d parameters | K in %s | %d batch(es) | %s | device %s %s (reference float64)",
              name, dataset, study["setting"], model.n_params, study["steps"], study["batches"],
-             ", ".join(study["estimators"]), runtime.describe_device(device), dtype_name(dtype))
+             ", ".join(study["estimators"]), runtime.describe_device(device), runtime.dtype_name(dtype))
 
     rows = []
     for b in range(int(study["batches"])):
@@ -101,7 +102,7 @@ def run(spec: dict, name: str, tasks_path: str, out_csv: str, log_file: str | No
                 if not math.isfinite(figures["rel_error"]):
                     log.warning("batch %d K=%d: %s gave a non-finite meta-gradient; recorded as NaN", b, K, est_name)
                 rows.append({"study": name, "estimator": est_name, "kind": kind, "label": cfg.get("label") or est.label,
-                             "steps": K, "batch": b, **figures, "ms": ms, "dtype": dtype_name(dtype)})
+                             "steps": K, "batch": b, **figures, "ms": ms, "dtype": runtime.dtype_name(dtype)})
             done = rows[-len(study["estimators"]):]
             log.info("batch %d/%d K=%d  reference %.1f ms  rel. error: %s", b + 1, study["batches"], K, ref_ms,
                      "  ".join(f"{r['estimator']} {r['rel_error']:.3g}" for r in done))

@@ -12,7 +12,10 @@ import math
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
+
+if TYPE_CHECKING:  # the library imports this module without pandas
+    import pandas as pd
 
 
 _UMASK = os.umask(0)
@@ -64,6 +67,12 @@ def read_json(path: str | Path) -> Any:
 def write_text(path: str | Path, text: str) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(text)
+
+
+def write_csv(frame: pd.DataFrame, path: str | Path, float_format: str | None = None) -> None:
+    """``frame`` as CSV without its index, floats as ``float_format`` (pandas' full precision when None)."""
+    with atomic_path(path) as tmp:
+        frame.to_csv(tmp, index=False, float_format=float_format)
 
 
 def digests(path: str | Path) -> dict[str, str]:

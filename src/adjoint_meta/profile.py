@@ -48,36 +48,38 @@ estimator it records:
 With ``trained`` in the profile (``{meta_steps, estimator, optimizer, lr, steps,
 estimators}``), the job then trains theta itself, at the fixed model and K, for
 ``meta_steps`` meta-updates of ``estimator`` with the outer optimizer ``optimizer``
-(learning rate ``lr``) on meta-batches of the profile's training tasks, and
+(learning rate ``lr``) on meta-batches of the profile's training tasks, by the outer
+loop of every training job (``outer_loop.meta_train``), and
 measures ``estimators`` again at that theta for every K of ``steps``, on the same
 measurement batch: rows with ``variable`` = ``steps_trained`` (``TRAINED``) and
 ``theta_meta_steps`` = ``meta_steps``.  The job therefore depends on no file of
 another job (a training cell's model); A-MAML's ``nfe`` at the two thetas are its
 dopri5 evaluations there.
 
-The helpers ``sample_batch``, ``timed`` and ``write_csv`` are shared with
-``adjoint_meta.accuracy``.
+The meta-batch and the timing of one call are ``adjoint_meta.measure``'s, shared with the
+accuracy study.
 """
 from __future__ import annotations
 
+import logging
 import math
 import statistics
 import time
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable
 
 import pandas as pd
 import torch
 
-from adjoint_meta import backends, config, optim, runtime
+from adjoint_meta import backends, config, runtime
 from adjoint_meta.estimators import InnerProblem, build
 from adjoint_meta.estimators.core import plain_training
-from adjoint_meta.io import atomic_path
+from adjoint_meta.io import write_csv
+from adjoint_meta.measure import sample_batch, timed
 from adjoint_meta.memory import UNAVAILABLE, measure_peak, saved_tensor_bytes
+from adjoint_meta.outer_loop import meta_train
 from adjoint_meta.interface import Data, TaskModel
 from adjoint_meta.seeding import derive_seed, torch_generator
 from adjoint_meta.tasks import TaskPool
-
-T = TypeVar("T")
 
 SWEEP_VARIABLES = ("steps", "layers", "units")  # the order rows are written in
 TRAINED = "steps_trained"  # the variable of the rows measured at the trained theta (after the sweeps)
@@ -93,42 +95,6 @@ class ProfileError(RuntimeError):
     """A profiling measurement that came out unusable (non-finite or non-positive)."""
 
 
-# -- helpers shared with the accuracy study ------------------------------------
-def sample_batch(pool: TaskPool, gen: torch.Generator, spec: dict, setting: str,
-                 dtype: torch.dtype) -> tuple[Data, Data]:
-    """Support and query data of one meta-batch (``meta.meta_batch`` tasks of the setting's
-    shot + val examples), on the CPU in ``dtype``."""
-    st = spec["settings"][setting]
-    _, support, query = pool.sample(gen, int(spec["meta"]["meta_batch"]), int(st["shot"]), int(st["val"]), dtype)
-    return support, query
-
-
-def sync_for(device: torch.device) -> Callable[[], None]:
-    """What makes a timing honest on ``device``: CUDA synchronization, a no-op elsewhere."""
-    return (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
-
-
-def timed(fn: Callable[[], T], device: torch.device) -> tuple[T, float]:
-    """(fn(), wall milliseconds of the call), the device synchronized before and after."""
-    sync = sync_for(device)
-    sync()
-    t0 = time.perf_counter()
-    result = fn()
-    sync()
-    return result, (time.perf_counter() - t0) * 1e3
-
-
-def write_csv(frame: pd.DataFrame, out_csv: str) -> None:
-    """Write ``frame`` to ``out_csv`` atomically (no partial file if the job dies)."""
-    with atomic_path(out_csv) as tmp:
-        frame.to_csv(tmp, index=False)
-
-
-def dtype_name(dtype: torch.dtype) -> str:
-    return str(dtype).replace("torch.", "")
-
-
-# -- profiling -----------------------------------------------------------------
 def sweep_points(prof: dict) -> list[tuple[str, int, dict[str, int]]]:
     """(variable, value, {steps, layers, units}) of every point, one variable varied at a time."""
     unknown = set(prof["sweep"]) - set(SWEEP_VARIABLES)
@@ -225,7 +191,7 @@ def run(spec: dict, profile: str, tasks_path: str, out_csv: str, log_file: str |
     points = sweep_points(prof)
     log.info("profile %s | %s on %s %s | %d point(s) | %d repeat(s), %d warm-up round(s) | device %s %s", profile,
              ", ".join(configs), prof["dataset"], prof["setting"], len(points), repeats, WARMUP_ROUNDS,
-             runtime.describe_device(device), dtype_name(dtype))
+             runtime.describe_device(device), runtime.dtype_name(dtype))
 
     measured: dict[tuple[int, int, int], tuple[int, list[dict]]] = {}  # (K, layers, units) -> (point, rows)
     rows = []
@@ -243,8 +209,8 @@ def run(spec: dict, profile: str, tasks_path: str, out_csv: str, log_file: str |
             log.info("%s, P=%d)  plain inner training %.3f ms (median of %d calls)", head, model.n_params,
                      floor["plain_ms"], floor["plain_repeats"])
             for r in ests:
-                r.update(n_params=model.n_params, device=runtime.describe_device(device), dtype=dtype_name(dtype),
-                         threads=torch.get_num_threads())
+                r.update(n_params=model.n_params, device=runtime.describe_device(device),
+                         dtype=runtime.dtype_name(dtype), threads=torch.get_num_threads())
                 _check_point(r, f"profile {profile}, {r['estimator']}, {var}={value}", profile, prof, log)
             measured[key] = (i, ests)
         rows += [{"profile": profile, "variable": var, "value": value, "theta_meta_steps": 0, **at, **r}
@@ -265,28 +231,25 @@ def run(spec: dict, profile: str, tasks_path: str, out_csv: str, log_file: str |
 
 
 def train_theta(spec: dict, profile: str, prof: dict, pool: TaskPool, model: TaskModel, theta: torch.Tensor,
-                device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-    """theta after ``trained.meta_steps`` meta-updates of ``trained.estimator`` at the profile's fixed K, on
-    meta-batches of the profile's setting drawn from the training tasks by a generator of their own (the
-    measurement batch is not among the draws' purposes); the outer optimizer and its learning rate are the
-    profile's (``trained.optimizer``, ``trained.lr``)."""
+                device: torch.device, dtype: torch.dtype, log: logging.Logger) -> torch.Tensor:
+    """A copy of theta after ``trained.meta_steps`` meta-updates of ``trained.estimator`` at the profile's fixed
+    K by the training jobs' outer loop (``outer_loop.meta_train``, without checkpoints), on meta-batches of the
+    profile's setting drawn from the training tasks by a generator of their own (the measurement batch is not
+    among the draws' purposes); the outer optimizer and its learning rate are the profile's
+    (``trained.optimizer``, ``trained.lr``)."""
     tr, master = prof["trained"], int(spec["seed"])
     name = tr["estimator"]
     cfg = spec["estimators"][name]
     steps = config.inner_steps(cfg["kind"], int(prof["fixed"]["steps"]))
     est = build(cfg["kind"], cfg, steps, float(spec["inner"]["alpha"]),
                 derive_seed(master, "estimator", "profile", profile, "train", name))
-    theta = theta.clone()
-    opt = optim.make(tr["optimizer"], theta, float(tr["lr"]))
     gen = torch_generator(master, "profile", profile, "train")
-    for step in range(1, int(tr["meta_steps"]) + 1):
-        support, query = sample_batch(pool, gen, spec, prof["setting"], dtype)
-        mg = est(theta, InnerProblem(model, support.to(device, dtype), query.to(device, dtype)))
-        grad = mg.grad.mean(0)
-        if not bool(torch.isfinite(grad).all()):
-            raise ProfileError(f"profile {profile}: non-finite meta-gradient of {name} at meta-step {step} while "
-                               "training theta (profiles.{profile}.trained)")
-        opt.step(grad)
+    st, batch = spec["settings"][prof["setting"]], int(spec["meta"]["meta_batch"])
+    sample = lambda: pool.sample(gen, batch, int(st["shot"]), int(st["val"]), dtype)  # noqa: E731
+    theta = theta.clone()
+    meta_train(est, model, theta, gen, sample, int(tr["meta_steps"]),
+               what=f"profiles.{profile}.trained ({name}, K={steps})", outer=(tr["optimizer"], float(tr["lr"])),
+               on_nonfinite="stop", rt=spec["runtime"], device=device, dtype=dtype, log=log)
     return theta
 
 
@@ -304,7 +267,7 @@ def _trained_rows(spec: dict, profile: str, prof: dict, pool: TaskPool, ds_cfg: 
     model = backends.of_dataset(ds_cfg, pool.input_dim, [at["units"]] * at["layers"])
     theta0 = model.init(torch_generator(master, "profile", profile, "init", at["layers"], at["units"]), dtype)
     start = time.perf_counter()
-    theta = train_theta(spec, profile, prof, pool, model, theta0.to(device), device, dtype)
+    theta = train_theta(spec, profile, prof, pool, model, theta0.to(device), device, dtype, log)
     n = int(tr["meta_steps"])
     log.info("trained theta: %d meta-update(s) of %s at K=%d (%s, lr %g) in %.1f s; |theta - theta0| = %.4g", n,
              tr["estimator"], at["steps"], tr["optimizer"], float(tr["lr"]), time.perf_counter() - start,
@@ -318,8 +281,8 @@ def _trained_rows(spec: dict, profile: str, prof: dict, pool: TaskPool, ds_cfg: 
         log.info("trained theta, K=%d  plain inner training %.3f ms (median of %d calls)", k, floor["plain_ms"],
                  floor["plain_repeats"])
         for r in ests:
-            r.update(n_params=model.n_params, device=runtime.describe_device(device), dtype=dtype_name(dtype),
-                     threads=torch.get_num_threads())
+            r.update(n_params=model.n_params, device=runtime.describe_device(device),
+                     dtype=runtime.dtype_name(dtype), threads=torch.get_num_threads())
             _check_point(r, f"profile {profile}, {r['estimator']}, trained theta, K={k}", profile, prof, log)
             rows.append({"profile": profile, "variable": TRAINED, "value": k, "theta_meta_steps": n,
                          **at, "steps": k, **r})

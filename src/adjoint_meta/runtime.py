@@ -49,6 +49,11 @@ def describe_device(device: torch.device) -> str:
     return f"cpu:{platform.processor() or platform.machine()} ({torch.get_num_threads()} thread(s))"
 
 
+def dtype_name(dtype: torch.dtype) -> str:
+    """The name ``runtime.dtype`` gives ``dtype`` (a key of ``DTYPES``)."""
+    return str(dtype).replace("torch.", "")
+
+
 def logger(name: str, log_file: str | Path | None) -> logging.Logger:
     """A logger writing to stderr and, if given, to the job's log file."""
     log = logging.getLogger(f"adjoint_meta.{name}")

@@ -34,23 +34,12 @@ import pandas as pd
 
 from adjoint_meta import baselines, config, kinds, model_file, nrmse, paths, runtime, verdicts
 from adjoint_meta.fewshot import summary as fewshot_summary
-from adjoint_meta.io import atomic_path, read_json, write_json
+from adjoint_meta.io import read_json, write_csv, write_json
 from adjoint_meta.reference import table_value
+from adjoint_meta.results import MissingResultError, need
 from adjoint_meta.tasks import TaskPool
 
-
-class MissingResultError(FileNotFoundError):
-    """An input the summary needs was not produced."""
-
-
-class InvalidResultError(MissingResultError):
-    """An input exists but cannot be used (empty, incomplete or not finite); the message starts with its path."""
-
-
-def need(path: str | Path) -> str:
-    if not Path(path).exists():
-        raise MissingResultError(f"{path}: expected result is missing; run the pipeline's earlier steps")
-    return str(path)
+FLOAT_FORMAT = "%.6g"  # the summaries' numbers, to six significant digits
 
 
 def _seed_stats(values: list[dict]) -> dict:
@@ -276,11 +265,6 @@ def _concat(files: list[str]) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
-def _write_csv(frame: pd.DataFrame, path: Path) -> None:
-    with atomic_path(path) as tmp:
-        frame.to_csv(tmp, index=False, float_format="%.6g")
-
-
 def run(params: dict, root: str = ".", log_file: str | None = None) -> dict:
     log = runtime.logger("summarize", log_file)
     base = Path(root)
@@ -294,19 +278,19 @@ def run(params: dict, root: str = ".", log_file: str | None = None) -> dict:
             if "p_value" in r and not (isinstance(r["p_value"], float) and math.isnan(r["p_value"])):
                 entry["p_value"] = r["p_value"]
             metrics.setdefault(name, {}).setdefault(r["dataset"], {}).setdefault(r["setting"], {})[r["estimator"]] = entry
-        _write_csv(table, base / paths.TABLE.format(experiment=name))
-        _write_csv(_curves(params, name, base), base / paths.CURVES.format(experiment=name))
+        write_csv(table, base / paths.TABLE.format(experiment=name), FLOAT_FORMAT)
+        write_csv(_curves(params, name, base), base / paths.CURVES.format(experiment=name), FLOAT_FORMAT)
     write_json(base / paths.METRICS, metrics)
-    _write_csv(definitions, base / paths.NRMSE_DEFINITIONS)
-    _write_csv(_jobs(params, base), base / paths.JOBS)
-    _write_csv(_concat([str(base / paths.PROFILE.format(**j)) for j in config.profile_jobs(params)]),
-               base / paths.PROFILES)
-    _write_csv(_concat([str(base / paths.ACCURACY.format(**j)) for j in config.accuracy_jobs(params)]),
-               base / paths.ACCURACY_TABLE)
-    _write_csv(_learned_rates(params, base), base / paths.LEARNED_RATES)
+    write_csv(definitions, base / paths.NRMSE_DEFINITIONS, FLOAT_FORMAT)
+    write_csv(_jobs(params, base), base / paths.JOBS, FLOAT_FORMAT)
+    write_csv(_concat([str(base / paths.PROFILE.format(**j)) for j in config.profile_jobs(params)]),
+              base / paths.PROFILES, FLOAT_FORMAT)
+    write_csv(_concat([str(base / paths.ACCURACY.format(**j)) for j in config.accuracy_jobs(params)]),
+              base / paths.ACCURACY_TABLE, FLOAT_FORMAT)
+    write_csv(_learned_rates(params, base), base / paths.LEARNED_RATES, FLOAT_FORMAT)
     fewshot_table, fewshot_curves = fewshot_summary.tables(params, base)
-    _write_csv(fewshot_table, base / paths.FEWSHOT_TABLE)
-    _write_csv(fewshot_curves, base / paths.FEWSHOT_CURVES)
+    write_csv(fewshot_table, base / paths.FEWSHOT_TABLE, FLOAT_FORMAT)
+    write_csv(fewshot_curves, base / paths.FEWSHOT_CURVES, FLOAT_FORMAT)
     log.info("summarized %d training cells, %d profiling jobs and %d accuracy studies", len(config.cells(params)),
              len(config.profile_jobs(params)), len(config.accuracy_jobs(params)))
     return metrics

@@ -56,7 +56,7 @@ class ProtoNet:
 
 class Episodic(MetaParameters):
     """ProtoNet's training signal in the shape of a meta-gradient, so the one outer loop
-    (``train.meta_train``) trains it: per task, the gradient of its query cross-entropy at ``theta``."""
+    (``outer_loop.meta_train``) trains it: per task, the gradient of its query cross-entropy at ``theta``."""
     trains = True
 
     def __init__(self, net: ProtoNet, ways: int):

@@ -26,7 +26,7 @@ from adjoint_meta.fewshot.protonet import Episodic, ProtoNet
 from adjoint_meta.funcmodel import FuncModel, cross_entropy
 from adjoint_meta.io import atomic_path, write_json
 from adjoint_meta.seeding import derive_seed, torch_generator
-from adjoint_meta.train import meta_train, rate_history
+from adjoint_meta.outer_loop import meta_train, rate_history
 
 
 def episodes(fs: dict) -> tuple[Episodes, Episodes]:

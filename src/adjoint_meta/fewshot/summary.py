@@ -20,12 +20,11 @@ import pandas as pd
 from adjoint_meta import config, paths, verdicts
 from adjoint_meta.fewshot import PROTONET
 from adjoint_meta.io import read_json
+from adjoint_meta.results import need
 
 
 def _jobs(params: dict, root: Path) -> dict[str, list[tuple[dict, pd.DataFrame]]]:
     """method -> [(summary, per-task curve)] in seed order."""
-    from adjoint_meta.summarize import need
-
     out: dict[str, list] = {}
     for j in config.fewshot_jobs(params):
         out.setdefault(j["estimator"], []).append(

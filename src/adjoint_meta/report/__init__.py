@@ -25,7 +25,7 @@ from adjoint_meta.reference import paper
 from adjoint_meta.report import candidates, claims, discussion, figures, loading, provenance, tables
 from adjoint_meta.report import fewshot as fewshot_section
 from adjoint_meta.report import rates as rates_section
-from adjoint_meta.summarize import need
+from adjoint_meta.results import need
 
 
 def render(context: dict) -> str:

@@ -20,6 +20,7 @@ import pandas as pd
 
 from adjoint_meta import verdicts as v
 from adjoint_meta.kinds import PAPER_KINDS, SHORT_NAMES
+from adjoint_meta.profile import TRAINED
 from adjoint_meta.units import GB
 from adjoint_meta.reference import paper
 from adjoint_meta.report import loading
@@ -246,8 +247,6 @@ def figure3(ev: Evidence):
 
 def figure4(ev: Evidence):
     """Comparable times at the trained θ (the sweep's, flagged not conclusive, where the profile has none)."""
-    from adjoint_meta.profile import TRAINED
-
     trained = _sweep(ev, "amaml", TRAINED) is not None
     variable = TRAINED if trained else SWEEP
     peers = {NAMES[k]: s for k in ("fomaml", "reptile", "imaml") if (s := _sweep(ev, k, variable)) is not None}

@@ -11,6 +11,7 @@ import pandas as pd
 from adjoint_meta import verdicts
 from adjoint_meta.units import GB, MB
 from adjoint_meta.kinds import BASELINE, MAML_VARIANTS, PAPER_KINDS, SHORT_NAMES
+from adjoint_meta.profile import TRAINED
 from adjoint_meta.reference import paper, table_value
 from adjoint_meta.report.candidates import WITHIN  # also what counts as resembling the paper's MAML
 from adjoint_meta.report.claims import FIGURES_3_4, kept_bytes
@@ -308,8 +309,6 @@ def figures34(rows: pd.DataFrame, prof: dict) -> list[Markup]:
     and its dopri5 evaluations, at the initial theta and (rows ``steps_trained``) at the theta the job trained,
     as a table with a row per K and theta, and where the solve stiffens.  Nothing without both unrolled MAML's
     and A-MAML's sweeps over K."""
-    from adjoint_meta.profile import TRAINED
-
     sweep = rows[rows["variable"] == "steps"]
     maml, amaml = _profiled_of_kind(sweep, "maml"), _profiled_of_kind(sweep, "amaml")
     if maml is None or amaml is None:

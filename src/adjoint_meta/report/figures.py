@@ -22,7 +22,7 @@ from adjoint_meta import paths  # noqa: E402
 from adjoint_meta.units import GB, MB
 from adjoint_meta.io import atomic_path  # noqa: E402
 from adjoint_meta.report.discussion import memory_cap_steps  # noqa: E402
-from adjoint_meta.summarize import MissingResultError  # noqa: E402
+from adjoint_meta.results import MissingResultError  # noqa: E402
 
 sns.set_theme(style="whitegrid", context="paper")
 

@@ -13,7 +13,7 @@ from adjoint_meta import nrmse, paths, timings
 from adjoint_meta.io import read_json
 from adjoint_meta.kinds import META_LEARNERS
 from adjoint_meta.reference import paper
-from adjoint_meta.summarize import InvalidResultError, MissingResultError, need
+from adjoint_meta.results import InvalidResultError, MissingResultError, need
 
 
 @dataclass

@@ -16,7 +16,7 @@ from adjoint_meta import paths, verdicts
 from adjoint_meta.report.figures import _require
 from adjoint_meta.report.loading import seed_curve
 from adjoint_meta.report.markup import Markup, html, join
-from adjoint_meta.summarize import need
+from adjoint_meta.results import need
 
 
 def _at_k(params: dict, base: Path, experiment: str, dataset: str, setting: str, estimator: str) -> np.ndarray:
