@@ -17,7 +17,7 @@ RAW_COPIES ?= ../shared/data
 # the uv that `make lock` installs into the environment to compile the locks
 UV_VERSION ?= 0.13.9
 
-.PHONY: setup run test lock push pull
+.PHONY: setup run test lint lock push pull
 setup:
 	@bash scripts/setup.sh "$(PY)"
 
@@ -27,6 +27,12 @@ run: setup
 
 test: setup
 	PATH="$(abspath $(dir $(PY))):$$PATH" $(PY) -m pytest
+
+# ruff and snakefmt at the versions of requirements/lint.lock (configured in pyproject.toml); CI runs it
+lint: setup
+	$(PY) -m pip install --disable-pip-version-check -q --require-hashes -r requirements/lint.lock
+	$(PY) -m ruff check .
+	$(PY) -m snakefmt --check Snakefile workflow/rules
 
 # after a change to the dependencies in pyproject.toml: requirements/*.lock and the rules' conda
 # environment, from PyPI (scripts/lock.py); then `make setup` installs the new versions

@@ -31,6 +31,7 @@ import sys
 from pathlib import Path
 
 import torch
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_peers import as_module, higher_maml, torchopt_maml  # noqa: E402
 from common import cf_problem, interleaved_ms  # noqa: E402
@@ -41,8 +42,8 @@ from adjoint_meta.estimators.core import plain_training, stack  # noqa: E402
 from adjoint_meta.fewshot import cnn  # noqa: E402
 from adjoint_meta.fewshot.digits import SHAPE  # noqa: E402
 from adjoint_meta.funcmodel import FuncModel, cross_entropy  # noqa: E402
-from adjoint_meta.memory import saved_tensor_bytes  # noqa: E402
 from adjoint_meta.interface import Data  # noqa: E402
+from adjoint_meta.memory import saved_tensor_bytes  # noqa: E402
 from adjoint_meta.runtime import tune_allocator  # noqa: E402
 
 ALPHA = 0.01
@@ -140,7 +141,8 @@ def main() -> None:
     peers = [p for p in ("higher", "torchopt") if __import__("importlib").util.find_spec(p)]
     print(f"# {hand.sizes} tanh and a small CNN ({cnn.n_params} parameters), {problem.n_tasks} tasks x "
           f"{problem.support.x.shape[1]} examples, float32, 1 thread, device {device}, torch {torch.__version__}, "
-          f"torch.func products by {func.hvp_method} (func) and {jfunc.hvp_method} (func (jvp)); medians of {args.repeats} interleaved rounds"
+          f"torch.func products by {func.hvp_method} (func) and {jfunc.hvp_method} (func (jvp)); medians of "
+          f"{args.repeats} interleaved rounds"
           + ("" if len(peers) == 2 else "; not installed: " + ", ".join({"higher", "torchopt"} - set(peers))))
     for K in args.steps:
         adj = build("maml_adjoint", {}, K, ALPHA)
@@ -166,8 +168,10 @@ def main() -> None:
             if p in peers:
                 runs[p] = lambda f=fn, n=nets[p]: f(n, problem, K)
         reference = adj(theta, problem).grad
-        checks = {"func: exact adjoint": adj(theta, fproblem).grad, "func: exact adjoint, lin.": fast(theta, fproblem).grad,
-                  "hand: exact adjoint, lin.": fast(theta, problem).grad, "func: unrolled MAML": maml(theta, fproblem).grad,
+        checks = {"func: exact adjoint": adj(theta, fproblem).grad, "func: exact adjoint, lin.": fast(theta,
+                                                                                                      fproblem).grad,
+                  "hand: exact adjoint, lin.": fast(theta, problem).grad, "func: unrolled MAML": maml(theta,
+                                                                                                      fproblem).grad,
                   "hand: unrolled MAML": maml(theta, problem).grad,
                   "func (jvp): exact adjoint": adj(theta, jproblem).grad,
                   "func: MixFlow-style MAML": mixflow_maml(jfunc, jproblem, theta, K)}
@@ -185,11 +189,13 @@ def main() -> None:
         memory["func: exact adjoint"] = adj(theta, fproblem).stats["stored_bytes"]
         memory["func (jvp): exact adjoint"] = adj(theta, jproblem).stats["stored_bytes"]
         memory["cnn: exact adjoint"] = adj(ctheta, cproblem).stats["stored_bytes"]
-        for name, (prob, th) in {"hand": (problem, theta), "func": (fproblem, theta), "cnn": (cproblem, ctheta)}.items():
+        for name, (prob, th) in {"hand": (problem, theta), "func": (fproblem, theta), "cnn": (cproblem,
+                                                                                              ctheta)}.items():
             memory[f"{name}: exact adjoint, lin."] = fast(th, prob).stats["stored_bytes"]
         peaks = {name: peak_bytes(fn, device) for name, fn in runs.items()}
         ms = interleaved_ms(runs, repeats=args.repeats, sync=sync)
-        floor = {"hand": ms["hand: plain training"], "func": ms["func: plain training"], "cnn": ms["cnn: plain training"]}
+        floor = {"hand": ms["hand: plain training"], "func": ms["func: plain training"],
+                 "cnn": ms["cnn: plain training"]}
         floor["func (jvp)"] = floor["func"]  # the same forward and gradient; only the products differ
         print(f"\nK = {K}  (CNN exact adjoint vs unrolled MAML: {cnn_check:.1e} relative)")
         print(f"{'method':28s} {'ms':>9s} {'x plain (same backend)':>23s} {'kept MB':>9s} {'peak MB':>9s} "

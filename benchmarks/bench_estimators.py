@@ -78,7 +78,8 @@ def main() -> None:
           f"P = {m.n_params}, float32, device {args.device}, threads {torch.get_num_threads()}, "
           f"allocator tuned: {tuned}; medians of {args.repeats} interleaved rounds")
     rows = []
-    print(f"{'estimator':18s} {'K':>5s} {'ms/update':>10s} {'x plain':>8s} {'peak MB':>9s} {'stored MB':>10s} {'NFE':>6s}")
+    print(f"{'estimator':18s} {'K':>5s} {'ms/update':>10s} {'x plain':>8s} {'peak MB':>9s} {'stored MB':>10s} "
+          f"{'NFE':>6s}")
     for K in args.steps:
         ests = {name: estimator(name, K) for name in args.estimators}
         stats = {name: est(theta, problem).stats for name, est in ests.items()}

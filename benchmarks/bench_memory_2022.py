@@ -29,9 +29,9 @@ from bench_peers import as_module, flat_grad  # noqa: E402
 
 from adjoint_meta import config, make_tasks  # noqa: E402
 from adjoint_meta.estimators import InnerProblem, build  # noqa: E402
+from adjoint_meta.measure import sample_batch  # noqa: E402
 from adjoint_meta.memory import saved_tensor_bytes  # noqa: E402
 from adjoint_meta.model import MLP  # noqa: E402
-from adjoint_meta.measure import sample_batch  # noqa: E402
 from adjoint_meta.reference import paper  # noqa: E402
 from adjoint_meta.seeding import torch_generator  # noqa: E402
 from adjoint_meta.tasks import TaskPool  # noqa: E402

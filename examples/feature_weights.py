@@ -47,7 +47,7 @@ print(f"from c = ({float(path[0][0]):.3f}, {float(path[0][1]):.3f}), |c| = {floa
 try:
     import matplotlib.pyplot as plt
 except ImportError:
-    raise SystemExit("matplotlib is not installed: no figure")
+    raise SystemExit("matplotlib is not installed: no figure") from None
 g = torch.linspace(0.05, 1.1, 15)
 c0, c1 = torch.meshgrid(g, g, indexing="xy")
 u, v = c0 * c1 ** 4, -c0 ** 2 * c1 ** 3  # -dE/dc up to the positive factor 4 / |c|^6

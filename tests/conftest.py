@@ -96,7 +96,8 @@ def run_tool(args: list[str], cwd: Path, check: bool = True, timeout: float = HA
     proc = subprocess.run([sys.executable, "-m", *args], cwd=cwd, env=env or tool_env(), capture_output=True,
                           text=True, timeout=timeout)
     if check and proc.returncode != 0:
-        raise AssertionError(f"{' '.join(args)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}")
+        raise AssertionError(f"{' '.join(args)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n"
+                             f"{proc.stderr[-6000:]}")
     return proc
 
 
@@ -119,9 +120,9 @@ def write_u_data(path: Path, n_users: int = 40, n_items: int = 30, seed: int = 0
 def small_mlp_problem():
     """The estimator tests' problem: a 2-6-6-1 tanh MLP, 3 tasks of 10 support and 12 query examples
     (``reference.problem_data``), theta from seed 0, all in float64: (model, InnerProblem, theta)."""
+    import reference as ref
     import torch
 
-    import reference as ref
     from adjoint_meta.estimators import InnerProblem
     from adjoint_meta.model import MLP
 

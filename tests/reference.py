@@ -140,7 +140,7 @@ def flow_rated_grads(m: MLP, theta: torch.Tensor, support: Data, query: Data, T:
         la = log_alpha.detach().clone().requires_grad_(True)
         scale = la.exp()[group] / alpha
 
-        def f(t, u, b=b):
+        def f(t, u, b=b, scale=scale):
             with torch.enable_grad():
                 uu = u if u.requires_grad else u.requires_grad_(True)
                 (g,) = torch.autograd.grad(loss(m, uu, support, b), uu, create_graph=True)

@@ -8,9 +8,9 @@ import re
 import pandas as pd
 import pytest
 import torch
+from conftest import TEST_PARAMS, write_u_data
 
 from adjoint_meta import accuracy, config, make_tasks
-from conftest import TEST_PARAMS, write_u_data
 
 PARAMS = config.load(TEST_PARAMS)
 JOBS = config.accuracy_jobs(PARAMS)

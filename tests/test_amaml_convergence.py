@@ -19,9 +19,9 @@ from __future__ import annotations
 import math
 
 import pytest
+import reference as ref
 import torch
 
-import reference as ref
 from adjoint_meta.estimators import InnerProblem, build
 from adjoint_meta.model import MLP
 

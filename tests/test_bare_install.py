@@ -11,7 +11,6 @@ import venv
 
 import pytest
 import torch
-
 from conftest import ROOT
 
 SMOKE = ROOT / "tests" / "bare" / "smoke.py"

@@ -10,15 +10,15 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import TEST_PARAMS
+from test_train import tasks  # noqa: F401  (the CosMixture task pool of the test configuration)
 
-from adjoint_meta import baselines, config, kinds, make_tasks, model_file, train
-from adjoint_meta.estimators import REGISTRY
+from adjoint_meta import baselines, config, kinds, model_file, train
 from adjoint_meta.backends import build as build_model
+from adjoint_meta.estimators import REGISTRY
 from adjoint_meta.report import discussion
 from adjoint_meta.seeding import torch_generator
 from adjoint_meta.tasks import TaskPool
-from conftest import TEST_PARAMS
-from test_train import tasks  # noqa: F401  (the CosMixture task pool of the test configuration)
 
 SHIFT, SCALE = 3.0, 2.0  # the pool's target standardization: rating = y * SCALE + SHIFT
 

@@ -5,10 +5,10 @@ import subprocess
 import sys
 
 import pytest
+from conftest import ROOT
 
 from adjoint_meta.cli import build_parser, main
 from adjoint_meta.config import RELEVANT_KEYS
-from conftest import ROOT
 
 # every pipeline step (the rules and stages call these), and the helpers around them
 STEPS = list(RELEVANT_KEYS)

@@ -4,16 +4,15 @@ module and data file of the package."""
 from __future__ import annotations
 
 import ast
-import hashlib
 import json
 import re
 from collections import Counter
 from pathlib import Path
 
 import pytest
+from conftest import ROOT, TEST_PARAMS, copy_project, copy_run, run_tool, step_traces
 
 from adjoint_meta import codedeps, config, dvc_yaml, paths
-from conftest import ROOT, TEST_PARAMS, copy_project, copy_run, run_tool, step_traces
 
 STEPS = list(config.RELEVANT_KEYS)  # the pipeline steps, each a subcommand of the CLI
 PKG = codedeps.SOURCE_DIR + "/"
@@ -64,8 +63,8 @@ def test_validation_and_other_plugins_are_no_step_s_own_code():
         assert not (VALIDATION | ESTIMATOR_MODULES | {"data/synthetic.py", "data/collab.py"}) & files(step), step
         imported = {f.removeprefix(PKG) for f in codedeps.imported_files(step)}
         assert (VALIDATION | ESTIMATOR_MODULES) <= imported and files(step) < imported, step
-    flagged = {f.removeprefix(PKG) for f in codedeps.package_files()
-               if f.endswith(".py") and codedeps.validation_only(codedeps._module_name(codedeps.PACKAGE_DIR / f.removeprefix(PKG)))}
+    flagged = {f.removeprefix(PKG) for f in codedeps.package_files() if f.endswith(".py")
+               and codedeps.validation_only(codedeps._module_name(codedeps.PACKAGE_DIR / f.removeprefix(PKG)))}
     assert flagged == {"config/schema.py", "config/checks.py"}
 
 
@@ -74,14 +73,16 @@ def test_a_job_depends_on_the_plugins_it_runs():
     kinds_of = {name: cfg["kind"] for name, cfg in params["estimators"].items()}
     assert kinds_of["fomaml"] == "fomaml" and kinds_of["imaml"] == "imaml"
     fomaml, imaml = job("train", "fomaml", params), job("train", "imaml", params)
-    assert {"estimators/first_order.py", "estimators/maml.py"} <= fomaml and not {"estimators/imaml.py", "estimators/es.py"} & fomaml
+    assert {"estimators/first_order.py", "estimators/maml.py"} <= fomaml and not {"estimators/imaml.py",
+                                                                                  "estimators/es.py"} & fomaml
     assert "estimators/imaml.py" in imaml and not {"estimators/first_order.py", "estimators/es.py"} & imaml
     # a dataset's tasks: its own builder
     synthetic, collab = job("make-tasks", "cosmixture", params), job("make-tasks", "ml100k", params)
     assert "data/synthetic.py" in synthetic and not {"data/collab.py", "data/ratings.py"} & synthetic
     assert {"data/collab.py", "data/ratings.py", "data/raw.py"} <= collab and "data/synthetic.py" not in collab
     # a profile or study runs several; summaries and the report read every estimator's class
-    assert "estimators/es.py" in job("profile", "scaling", params) and "estimators/es.py" not in job("profile", "fig34", params)
+    assert "estimators/es.py" in job("profile", "scaling", params) and "estimators/es.py" not in job("profile",
+                                                                                                     "fig34", params)
     from adjoint_meta.accuracy import REFERENCE
     from adjoint_meta.estimators import REGISTRY
 
@@ -280,7 +281,8 @@ def _dry_run_jobs(text: str, reasons: bool = False) -> list:
         if not m or m.group(1) == "all":
             continue
         updated = re.search(r"Updated input files: ([^;\n]+)", block)
-        codes = [f.strip() for f in updated.group(1).split(", ") if f.strip().startswith(FINGERPRINTS)] if updated else []
+        listed = updated.group(1).split(", ") if updated else []
+        codes = [f.strip() for f in listed if f.strip().startswith(FINGERPRINTS)]
         jobs.append((m.group(1), codes) if reasons else m.group(1))
     return jobs
 

@@ -6,11 +6,11 @@ import shutil
 
 import pytest
 import torch
+from conftest import TEST_PARAMS
 
 from adjoint_meta import config, make_tasks, train
 from adjoint_meta.interface import Data
 from adjoint_meta.model import MLP
-from conftest import TEST_PARAMS
 
 pytestmark = pytest.mark.skipif(shutil.which("g++") is None and shutil.which("c++") is None,
                                 reason="torch.compile's CPU backend needs a C++ compiler")
@@ -48,7 +48,8 @@ def _compare_passes(activation, onehot):
         assert (b.grad is None) == (not with_grad) and (not with_grad or close(b.grad, a.grad))
         assert close(b.loss, a.loss)
         for fa, fb in [(a.acts, b.acts), (a.slopes, b.slopes), (a.deltas, b.deltas), (a.curv, b.curv),
-                       (a.weights_t, b.weights_t), (a.acts_t, b.acts_t), ([W for W, _ in a.params], [W for W, _ in b.params])]:
+                       (a.weights_t, b.weights_t), (a.acts_t, b.acts_t), ([W for W, _ in a.params], [W for W,
+                                                                                                     _ in b.params])]:
             assert len(fa) == len(fb) and all((p is None) == (q is None) for p, q in zip(fa, fb))
             assert all(p is None or close(q, p) for p, q in zip(fa, fb))
         assert close(compiled.hvp_at(b, v, data), eager.hvp_at(a, v, data))

@@ -10,10 +10,10 @@ import time
 
 import pytest
 import yaml
-
-from adjoint_meta import config
 from conftest import HANG_S, TEST_PARAMS, copy_project, place_test_data, run_tool, tool_env
 from test_pipeline import check_outputs
+
+from adjoint_meta import config
 
 pytestmark = pytest.mark.pipeline
 

@@ -5,9 +5,9 @@ import copy
 import json
 
 import pytest
+from conftest import ROOT, TEST_PARAMS
 
 from adjoint_meta import config
-from conftest import ROOT, TEST_PARAMS
 
 
 @pytest.fixture(scope="module")

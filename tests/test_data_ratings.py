@@ -110,7 +110,8 @@ def test_byte_order_mark_is_ignored(tmp_path):
 
 # -- MovieLens errors ----------------------------------------------------------
 BAD_U_DATA = [
-    ("commas", U_DATA.replace("186\t302\t3\t891717742", "186,302,3,891717742"), "line 2", ["expected 4 columns", "TAB"]),
+    ("commas", U_DATA.replace("186\t302\t3\t891717742", "186,302,3,891717742"), "line 2", ["expected 4 columns",
+                                                                                           "TAB"]),
     ("extra column", U_DATA.replace("891717742", "891717742\t7"), "line 2", ["5 column(s)"]),
     ("blank line", U_DATA.replace("\n22", "\n\n22"), "line 3", ["blank line"]),
     ("blank line at end", U_DATA + "\n", "line 5", ["blank line"]),

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from adjoint_meta.data import collab, raw, ratings
+from adjoint_meta.data import collab, ratings, raw
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 PAPER_RULE = {"n_items": 100, "min_ratings": 20, "n_test_tasks": 100, "min_test_ratings": 40, "target": "raw"}

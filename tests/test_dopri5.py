@@ -4,9 +4,9 @@ from __future__ import annotations
 import math
 
 import pytest
+import reference as ref
 import torch
 
-import reference as ref
 from adjoint_meta.estimators import InnerProblem, build, flow
 from adjoint_meta.estimators.core import stack
 from adjoint_meta.estimators.dopri5 import Dopri5, Dopri5Error

@@ -13,9 +13,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import ROOT, TEST_PARAMS, copy_run, run_tool, tool_env
 
 from adjoint_meta import config
-from conftest import ROOT, TEST_PARAMS, copy_run, run_tool, tool_env
 
 pytestmark = pytest.mark.pipeline
 

@@ -12,10 +12,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import HANG_S, ROOT, SANDBOX_VARS, TEST_PARAMS, copy_project, run_tool
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
-
-from conftest import HANG_S, ROOT, SANDBOX_VARS, TEST_PARAMS, copy_project, run_tool
 
 sys.path.insert(0, str(ROOT / "scripts"))
 import lock  # noqa: E402

@@ -10,9 +10,9 @@ import math
 
 import numpy as np
 import pytest
+import reference as ref
 import torch
 
-import reference as ref
 from adjoint_meta.estimators import InnerProblem, available, build
 from adjoint_meta.interface import Data
 from adjoint_meta.model import MLP

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import HANG_S, TEST_PARAMS, copy_project, place_test_data, tool_env, write_u_data
 
 from adjoint_meta import config, paths
-from conftest import HANG_S, TEST_PARAMS, copy_project, place_test_data, tool_env, write_u_data
 
 pytestmark = pytest.mark.pipeline
 

@@ -81,7 +81,8 @@ def test_the_parameters_check_the_experiment(override, message):
 def proto(digits):
     net = ProtoNet(cnn.trunk(3).to(D), SHAPE)
     theta = net.init(torch.Generator().manual_seed(0), D)
-    _, support, query = Episodes(digits, [0, 1, 2, 3], 3, 2, 3, "training").sample(torch.Generator().manual_seed(1), 4, D)
+    _, support, query = Episodes(digits, [0, 1, 2, 3], 3, 2, 3, "training").sample(torch.Generator().manual_seed(1),
+                                                                                   4, D)
     return net, theta, support, query
 
 
@@ -102,7 +103,7 @@ def test_protonet_per_task_gradients_are_those_of_each_tasks_loss(proto):
     mg = Episodic(net, 3)(theta, InnerProblem(net, support, query))
     for t in range(4):
         th = theta.clone().requires_grad_(True)
-        one = lambda d: Data(d.x[t:t + 1], d.y[t:t + 1], d.w[t:t + 1])  # noqa: E731
+        one = lambda d, t=t: Data(d.x[t:t + 1], d.y[t:t + 1], d.w[t:t + 1])  # noqa: E731
         (g,) = torch.autograd.grad(net.loss(th, one(support), one(query), 3).sum(), th)
         torch.testing.assert_close(mg.grad[t], g, rtol=1e-10, atol=1e-12)
         torch.testing.assert_close(mg.query_loss[t], net.loss(theta, one(support), one(query), 3)[0])
@@ -119,7 +120,8 @@ def _job(spec, tmp_path, method, seed=0):
     if method == PROTONET:
         run.protonet(config.job_slice(spec, "protonet", seed=seed), seed, str(out), str(curve))
     else:
-        run.estimator(config.job_slice(spec, "fewshot", estimator=method, seed=seed), method, seed, str(out), str(curve))
+        run.estimator(config.job_slice(spec, "fewshot", estimator=method, seed=seed), method, seed, str(out),
+                      str(curve))
     return json.loads(out.read_text()), pd.read_csv(curve)
 
 
@@ -163,19 +165,22 @@ def test_the_summary_sets_the_reference_against_each_method_paired_by_seed_and_t
     for method, acc in level.items():
         for seed in (0, 1, 2):
             job = {"estimator": method, "seed": seed}
-            json_path = tmp_path / (paths.PROTONET.format(seed=seed) if method == PROTONET else paths.FEWSHOT.format(**job))
+            json_path = tmp_path / (paths.PROTONET.format(seed=seed) if method == PROTONET
+                                    else paths.FEWSHOT.format(**job))
             csv_path = tmp_path / (paths.PROTONET_CURVE.format(seed=seed) if method == PROTONET
                                    else paths.FEWSHOT_CURVE.format(**job))
             json_path.parent.mkdir(parents=True, exist_ok=True)
             json_path.write_text(json.dumps({"label": method, "role": "baseline" if method != "ref" else "estimator"}))
             steps = [0] if method == PROTONET else [0, 2, 4]
             untrained = 1 / 3 if method != PROTONET else acc  # step 0: the initialization, or ProtoNet's one record
-            rows = [(t, s, (acc if s else untrained) + 0.01 * rng.standard_normal(), 1.0) for s in steps for t in range(20)]
+            rows = [(t, s, (acc if s else untrained) + 0.01 * rng.standard_normal(),
+                     1.0) for s in steps for t in range(20)]
             pd.DataFrame(rows, columns=["task", "step", "accuracy", "cross_entropy"]).to_csv(csv_path, index=False)
     table, curves = summary.tables(params, tmp_path)
     row = table.set_index("method")
     assert row.loc["base", "ref_lead"] == pytest.approx(0.2, abs=0.01) and row.loc["base", "outcome"] == "supports"
-    assert row.loc[PROTONET, "ref_lead"] == pytest.approx(-0.2, abs=0.01) and row.loc[PROTONET, "outcome"] == "contradicts"
+    assert row.loc[PROTONET, "ref_lead"] == pytest.approx(-0.2, abs=0.01) and row.loc[PROTONET,
+                                                                                      "outcome"] == "contradicts"
     assert row.loc[PROTONET, "accuracy_step0"] == row.loc[PROTONET, "accuracy_final"]  # no fine-tuning
     assert row.loc["ref", "accuracy_step0"] == pytest.approx(1 / 3, abs=0.01)
     assert set(curves[curves["method"] == "ref"]["step"]) == {0, 2, 4}

@@ -6,7 +6,8 @@ import re
 
 import pandas as pd
 
-from adjoint_meta import profile, verdicts as v
+from adjoint_meta import profile
+from adjoint_meta import verdicts as v
 from adjoint_meta.report import claims, discussion
 
 GB, MB = 2 ** 30, 2 ** 20

@@ -5,9 +5,9 @@ import re
 from pathlib import Path
 
 import pytest
+from conftest import ROOT, TEST_PARAMS, copy_project, run_tool
 
 from adjoint_meta import codedeps, config, dvc_yaml, paths
-from conftest import ROOT, TEST_PARAMS, copy_project, run_tool
 
 STAGE_PREFIXES = (("fetch", "fetch"), ("make_tasks", "make-tasks"), ("train_", "train"),
                   ("evaluate_", "evaluate"), ("profile", "profile"), ("accuracy", "accuracy"),

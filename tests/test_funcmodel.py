@@ -72,7 +72,8 @@ def mlp_pair():
 
 def test_passes_agree_with_the_hand_derived_mlp(mlp_pair):
     mlp, func, theta, support, _ = mlp_pair
-    u = theta.unsqueeze(0).repeat(3, 1) + 0.1 * torch.randn(3, theta.numel(), generator=torch.Generator().manual_seed(3),
+    u = theta.unsqueeze(0).repeat(3, 1) + 0.1 * torch.randn(3, theta.numel(),
+                                                            generator=torch.Generator().manual_seed(3),
                                                             dtype=D)
     v = torch.randn(u.shape, generator=torch.Generator().manual_seed(4), dtype=D)
     torch.testing.assert_close(func.loss(u, support), mlp.loss(u, support), rtol=1e-12, atol=1e-14)
@@ -166,7 +167,7 @@ def _reference(func, theta, support, query, name, steps=K):
         elif name == "imaml":  # (I + H(phi)) x = grad L_val(phi), solved exactly
             phi = _unrolled(func, th, support, b, steps, reg=1.0, create_graph=False).detach().requires_grad_(True)
             (gq,) = torch.autograd.grad(_task_loss(func, phi, query, b), phi)
-            H = torch.autograd.functional.hessian(lambda p: _task_loss(func, p, support, b), phi.detach())
+            H = torch.autograd.functional.hessian(lambda p, b=b: _task_loss(func, p, support, b), phi.detach())
             g = torch.linalg.solve(torch.eye(theta.numel(), dtype=D) + H, gq)
         else:
             raise KeyError(name)

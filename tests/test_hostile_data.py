@@ -7,14 +7,14 @@ import random
 
 import numpy as np
 import pytest
+from conftest import TEST_PARAMS, write_u_data
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from test_data_ratings import ML1M, csv_text, jester_rows
 
 from adjoint_meta import config, make_tasks
 from adjoint_meta.data import ratings
 from adjoint_meta.data.ratings import RatingsError
-from conftest import TEST_PARAMS, write_u_data
-from test_data_ratings import ML1M, csv_text, jester_rows
 
 FORMATS = {
     # source, file name, valid content, field separator
@@ -191,9 +191,9 @@ def test_damaged_bytes_of_each_container(kind, how, tmp_path):
                 assert str(path) in str(exc), exc
                 assert [p.name for p in folder.iterdir()] == [name], "a failed unpack leaves nothing behind"
                 continue
-            loads_correctly_or_names(member, lambda: ratings.read("jester", member))
+            loads_correctly_or_names(member, lambda member=member: ratings.read("jester", member))
         else:
-            loads_correctly_or_names(path, lambda: ratings.read("ml1m" if kind == "gz" else "jester", path))
+            loads_correctly_or_names(path, lambda path=path: ratings.read("ml1m" if kind == "gz" else "jester", path))
 
 
 CELL_DAMAGE = ["NaN", "1e400", "", "abc", -11.0, 10.5, 99.5, None, "extra_column", "missing_column"]

@@ -6,11 +6,11 @@ import copy
 import re
 
 import pytest
+from conftest import ROOT, TEST_PARAMS
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from adjoint_meta import config
-from conftest import ROOT, TEST_PARAMS
 
 BASE = config.read_yaml(ROOT / "params.yaml")
 

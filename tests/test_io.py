@@ -7,9 +7,9 @@ import sys
 
 import pandas as pd
 import pytest
+from conftest import ROOT
 
 from adjoint_meta.io import atomic_path, write_csv, write_text
-from conftest import ROOT
 
 
 def test_a_failed_write_leaves_neither_target_nor_temporary_file(tmp_path):

@@ -12,13 +12,13 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import ROOT, TEST_PARAMS
 
 from adjoint_meta import config, evaluate, kinds, make_tasks, nrmse, paths, summarize, train
 from adjoint_meta.interface import Data
 from adjoint_meta.model import MLP
 from adjoint_meta.report import candidates, loading
 from adjoint_meta.results import MissingResultError
-from conftest import ROOT, TEST_PARAMS
 
 f64 = torch.float64
 

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-
-from adjoint_meta import config, kinds, nrmse, paths
 from conftest import TEST_PARAMS, run_tool
 from test_report import check_verdict_table
+
+from adjoint_meta import config, kinds, nrmse, paths
 
 pytestmark = pytest.mark.pipeline
 
@@ -53,7 +53,8 @@ def check_outputs(root: Path, params: dict) -> dict:
     rates = pd.read_csv(root / paths.LEARNED_RATES)  # every job that learns step sizes, over its meta-steps
     learners = {n for n, c in params["estimators"].items() if c.get("learn_rate")}
     trained = {e for x in paths.rate_experiments(params) for e in params["experiments"][x]["estimators"]}
-    assert set(rates["estimator"]) == learners & trained and set(rates["experiment"]) == set(paths.rate_experiments(params))
+    assert set(rates["estimator"]) == learners & trained
+    assert set(rates["experiment"]) == set(paths.rate_experiments(params))
     assert (rates["value"] > 0).all() and set(rates["seed"]) == set(params["meta"]["seeds"])
     section = html.split("Learned inner step sizes (beyond the paper)")[1]
     assert all(params["estimators"][e]["label"] in section for e in set(rates["estimator"]))

@@ -11,14 +11,14 @@ import sys
 import pandas as pd
 import pytest
 import torch
+from conftest import ROOT, TEST_PARAMS
 
 from adjoint_meta import backends, config, make_tasks, profile
 from adjoint_meta.estimators import REGISTRY, build
 from adjoint_meta.estimators.core import LINEARIZE_BLOCK
+from adjoint_meta.outer_loop import meta_train
 from adjoint_meta.seeding import derive_seed, torch_generator
 from adjoint_meta.tasks import TaskPool
-from adjoint_meta.outer_loop import meta_train
-from conftest import ROOT, TEST_PARAMS
 
 PARAMS = config.load(TEST_PARAMS)
 JOBS = config.profile_jobs(PARAMS)

@@ -9,9 +9,9 @@ import shutil
 from pathlib import Path
 
 import pytest
+from conftest import TEST_PARAMS, copy_project, copy_run, place_test_data, run_tool
 
 from adjoint_meta import checkpoint, config, paths, progress, publish
-from conftest import TEST_PARAMS, copy_project, copy_run, place_test_data, run_tool
 
 pytestmark = pytest.mark.pipeline
 

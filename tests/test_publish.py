@@ -8,10 +8,10 @@ import shutil
 from pathlib import Path
 
 import pytest
+from conftest import ROOT, run_tool, tool_env
 
 from adjoint_meta import config, paths, publish
 from adjoint_meta.reference import paper
-from conftest import ROOT, run_tool, tool_env
 
 RELEASE = "study-v1"
 
@@ -38,7 +38,7 @@ def test_readme_without_a_block_is_refused(tmp_path):
 def test_a_unit_is_finished_only_with_every_file_and_its_reference(tmp_path):
     params = config.load(ROOT / "tests" / "params.test.yaml")
     units = publish.unit_files(params)
-    for unit, files in units.items():
+    for files in units.values():
         for f in files["required"]:
             (tmp_path / f).parent.mkdir(parents=True, exist_ok=True)
             (tmp_path / f).write_text("x")

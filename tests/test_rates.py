@@ -4,9 +4,9 @@ quadratic whose best step size is known in closed form."""
 from __future__ import annotations
 
 import pytest
+import reference as ref
 import torch
 
-import reference as ref
 from adjoint_meta import backends
 from adjoint_meta.estimators import InnerProblem, build
 from adjoint_meta.interface import Data
@@ -109,7 +109,8 @@ def test_forward_mode_steps_agree_on_both_backends_with_and_without_jvp(setup, m
         if fallback:
             monkeypatch.setattr(type(fm), "_batches_jvp", lambda self, probe=None: False)
         for model in (m, fm):
-            got_g, got_hv = InnerProblem(model, problem.support, problem.query, reg=0.7, anchor=theta).grad_and_hvps(u, vs)
+            got_g, got_hv = InnerProblem(model, problem.support, problem.query, reg=0.7,
+                                         anchor=theta).grad_and_hvps(u, vs)
             for got, want in zip([got_g, *got_hv], expect):
                 assert ref.rel(got, want) < 1e-12
         assert fm._forward_ok is (not fallback)

@@ -10,9 +10,9 @@ off must not.
 from __future__ import annotations
 
 import pytest
+import reference as ref
 import torch
 
-import reference as ref
 from adjoint_meta.estimators import build
 
 torchdiffeq = pytest.importorskip("torchdiffeq")
@@ -85,7 +85,7 @@ def test_torchdiffeq_rk4_is_the_three_eighths_rule(small_mlp_problem):
     K, h = 7, 0.1
     traj, nfe = flow.solve(problem, stack(theta, problem.n_tasks), K, h, "rk4_38")
     for b in range(problem.n_tasks):
-        def rhs(t, u):
+        def rhs(t, u, b=b):
             return -torch.autograd.functional.jacobian(lambda v: ref.loss(m, v, problem.support, b), u)
         states = torchdiffeq.odeint(rhs, theta, torch.linspace(0, K * h, K + 1, dtype=D), method="rk4")
         assert ref.rel(traj.state(K)[b], states[-1]) < 1e-12

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import TEST_PARAMS, tool_env
 
 from adjoint_meta import checkpoint, config, evaluate, make_tasks, model_file, train
 from adjoint_meta.outer_loop import NonFiniteError
-from conftest import TEST_PARAMS, tool_env
 
 CELL = dict(experiment="fig2_50shot", dataset="cosmixture", setting="5shot-5val", estimator="amaml", seed=0)
 
@@ -90,7 +90,8 @@ def test_sigkill_at_a_random_meta_step_then_resume_is_bit_identical(params, task
     assert not checkpoint.path_for(out).exists(), "a finished run removes its checkpoint"
     # the metrics computed from both are identical too
     ev_spec = config.prune(params, "evaluate", **cell)
-    a = evaluate.run(ev_spec, cell, str(tmp_path / "reference.pt"), tasks, str(tmp_path / "a.json"), str(tmp_path / "a.csv"))
+    a = evaluate.run(ev_spec, cell, str(tmp_path / "reference.pt"), tasks, str(tmp_path / "a.json"),
+                     str(tmp_path / "a.csv"))
     b = evaluate.run(ev_spec, cell, str(out), tasks, str(tmp_path / "b.json"), str(tmp_path / "b.csv"))
     assert a == b
 

@@ -8,12 +8,12 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from conftest import TEST_PARAMS, copy_run
 from markupsafe import escape
 
 from adjoint_meta import config, paths, profile, report, summarize, verdicts
 from adjoint_meta.report import candidates, claims, discussion, figures, tables
 from adjoint_meta.results import MissingResultError, need
-from conftest import TEST_PARAMS, copy_run
 
 HOSTILE = "<script>alert(1)</script>"
 ESCAPED = "&lt;script&gt;alert(1)&lt;/script&gt;"

@@ -54,7 +54,7 @@ def _problem(tasks: int, dtype: torch.dtype, sizes=(2, 8, 8, 1), n: int = 5) -> 
 def _per_step(tasks: int, dtype: torch.dtype, ks=range(1, 7)) -> tuple[set[int], int]:
     """(the increments of saved bytes from K to K + 1, the model's parameter count)."""
     problem, theta = _problem(tasks, dtype)
-    saved = [memory.saved_tensor_bytes(lambda: build("maml", {}, k, 0.01)(theta, problem))[1] for k in ks]
+    saved = [memory.saved_tensor_bytes(lambda k=k: build("maml", {}, k, 0.01)(theta, problem))[1] for k in ks]
     return {b - a for a, b in zip(saved, saved[1:])}, problem.model.n_params
 
 
@@ -71,4 +71,4 @@ def test_unrolled_maml_saves_the_same_bytes_every_inner_step():
 def test_estimators_without_autograd_save_nothing():
     problem, theta = _problem(3, torch.float64)
     for kind in ("maml_adjoint", "fomaml", "amaml"):
-        assert memory.saved_tensor_bytes(lambda: build(kind, {}, 4, 0.01)(theta, problem))[1:] == (0, 0), kind
+        assert memory.saved_tensor_bytes(lambda kind=kind: build(kind, {}, 4, 0.01)(theta, problem))[1:] == (0, 0), kind

@@ -27,10 +27,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import HANG_S, ROOT, TEST_PARAMS, copy_project, place_test_data, tool_env
 
 from adjoint_meta import config, paths
-
-from conftest import HANG_S, ROOT, TEST_PARAMS, copy_project, place_test_data, tool_env
 
 pytestmark = pytest.mark.pipeline
 

@@ -12,11 +12,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from test_data_collab import build
 
 from adjoint_meta.data import synthetic
 from adjoint_meta.io import write_json
 from adjoint_meta.tasks import TaskError, TaskPool
-from test_data_collab import build
 
 DIM = 41  # one-hot width; 5 is invertible mod 41, so a user's items are distinct (n <= 41)
 

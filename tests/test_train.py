@@ -7,14 +7,14 @@ import re
 import numpy as np
 import pandas as pd
 import pytest
-import torch
-
 import reference as ref
+import torch
+from conftest import TEST_PARAMS
+
 from adjoint_meta import config, make_tasks, model_file, outer_loop, train
 from adjoint_meta.evaluate import errors, finetune_curve
 from adjoint_meta.io import read_json
 from adjoint_meta.model import MLP
-from conftest import TEST_PARAMS
 
 
 @pytest.fixture(scope="module")

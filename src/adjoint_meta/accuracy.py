@@ -20,6 +20,7 @@ reference that is not finite or vanishes stops the study (no error is defined).
 from __future__ import annotations
 
 import math
+from functools import partial
 
 import pandas as pd
 import torch
@@ -91,13 +92,13 @@ def run(spec: dict, name: str, tasks_path: str, out_csv: str, log_file: str | No
         problem64 = InnerProblem(model, support.to(device, torch.float64), query.to(device, torch.float64))
         problem = InnerProblem(model, support.to(device, dtype), query.to(device, dtype))
         for K in map(int, study["steps"]):
-            ref, ref_ms = timed(lambda: reference_grad(problem64, theta64, K, alpha), device)
+            ref, ref_ms = timed(partial(reference_grad, problem64, theta64, K, alpha), device)
             for est_name in study["estimators"]:
                 cfg = spec["estimators"][est_name]
                 kind = cfg["kind"]
                 est = build(kind, cfg, config.inner_steps(kind, K), alpha,
                             seed=derive_seed(master, "estimator", "accuracy", name, est_name, b, K))
-                mg, ms = timed(lambda: est(theta, problem), device)
+                mg, ms = timed(partial(est, theta, problem), device)
                 figures = compare(mg.grad.mean(0), ref)
                 if not math.isfinite(figures["rel_error"]):
                     log.warning("batch %d K=%d: %s gave a non-finite meta-gradient; recorded as NaN", b, K, est_name)

@@ -7,7 +7,7 @@
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from adjoint_meta.funcmodel import FuncModel, MLPModule, squared_error
 from adjoint_meta.interface import TaskModel

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from adjoint_meta import config, usage
 from adjoint_meta.data.sources import SOURCES

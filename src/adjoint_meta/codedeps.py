@@ -37,9 +37,9 @@ import hashlib
 import json
 import os
 import pkgutil
-from functools import lru_cache
+from collections.abc import Iterable, Mapping
+from functools import cache
 from pathlib import Path
-from typing import Iterable, Mapping
 
 import yaml
 
@@ -142,7 +142,7 @@ def _data_files(tree: ast.AST, path: Path) -> set[Path]:
     return found
 
 
-@lru_cache(maxsize=None)
+@cache
 def _parse(path: Path) -> ast.Module:
     return ast.parse(path.read_text(), filename=str(path))
 
@@ -150,7 +150,7 @@ def _parse(path: Path) -> ast.Module:
 VALIDATION_ONLY = "VALIDATION_ONLY"  # the module-level flag of a module that only refuses parameters
 
 
-@lru_cache(maxsize=None)
+@cache
 def validation_only(name: str) -> bool:
     """Whether package module ``name`` declares ``VALIDATION_ONLY = True`` at its top level."""
     path = module_path(name)
@@ -159,7 +159,7 @@ def validation_only(name: str) -> bool:
         and isinstance(n.value, ast.Constant) and n.value.value is True for n in _parse(path).body)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _direct(path: Path, step: str | None) -> tuple[frozenset[str], frozenset[Path]]:
     """(modules, data files) ``path`` uses directly; in ``cli``, only those of command ``step``."""
     tree = _parse(path)
@@ -207,7 +207,7 @@ def _check_step(step: str) -> None:
         raise ValueError(f"no pipeline step {step!r} in {PACKAGE}.cli")
 
 
-@lru_cache(maxsize=None)
+@cache
 def step_files(step: str) -> tuple[str, ...]:
     """The package files of ``adjoint-meta <step>``'s own code (no plugin, no validation), as sorted
     paths relative to the project root (``src/adjoint_meta/...``)."""
@@ -215,7 +215,7 @@ def step_files(step: str) -> tuple[str, ...]:
     return _rel(_closure([PACKAGE] + [f"{PACKAGE}.{m}" for m in ENTRY], step))
 
 
-@lru_cache(maxsize=None)
+@cache
 def imported_files(step: str) -> tuple[str, ...]:
     """Every package file ``adjoint-meta <step>`` may import or read, plugins (a dataset builder too) and
     validation included: what a run of the step can load, whichever job it is."""
@@ -223,7 +223,7 @@ def imported_files(step: str) -> tuple[str, ...]:
     return _rel(_closure([PACKAGE] + [f"{PACKAGE}.{m}" for m in ENTRY] + list(step_plugins(step)), step, cut=False))
 
 
-@lru_cache(maxsize=None)
+@cache
 def module_files(name: str) -> tuple[str, ...]:
     """The files of package module ``name`` and of what it imports (no plugin, no validation)."""
     if module_path(name) is None:
@@ -291,7 +291,7 @@ def step_plugins(step: str) -> tuple[str, ...]:
     return ()
 
 
-@lru_cache(maxsize=None)
+@cache
 def possible_files(step: str | None = None) -> tuple[str, ...]:
     """Every file some job of ``step`` (default: of any step) can be changed by, whatever the parameters."""
     from adjoint_meta import config
@@ -336,7 +336,7 @@ def _digest(path: Path) -> str:
     return _digest_of(str(path), st.st_mtime_ns, st.st_size)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _digest_of(path: str, mtime_ns: int, size: int) -> str:
     """sha256 of ``_content`` (the file's date and size only key the cache)."""
     return hashlib.sha256(_content(Path(path))).hexdigest()

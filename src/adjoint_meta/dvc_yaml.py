@@ -18,7 +18,8 @@ needs a rerun of the command (``--check`` says so).
 """
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import yaml
 
@@ -126,7 +127,8 @@ def stages(params: Mapping) -> dict[str, dict]:
     few = {"estimator": "${item.estimator}", "seed": "${item.seed}"}
     out["fewshot"] = {
         "matrix": {"estimator": "${fewshot.estimators}", "seed": "${meta.seeds}"},
-        "cmd": _cmd("fewshot", f"--estimator {few['estimator']} --seed {few['seed']}", "--out", paths.FEWSHOT.format(**few),
+        "cmd": _cmd("fewshot", f"--estimator {few['estimator']} --seed {few['seed']}", "--out",
+                    paths.FEWSHOT.format(**few),
                     "--out-curve", paths.FEWSHOT_CURVE.format(**few),
                     "--log", paths.LOG.format(step="fewshot", name=paths.FEWSHOT_NAME.format(**few))),
         "deps": [_code("fewshot", few["estimator"])],
@@ -153,7 +155,8 @@ def stages(params: Mapping) -> dict[str, dict]:
     }}
     out["accuracy"] = {"foreach": "${accuracy}", "do": {
         "cmd": _cmd("accuracy", "--name", acc["name"], "--tasks", paths.TASKS.format(**acc),
-                    "--out", paths.ACCURACY.format(**acc), "--log", paths.LOG.format(step="accuracy", name=acc["name"])),
+                    "--out", paths.ACCURACY.format(**acc), "--log", paths.LOG.format(step="accuracy",
+                                                                                     name=acc["name"])),
         "deps": [paths.TASKS.format(**acc), paths.TASKS_SUMMARY.format(**acc), _code("accuracy", acc["name"])],
         "params": _params("accuracy", **acc),
         "outs": [paths.ACCURACY.format(**acc)],

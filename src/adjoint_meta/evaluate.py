@@ -22,14 +22,14 @@ from __future__ import annotations
 import csv
 import io
 import math
-from typing import Iterator
+from collections.abc import Iterator
 
 import torch
 
 from adjoint_meta import backends, model_file, nrmse, optim, runtime
 from adjoint_meta.estimators.core import stack
-from adjoint_meta.io import atomic_path, write_json
 from adjoint_meta.interface import Data, TaskModel
+from adjoint_meta.io import atomic_path, write_json
 from adjoint_meta.rates import rate_for
 from adjoint_meta.tasks import TaskPool
 
@@ -80,7 +80,8 @@ def finetune(model: TaskModel, theta: torch.Tensor, support: Data, steps: list[i
 
 
 def finetune_curve(model: TaskModel, theta: torch.Tensor, support: Data, evaluation: Data, steps: list[int],
-                   optimizer: str, lr: float, target: dict | None = None) -> dict[int, tuple[torch.Tensor, torch.Tensor]]:
+                   optimizer: str, lr: float, target: dict | None = None) -> dict[int, tuple[torch.Tensor,
+                                                                                             torch.Tensor]]:
     """Errors of all test tasks at each step in ``steps`` while fine-tuning from theta."""
     scaling = (float(target["shift"]), float(target["scale"])) if target else (0.0, 1.0)
     with torch.inference_mode():

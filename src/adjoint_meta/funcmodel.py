@@ -29,15 +29,15 @@ saves, counted in ``nbytes``), or on the first product at a bare state (the back
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Callable
 
 import torch
 from torch import nn
 from torch.func import functional_call, grad, jvp, vmap
 
-from adjoint_meta.memory import saved_tensor_bytes
 from adjoint_meta.interface import Data, linearized_grad_and_hvps
+from adjoint_meta.memory import saved_tensor_bytes
 
 Tensor = torch.Tensor
 Loss = Callable[[Tensor, Tensor, Tensor], Tensor]
@@ -85,16 +85,16 @@ class FuncLinearization:
         return (sum(t.numel() * t.element_size() for t in (self.u, self.grad) if t is not None)
                 + (self.graph_bytes if self.graph is not None else 0))
 
-    def without_grad(self) -> "FuncLinearization":
+    def without_grad(self) -> FuncLinearization:
         """The state without its gradient, and without the gradient's graph: what a recomputed segment
         of a checkpointed trajectory keeps (a state per step, not a graph; the first product at the
         state rebuilds the graph, one gradient pass, so that checkpoints keep their memory low)."""
         return replace(self, grad=None, graph=None, graph_bytes=0)
 
-    def for_storage(self) -> "FuncLinearization":
+    def for_storage(self) -> FuncLinearization:
         return replace(self, grad=None, loss=None)
 
-    def rows(self, start: int, stop: int) -> "FuncLinearization":
+    def rows(self, start: int, stop: int) -> FuncLinearization:
         """Tasks start..stop-1 (without the graph, which spans every task: rebuilt at the first product)."""
         cut = lambda t: None if t is None else t[start:stop]  # noqa: E731
         return FuncLinearization(cut(self.u), cut(self.grad), cut(self.loss))
@@ -186,13 +186,14 @@ class FuncModel:
         if hvp == "jvp":
             self._hvp, self.hvp_method = vmap(self._task_hvp), "jvp of grad"
             if not self._batches_jvp():
-                self._hvp, self.hvp_method = self._double_backward_hvp, "double backward (this torch cannot vmap the jvp)"
+                self._hvp, self.hvp_method = self._double_backward_hvp,
+                "double backward (this torch cannot vmap the jvp)"
         self._keeps_graph = self.hvp_method.startswith("double backward")  # linearizations hold the gradient's graph
         # forward mode's step: the gradient and its jvp along each of n tangents [n, B, P] in one call
         self._grad_jvps = vmap(vmap(self._task_grad_jvp), in_dims=(None, 0, None, None, None), out_dims=(None, 0))
         self._forward_ok: bool | None = None  # whether this torch batches it (probed at the first use)
 
-    def to(self, device: torch.device | str) -> "FuncModel":
+    def to(self, device: torch.device | str) -> FuncModel:
         """The template (and so its buffers) on ``device``; the parameters are always the caller's."""
         self.module.to(device)
         self.buffers = dict(self.module.named_buffers())
@@ -326,5 +327,5 @@ class FuncModel:
         g, hvs = self._grad_jvps(u, torch.stack(vs), data.x, data.y, data.w)
         return g, list(hvs.unbind(0))
 
-    def compile_passes(self) -> "FuncModel":
+    def compile_passes(self) -> FuncModel:
         raise ModelError("runtime.compile applies to the hand-derived MLP only; the torch.func backend runs eagerly")

@@ -55,7 +55,7 @@ class Data:
     def n_tasks(self) -> int:
         return self.x.shape[0]
 
-    def lookup(self, width: int) -> "Lookup | None":
+    def lookup(self, width: int) -> Lookup | None:
         """The index tensors of the first layer's row lookups for a layer of ``width`` units
         (None for dense inputs); made once per width."""
         if self.items is None:
@@ -67,18 +67,18 @@ class Data:
                                         rows.reshape(self.items.shape[0], -1))
         return self._lookups[width]
 
-    def repeat(self, times: int) -> "Data":
+    def repeat(self, times: int) -> Data:
         """The same tasks stacked ``times`` times along the task axis (task-major blocks)."""
         items = None if self.items is None else self.items.repeat(times, 1)
         x = self.x.repeat(times, *[1] * (self.x.dim() - 1))  # inputs may be images: [B, N, C, H, W]
         y = self.y.repeat(times, *[1] * (self.y.dim() - 1))
         return Data(x, y, self.w.repeat(times, 1), items)
 
-    def scaled(self, factor: float) -> "Data":
+    def scaled(self, factor: float) -> Data:
         """The same examples with every weight times ``factor`` (the loss, its gradient and Hessian scale alike)."""
         return Data(self.x, self.y, self.w * factor, self.items)
 
-    def to(self, device: torch.device | str, dtype: torch.dtype) -> "Data":
+    def to(self, device: torch.device | str, dtype: torch.dtype) -> Data:
         items = None if self.items is None else self.items.to(device)
         return Data(self.x.to(device, dtype), self.y.to(device, dtype), self.w.to(device, dtype), items)
 
@@ -103,12 +103,12 @@ class Linearization:
         ts += [self.u] if self.u is not None else [W for W, _ in self.params if W is not None]
         return sum(t.numel() * t.element_size() for t in ts)
 
-    def without_grad(self) -> "Linearization":
+    def without_grad(self) -> Linearization:
         """The same linearization without its gradient: what a recomputed segment keeps once the
         step that needed the gradient is taken (one parameter vector less per state)."""
         return replace(self, grad=None)
 
-    def for_storage(self) -> "Linearization":
+    def for_storage(self) -> Linearization:
         """What a trajectory keeps of this linearization for a product much later: no gradient,
         loss or state, and of the parameters only the weights a product reads (those of the layers
         after the first), copied so that the state itself is freed.  On wide inputs the first layer
@@ -119,7 +119,7 @@ class Linearization:
                              [(None, None), *((W, None) for W in weights)],
                              [None, *(W.transpose(1, 2) for W in weights)], self.acts_t)
 
-    def rows(self, start: int, stop: int) -> "Linearization":
+    def rows(self, start: int, stop: int) -> Linearization:
         """The linearization of tasks ``start:stop`` (views, nothing copied)."""
         def cut(t):
             return None if t is None else t[start:stop]
@@ -148,13 +148,13 @@ class Linearized(Protocol):
     def nbytes(self) -> int:
         """Bytes it holds."""
 
-    def without_grad(self) -> "Linearized":
+    def without_grad(self) -> Linearized:
         """The same without its gradient."""
 
-    def for_storage(self) -> "Linearized":
+    def for_storage(self) -> Linearized:
         """What a trajectory keeps of it for a product much later."""
 
-    def rows(self, start: int, stop: int) -> "Linearized":
+    def rows(self, start: int, stop: int) -> Linearized:
         """The linearization of tasks ``start:stop``."""
 
 
@@ -197,5 +197,5 @@ class TaskModel(Protocol):
     def grad_and_hvps(self, u: Tensor, vs: list[Tensor], data: Data) -> tuple[Tensor, list[Tensor]]:
         """Forward mode's step: the gradient at u and the products with each of ``vs``."""
 
-    def compile_passes(self) -> "TaskModel":
+    def compile_passes(self) -> TaskModel:
         """The passes through ``torch.compile`` (or a ModelError where the model runs eagerly)."""

@@ -6,7 +6,8 @@ wall clock with the device synchronized around them.
 from __future__ import annotations
 
 import time
-from typing import Callable, TypeVar
+from collections.abc import Callable
+from typing import TypeVar
 
 import torch
 

@@ -41,7 +41,8 @@ import ctypes
 import ctypes.util
 import gc
 import sys
-from typing import Any, Callable, TypeVar
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import torch
 

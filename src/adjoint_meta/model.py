@@ -32,7 +32,7 @@ differentiate *through* ``grad`` (unrolled MAML uses that).
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 
@@ -194,7 +194,7 @@ class MLP:
         return (data.w * r * r).sum(1)
 
     # -- compilation --------------------------------------------------------
-    def compile_passes(self) -> "MLP":
+    def compile_passes(self) -> MLP:
         """Run the three passes (gradient and loss; linearization; Hessian-vector product)
         through ``torch.compile``.  Inductor fuses their elementwise work into generated C++
         kernels and, with its C++ wrapper, calls them without a Python layer in between; each

@@ -65,7 +65,9 @@ import logging
 import math
 import statistics
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from functools import partial
+from typing import Any
 
 import pandas as pd
 import torch
@@ -73,11 +75,11 @@ import torch
 from adjoint_meta import backends, config, runtime
 from adjoint_meta.estimators import InnerProblem, build
 from adjoint_meta.estimators.core import plain_training
+from adjoint_meta.interface import Data, TaskModel
 from adjoint_meta.io import write_csv
 from adjoint_meta.measure import sample_batch, timed
 from adjoint_meta.memory import UNAVAILABLE, measure_peak, saved_tensor_bytes
 from adjoint_meta.outer_loop import meta_train
-from adjoint_meta.interface import Data, TaskModel
 from adjoint_meta.seeding import derive_seed, torch_generator
 from adjoint_meta.tasks import TaskPool
 
@@ -159,15 +161,16 @@ def profile_point(problem: InnerProblem, theta: torch.Tensor, configs: dict[str,
     floor = {"plain_ms": statistics.median(plain), "plain_repeats": len(plain)}
     out = []
     for name, est in ests.items():
-        mg, peak, method = measure_peak(lambda: est(phis[name], problem), device)
-        saved = saved_tensor_bytes(lambda: est(phis[name], problem))[1] if est.uses_autograd else 0
+        mg, peak, method = measure_peak(partial(est, phis[name], problem), device)
+        saved = saved_tensor_bytes(partial(est, phis[name], problem))[1] if est.uses_autograd else 0
         ms = statistics.median(times[name])
         out.append({"estimator": name, "kind": configs[name]["kind"], "label": configs[name].get("label") or est.label,
                     "ms_median": ms, "ms_min": min(times[name]), "ms_max": max(times[name]), "repeats": repeats,
                     "warmup_rounds": WARMUP_ROUNDS,
                     **floor, "ratio": ms / floor["plain_ms"] if floor["plain_ms"] > 0 else math.nan,
                     "peak_bytes": peak, "memory_method": method,
-                    "stored_bytes": int(mg.stats.get("stored_bytes", 0)), "saved_bytes": int(saved), "nfe": int(mg.stats.get("nfe", est.steps)),
+                    "stored_bytes": int(mg.stats.get("stored_bytes", 0)), "saved_bytes": int(saved),
+                    "nfe": int(mg.stats.get("nfe", est.steps)),
                     "hvp": int(mg.stats.get("hvp", 0))})
         del mg  # before the next estimator's memory is measured
     return floor, out

@@ -87,14 +87,15 @@ def save(run_root: str | Path, out_dir: str | Path) -> dict:
         elif job["checkpoint"] and (run_root / job["checkpoint"]).is_file():
             copied.append(job["checkpoint"])
             under_way += 1
-    with tempfile.TemporaryDirectory(prefix="progress-", dir=out_dir.parent if out_dir.parent.exists() else None) as tmp:
+    with tempfile.TemporaryDirectory(prefix="progress-",
+                                     dir=out_dir.parent if out_dir.parent.exists() else None) as tmp:
         work = Path(tmp) / out_dir.name
         for rel in copied:
             (work / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(run_root / rel, work / rel)
         manifest = {
             "trained_commit": _commit(run_root),
-            "saved": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "saved": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
             "jobs": {"done": done, "under_way": under_way, "total": len(jobs(params))},
             "files": {f: sha256(work / f) for f in sorted(copied)},
         }

@@ -224,7 +224,7 @@ def publish(run_root: str | Path, out_dir: str | Path, release: str) -> dict:
             "trained_commit": trained,
             "tag": _git(run_root, "describe", "--tags", "--exact-match", "HEAD"),
             "report_commit": _commit(PROJECT_ROOT),
-            "published": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "published": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
             "machine": _machine(),
             "packages": _run_versions(run_root),
             "units": {"done": done, "pending": pending},
@@ -357,7 +357,8 @@ def readme_block(folder: str | Path) -> str:
 
     folder = Path(folder)
     if not (folder / MANIFEST).is_file():
-        return "\n".join([README_START.format(folder=folder.as_posix()), "No part of the release has been published yet.",
+        return "\n".join([README_START.format(folder=folder.as_posix()),
+                          "No part of the release has been published yet.",
                           README_END])
     manifest = json.loads((folder / MANIFEST).read_text())
     verdicts = pd.read_csv(folder / VERDICTS, keep_default_na=False)
@@ -375,7 +376,8 @@ def readme_block(folder: str | Path) -> str:
     ours = [t for t in ours if not t.empty]
     if ours:
         lines += ["", "A-MAML's test nRMSE after K fine-tuning steps, ours (mean over seeds and test tasks) beside the "
-                  "paper's:", "", "| experiment | dataset | setting | ours | paper | ours / paper |", "|---|---|---|---|---|---|"]
+                  "paper's:", "", "| experiment | dataset | setting | ours | paper | ours / paper |",
+                  "|---|---|---|---|---|---|"]
         for t in ours:
             for r in t.itertuples():
                 lines.append(f"| {r.experiment} | {r.dataset} | {r.setting} | {r.nrmse_mean:.3f} | "

@@ -39,7 +39,7 @@ class Layout:
     group: Tensor
 
     @classmethod
-    def of(cls, learn: str, model) -> "Layout":
+    def of(cls, learn: str, model) -> Layout:
         if learn not in LEARN:
             raise ValueError(f"learned rates {learn!r}; allowed values: {', '.join(LEARN)}")
         P = model.n_params

@@ -277,7 +277,8 @@ def run(params: dict, root: str = ".", log_file: str | None = None) -> dict:
             entry = {"nrmse_mean": r["nrmse_mean"], "nrmse_std": r["nrmse_std"], "rmse_mean": r["rmse_mean"]}
             if "p_value" in r and not (isinstance(r["p_value"], float) and math.isnan(r["p_value"])):
                 entry["p_value"] = r["p_value"]
-            metrics.setdefault(name, {}).setdefault(r["dataset"], {}).setdefault(r["setting"], {})[r["estimator"]] = entry
+            metrics.setdefault(name, {}).setdefault(r["dataset"], {}).setdefault(r["setting"],
+                                                                                 {})[r["estimator"]] = entry
         write_csv(table, base / paths.TABLE.format(experiment=name), FLOAT_FORMAT)
         write_csv(_curves(params, name, base), base / paths.CURVES.format(experiment=name), FLOAT_FORMAT)
     write_json(base / paths.METRICS, metrics)

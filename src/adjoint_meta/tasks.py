@@ -17,8 +17,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from adjoint_meta.io import read_json
 from adjoint_meta.interface import Data
+from adjoint_meta.io import read_json
 
 Tensor = torch.Tensor
 
@@ -37,7 +37,7 @@ class Ragged:
     ids: Tensor
 
     @classmethod
-    def from_frame(cls, frame: pd.DataFrame, feature_cols: list[str], onehot: bool) -> "Ragged":
+    def from_frame(cls, frame: pd.DataFrame, feature_cols: list[str], onehot: bool) -> Ragged:
         frame = frame.sort_values(["task", "order"], kind="stable")
         tasks, start, counts = np.unique(frame["task"].to_numpy(), return_index=True, return_counts=True)
         T, M = len(tasks), int(counts.max()) if len(counts) else 0
@@ -84,7 +84,7 @@ class TaskPool:
                             f"evaluation rows belong to no test task; rebuild the task table (make-tasks)")
 
     @classmethod
-    def load(cls, table_path: str | Path, summary_path: str | Path | None = None) -> "TaskPool":
+    def load(cls, table_path: str | Path, summary_path: str | Path | None = None) -> TaskPool:
         table_path = Path(table_path)
         summary_path = Path(summary_path) if summary_path else table_path.with_suffix(".json")
         for p in (table_path, summary_path):

@@ -17,7 +17,6 @@ import pandas as pd
 
 from adjoint_meta import config, paths, usage
 
-
 COLUMNS = ["step", "job", "wall_s", "cpu_s", "max_rss_mb", "sampled_cpu_s", "sampled_rss_mb", "from_log"]
 
 
@@ -102,7 +101,8 @@ def summary(params: dict, root: str | Path = ".", cores: int = 2) -> str:
              f"jobs: {len(bench)}; summed wall time {total / 3600:.2f} h; summed CPU time "
              f"{bench['cpu_s'].sum() / 3600:.2f} h; largest peak memory {bench['max_rss_mb'].max():.0f} MB",
              f"CPU time and peak memory from the jobs' own logs for {int(bench['from_log'].sum())} of {len(bench)} "
-             f"jobs (Snakemake's samples for the rest); Snakemake's samples alone: {bench['sampled_cpu_s'].sum() / 3600:.2f} h "
+             f"jobs (Snakemake's samples for the rest); Snakemake's samples alone: "
+             f"{bench['sampled_cpu_s'].sum() / 3600:.2f} h "
              f"CPU, largest peak {bench['sampled_rss_mb'].max():.0f} MB",
              f"critical path: {length / 60:.1f} min ({' -> '.join(chain)})",
              f"no run on {cores} cores can finish in less than {max(length, total / cores) / 60:.1f} min "

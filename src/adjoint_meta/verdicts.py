@@ -31,9 +31,9 @@ Pure functions of numpy arrays; nothing here reads a file.  ``report.claims`` ex
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import lru_cache
-from typing import Sequence
+from functools import cache
 
 import numpy as np
 from scipy import optimize, stats
@@ -150,7 +150,7 @@ class Interval:
         return self.seed_var / total if total > 0 else math.nan
 
 
-@lru_cache(maxsize=None)
+@cache
 def detectable(df: float, level: float = LEVEL, power: float = POWER) -> float:
     """The noncentrality (true difference over its standard error) a two-sided t test with ``df`` degrees of
     freedom at ``level`` detects with probability ``power``."""
@@ -163,7 +163,7 @@ def detectable(df: float, level: float = LEVEL, power: float = POWER) -> float:
     return float(optimize.brentq(short, 0.0, crit + 10 * stats.norm.ppf(power) + 10))
 
 
-@lru_cache(maxsize=None)
+@cache
 def _chi2_grid(df: int, points: int = 400) -> tuple[np.ndarray, np.ndarray, float]:
     """Nodes and weights of a chi-square's distribution on a geometric grid, and the mass below it."""
     edges = np.geomspace(1e-12, stats.chi2.isf(1e-12, df), points + 1)

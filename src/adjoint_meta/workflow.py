@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any
 
 from snakemake.exceptions import WorkflowError
 from snakemake.settings.types import DeploymentMethod

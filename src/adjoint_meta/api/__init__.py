@@ -23,7 +23,8 @@ The public names and their signatures:
 * ``estimators() -> dict[str, str]`` and ``hyper_parameters(name) -> dict[str, dict]``;
 * ``InputError``, a ``ValueError`` naming the argument that was refused and the fix.
 """
-from adjoint_meta.api.choice import hyper_parameters, names as estimators
+from adjoint_meta.api.choice import hyper_parameters
+from adjoint_meta.api.choice import names as estimators
 from adjoint_meta.api.errors import InputError
 from adjoint_meta.api.learner import MetaLearner, MetaResult
 from adjoint_meta.api.tasks import Tasks

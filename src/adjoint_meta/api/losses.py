@@ -8,7 +8,7 @@ Mean squared error and cross-entropy are recognised and computed directly.
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import nn

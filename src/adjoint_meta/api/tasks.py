@@ -8,8 +8,8 @@ task's count ``[B]`` and the examples after it are padding, never read.  A list 
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import torch
 
@@ -92,7 +92,7 @@ class Tasks:
         self.query_counts = _counts(self.query_counts, B, self.query[0].shape[1], "query", ref.device)
 
     @classmethod
-    def from_list(cls, tasks: Sequence[tuple[Pair, Pair]]) -> "Tasks":
+    def from_list(cls, tasks: Sequence[tuple[Pair, Pair]]) -> Tasks:
         """Tasks from a list of ``((x_support, y_support), (x_query, y_query))``, one per task, each set
         ``[n, ...]`` with its own n; stacked with zero padding and their counts."""
         if not isinstance(tasks, (list, tuple)) or not tasks:

@@ -8,11 +8,34 @@
 * ``grid``: the jobs (cells, profiles, accuracy studies) and each job's slice of the parameters.
 """
 from adjoint_meta.config.checks import check_against_tasks, refuse_baselines
-from adjoint_meta.config.documents import (DEFAULT_PARAMS, FULL_PRESET, ParamsError, deep_merge, get_dotted,
-                                           parse_value, read_yaml, set_dotted)
-from adjoint_meta.config.grid import (CELL_FIELDS, RELEVANT_KEYS, Cell, accuracy_jobs, baseline_datasets, cells,
-                                      fewshot_jobs, inner_steps, job_slice, load_slice, outer_optimizer,
-                                      profile_jobs, protonet_jobs, prune, slice_json, train_cost)
+from adjoint_meta.config.documents import (
+                                           DEFAULT_PARAMS,
+                                           FULL_PRESET,
+                                           ParamsError,
+                                           deep_merge,
+                                           get_dotted,
+                                           parse_value,
+                                           read_yaml,
+                                           set_dotted,
+)
+from adjoint_meta.config.grid import (
+                                           CELL_FIELDS,
+                                           RELEVANT_KEYS,
+                                           Cell,
+                                           accuracy_jobs,
+                                           baseline_datasets,
+                                           cells,
+                                           fewshot_jobs,
+                                           inner_steps,
+                                           job_slice,
+                                           load_slice,
+                                           outer_optimizer,
+                                           profile_jobs,
+                                           protonet_jobs,
+                                           prune,
+                                           slice_json,
+                                           train_cost,
+)
 from adjoint_meta.config.loading import apply_overrides, apply_preset, load, snakemake_overrides, with_defaults
 from adjoint_meta.config.schema import schema, validate
 

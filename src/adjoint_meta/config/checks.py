@@ -9,8 +9,8 @@ summaries on disk, so ``config.load`` calls it once the document is complete.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Callable, Iterator, Mapping
 
 from adjoint_meta import kinds, paths
 from adjoint_meta.config.documents import FULL_PRESET, ParamsError
@@ -107,7 +107,8 @@ def settings_fit_datasets(doc: Mapping) -> Iterator[str]:
                                "min_test_ratings")
                     continue
                 if n > ds["train_points"]:
-                    yield f"settings.{sname}: shot + val = {n} exceeds datasets.{dname}.train_points ({ds['train_points']})"
+                    yield (f"settings.{sname}: shot + val = {n} exceeds datasets.{dname}.train_points "
+                           f"({ds['train_points']})")
                 if st["shot"] > ds["test_support_points"]:
                     yield (f"settings.{sname}: shot = {st['shot']} exceeds datasets.{dname}.test_support_points "
                            f"({ds['test_support_points']})")
@@ -264,7 +265,8 @@ def raw_sources(doc: Mapping) -> Iterator[str]:
         if src in (None, "synthetic"):
             continue
         if src not in listed:
-            yield f"datasets.{dname}.source: {src!r} is not listed in raw.sources ({', '.join(listed) or 'empty'}); add it there"
+            yield (f"datasets.{dname}.source: {src!r} is not listed in raw.sources ({', '.join(listed) or 'empty'}); "
+                   "add it there")
         if src in used:
             yield (f"datasets.{dname}.source: {src!r} is already the source of datasets.{used[src]}; each raw source "
                    "feeds one dataset")

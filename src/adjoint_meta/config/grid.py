@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import copy
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 from adjoint_meta.config.documents import ParamsError, get_dotted, set_dotted
 from adjoint_meta.config.schema import validate
@@ -64,7 +65,8 @@ def train_cost(params: Mapping, cell: Mapping) -> float:
     setting = params["settings"][cell["setting"]]
     cls = REGISTRY[cfg["kind"]]
     K = max(cls.inner_steps(exp["steps"], exp["maml_steps"]), 1)  # a baseline: one gradient per step
-    return K * cls.cost_per_step(cls.hyper_of(cfg)) * (int(setting["shot"]) + int(setting["val"])) * int(params["meta"]["meta_epochs"])
+    examples = int(setting["shot"]) + int(setting["val"])
+    return K * cls.cost_per_step(cls.hyper_of(cfg)) * examples * int(params["meta"]["meta_epochs"])
 
 
 def baseline_datasets(params: Mapping) -> list[str]:
@@ -89,7 +91,8 @@ def accuracy_jobs(params: Mapping) -> list[dict]:
 
 def fewshot_jobs(params: Mapping) -> list[dict]:
     """One few-shot job per estimator of the experiment and training seed."""
-    return [dict(estimator=e, seed=int(seed)) for e in params["fewshot"]["estimators"] for seed in params["meta"]["seeds"]]
+    return [dict(estimator=e,
+                 seed=int(seed)) for e in params["fewshot"]["estimators"] for seed in params["meta"]["seeds"]]
 
 
 def protonet_jobs(params: Mapping) -> list[dict]:

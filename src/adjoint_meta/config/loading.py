@@ -3,12 +3,21 @@ from __future__ import annotations
 
 import copy
 import json
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from adjoint_meta.config.checks import check_against_tasks
-from adjoint_meta.config.documents import (DEFAULT_PARAMS, FULL_PRESET, ParamsError, deep_merge, get_dotted,
-                                           parse_value, read_yaml, set_dotted)
+from adjoint_meta.config.documents import (
+    DEFAULT_PARAMS,
+    FULL_PRESET,
+    ParamsError,
+    deep_merge,
+    get_dotted,
+    parse_value,
+    read_yaml,
+    set_dotted,
+)
 from adjoint_meta.config.schema import validate
 from adjoint_meta.estimators import REGISTRY
 from adjoint_meta.estimators.base import hyper_defaults

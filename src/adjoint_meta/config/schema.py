@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import math
 import re
-from functools import lru_cache
+from collections.abc import Iterable, Mapping
+from functools import cache
 from importlib import resources
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 import jsonschema
 
@@ -30,7 +31,7 @@ from adjoint_meta.model import ACTIVATIONS
 VALIDATION_ONLY = True
 
 
-@lru_cache(maxsize=None)
+@cache
 def schema() -> dict:
     """The parameter schema, with the registered estimators and raw sources filled in."""
     doc = parse_yaml_text(resources.files("adjoint_meta").joinpath("schema/params.schema.yaml").read_text())
@@ -64,7 +65,7 @@ def _strip_required(node: Any) -> Any:
     return node
 
 
-@lru_cache(maxsize=None)
+@cache
 def _partial_schema() -> dict:
     return _strip_required(schema())
 

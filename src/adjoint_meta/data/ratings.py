@@ -24,11 +24,11 @@ from __future__ import annotations
 
 import csv
 import gzip
-import zlib
 import io
 import math
+import zlib
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pandas as pd

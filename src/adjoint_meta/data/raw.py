@@ -17,8 +17,8 @@ import shutil
 import urllib.request
 import zipfile
 import zlib
+from collections.abc import Callable
 from pathlib import Path, PurePosixPath
-from typing import Callable
 
 from adjoint_meta.data.sources import SOURCES, Archive, Source
 from adjoint_meta.io import atomic_path, digests

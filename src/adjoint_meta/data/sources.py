@@ -25,8 +25,8 @@ Checksums (the only place the project keeps them):
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Mapping
 
 SYNTHETIC = "synthetic"  # datasets.<name>.source of a generated family (adjoint_meta.data.synthetic)
 

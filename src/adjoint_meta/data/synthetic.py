@@ -17,8 +17,8 @@ the paper's text (with Alpine's domain read as [-10, 10]^2, docs/protocol.md §3
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 import pandas as pd

@@ -12,8 +12,17 @@ import torch
 
 from adjoint_meta.estimators import flow
 from adjoint_meta.estimators.base import Estimator, MetaGradient, Stored, hyper, register
-from adjoint_meta.estimators.core import (InnerProblem, Preconditioned, Trajectory, continuous_adjoint, descend,
-                                          discrete_adjoint, gd_step, keep_every_for, stack)
+from adjoint_meta.estimators.core import (
+    InnerProblem,
+    Preconditioned,
+    Trajectory,
+    continuous_adjoint,
+    descend,
+    discrete_adjoint,
+    gd_step,
+    keep_every_for,
+    stack,
+)
 from adjoint_meta.estimators.learned_rates import LearnsRates, RateHyper, rate_checks
 
 

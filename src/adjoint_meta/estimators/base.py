@@ -16,8 +16,9 @@ An estimator is a subclass of :class:`Estimator` in a module of this package, re
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 import torch
 

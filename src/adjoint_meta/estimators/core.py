@@ -14,14 +14,15 @@ parameter, shared by the tasks: learned rates, ``adjoint_meta.rates``) or ``[B, 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable, Union
+
 import torch
 
 from adjoint_meta.interface import Data, Linearization, TaskModel
 
 Tensor = torch.Tensor
-Rate = Union[float, Tensor]
+Rate = float | Tensor
 
 
 @dataclass
@@ -91,7 +92,7 @@ class InnerProblem:
     def query_loss(self, u: Tensor) -> Tensor:
         return self.model.loss(u, self.query)
 
-    def with_data(self, support: Data, query: Data) -> "InnerProblem":
+    def with_data(self, support: Data, query: Data) -> InnerProblem:
         return InnerProblem(self.model, support, query, self.reg, self.anchor)
 
 
@@ -105,7 +106,7 @@ class Preconditioned(InnerProblem):
     scale: Tensor | None = None
 
     @classmethod
-    def of(cls, problem: InnerProblem, scale: Tensor) -> "Preconditioned":
+    def of(cls, problem: InnerProblem, scale: Tensor) -> Preconditioned:
         return cls(problem.model, problem.support, problem.query, problem.reg, problem.anchor, scale=scale)
 
     def linearize(self, u: Tensor, with_grad: bool = True) -> Linearization:
@@ -131,7 +132,7 @@ class Preconditioned(InnerProblem):
         g, hvs = super().grad_and_hvps(u, [self.scale * v for v in vs])
         return g * self.scale, hvs
 
-    def with_data(self, support: Data, query: Data) -> "Preconditioned":
+    def with_data(self, support: Data, query: Data) -> Preconditioned:
         return Preconditioned(self.model, support, query, self.reg, self.anchor, scale=self.scale)
 
 

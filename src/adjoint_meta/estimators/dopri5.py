@@ -21,7 +21,7 @@ gradients g, so every combination carries the minus sign in its coefficients.
 from __future__ import annotations
 
 import math
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 import torch
 

@@ -20,7 +20,7 @@ states a backward sweep needs (for dopri5: a solve over one grid interval).
 """
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import torch
 

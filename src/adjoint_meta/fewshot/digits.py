@@ -30,7 +30,7 @@ class Digits:
     labels: Tensor  # [n] class 0..9
 
     @classmethod
-    def load(cls) -> "Digits":
+    def load(cls) -> Digits:
         from sklearn.datasets import load_digits
 
         bunch = load_digits()
@@ -77,7 +77,8 @@ class Episodes:
             qry.append(torch.cat([p[self.shot:] for p in picks]))
         return torch.stack(chosen), torch.stack(sup), torch.stack(qry)
 
-    def sample(self, gen: torch.Generator, n_tasks: int, dtype: torch.dtype = torch.float32) -> tuple[Tensor, Data, Data]:
+    def sample(self, gen: torch.Generator, n_tasks: int, dtype: torch.dtype = torch.float32) -> tuple[Tensor, Data,
+                                                                                                      Data]:
         """``n_tasks`` tasks: their digits ``[T, ways]``, support and query sets (label j = the j-th digit);
         every image of a set weighs 1/(images in the set)."""
         classes, sup, qry = self.draw(gen, n_tasks)

@@ -18,15 +18,15 @@ import torch
 from adjoint_meta import checkpoint, config, runtime
 from adjoint_meta.estimators import build
 from adjoint_meta.evaluate import finetune, record_steps
-from adjoint_meta.rates import rate_for
 from adjoint_meta.fewshot import PROTONET, cnn
 from adjoint_meta.fewshot.digits import SHAPE, Digits, Episodes, split
 from adjoint_meta.fewshot.metrics import scores
 from adjoint_meta.fewshot.protonet import Episodic, ProtoNet
 from adjoint_meta.funcmodel import FuncModel, cross_entropy
 from adjoint_meta.io import atomic_path, write_json
-from adjoint_meta.seeding import derive_seed, torch_generator
 from adjoint_meta.outer_loop import meta_train, rate_history
+from adjoint_meta.rates import rate_for
+from adjoint_meta.seeding import derive_seed, torch_generator
 
 
 def episodes(fs: dict) -> tuple[Episodes, Episodes]:
@@ -86,7 +86,8 @@ def estimator(spec: dict, name: str, seed: int, out_json: str, out_curve: str, l
     method = build(kind, cfg, steps, alpha, seed=derive_seed(master, "fewshot", "estimator", name, seed))
     label = cfg.get("label") or method.label
     outer = config.outer_optimizer(fs["meta"], cfg)
-    log.info("fewshot %s seed=%d | %s | CNN %d parameters | %d-way %d-shot | K=%d alpha=%g | outer %s lr %g | device %s",
+    log.info("fewshot %s seed=%d | %s | CNN %d parameters | %d-way %d-shot | K=%d alpha=%g | outer %s lr %g | "
+             "device %s",
              name, seed, label, model.n_params, fs["ways"], fs["shot"], steps, alpha, *outer,
              runtime.describe_device(device))
     if spec["runtime"].get("compile"):
@@ -95,7 +96,8 @@ def estimator(spec: dict, name: str, seed: int, out_json: str, out_curve: str, l
                        f"the digits ({label}, K={steps})", outer, out_json, log, device, dtype)
     _, support, query = held_out_tasks(master, test_family, int(fs["n_test_tasks"]), dtype)
     support, query = support.to(device, dtype), query.to(device, dtype)
-    recorded = record_steps(int(fs["eval_steps"]), int(fs["record_every"]), [int(fs["steps"]), steps])  # the table's K, and this K
+    recorded = record_steps(int(fs["eval_steps"]), int(fs["record_every"]), [int(fs["steps"]),
+                                                                             steps])  # the table's K, and this K
     curve = {}
     with torch.inference_mode():
         rate = rate_for(loop.rates, model, alpha, theta)  # fine-tuned with the learned step sizes, if any

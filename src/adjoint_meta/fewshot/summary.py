@@ -28,10 +28,12 @@ def _jobs(params: dict, root: Path) -> dict[str, list[tuple[dict, pd.DataFrame]]
     out: dict[str, list] = {}
     for j in config.fewshot_jobs(params):
         out.setdefault(j["estimator"], []).append(
-            (read_json(need(root / paths.FEWSHOT.format(**j))), pd.read_csv(need(root / paths.FEWSHOT_CURVE.format(**j)))))
+            (read_json(need(root / paths.FEWSHOT.format(**j))),
+             pd.read_csv(need(root / paths.FEWSHOT_CURVE.format(**j)))))
     for j in config.protonet_jobs(params):
         out.setdefault(PROTONET, []).append(
-            (read_json(need(root / paths.PROTONET.format(**j))), pd.read_csv(need(root / paths.PROTONET_CURVE.format(**j)))))
+            (read_json(need(root / paths.PROTONET.format(**j))),
+             pd.read_csv(need(root / paths.PROTONET_CURVE.format(**j)))))
     return out
 
 
@@ -67,7 +69,8 @@ def tables(params: dict, root: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
         for step in sorted(set().union(*(set(c["step"]) for _, c in runs))):
             acc = np.stack([_at(c, step) for _, c in runs])
             ce = np.stack([_at(c, step, "cross_entropy") for _, c in runs])
-            curves.append({"method": method, "label": first["label"], "role": first["role"], "step": step, "accuracy_mean": acc.mean(),
+            curves.append({"method": method, "label": first["label"], "role": first["role"], "step": step,
+                           "accuracy_mean": acc.mean(),
                            "accuracy_seed_std": acc.mean(1).std(ddof=1) if len(runs) > 1 else np.nan,
                            "accuracy_task_std": acc.std(1, ddof=1).mean() if acc.shape[1] > 1 else np.nan,
                            "cross_entropy_mean": ce.mean()})

@@ -1,13 +1,13 @@
 """The paper's published numbers (paper.yaml), the only values typed in by hand."""
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 from importlib import resources
 
 import yaml
 
 
-@lru_cache(maxsize=None)
+@cache
 def paper() -> dict:
     return yaml.safe_load(resources.files(__name__).joinpath("paper.yaml").read_text())
 

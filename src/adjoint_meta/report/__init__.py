@@ -1,20 +1,20 @@
 """The self-contained HTML report, built only from files the pipeline wrote.
 
 ``loading`` reads the results, ``provenance`` says where they come from, ``claims`` judges the
-paper's claims (the verdict table at the top), ``discussion``, ``tables`` and ``figures`` turn
-the results into text, tables and PNGs, and ``template.html.j2`` lays out the page.  Jinja2 renders it with autoescape on, so every value is escaped unless
-it is a ``Markup`` fragment from ``markup.html``, which escapes the values it formats in:
-no label or name from the parameters can become a tag.  Figures are PNGs embedded as
-base64 (no external scripts or styles), so the file opens offline; the same PNGs are
-written under ``reports/figures/``.
+paper's claims (the verdict table at the top), ``discussion``, ``tables`` and ``figures`` turn the
+results into text, tables and PNGs, and ``template.html.j2`` lays out the page. Jinja2 renders it
+with autoescape on, so every value is escaped unless it is a ``Markup`` fragment from
+``markup.html``, which escapes the values it formats in: no label or name from the parameters can
+become a tag. Figures are PNGs embedded as base64 (no external scripts or styles), so the file opens
+offline; the same PNGs are written under ``reports/figures/``.
 """
 from __future__ import annotations
 
 import datetime as _dt
 import json
+from collections.abc import Collection
 from importlib import resources
 from pathlib import Path
-from typing import Collection
 
 import jinja2
 import pandas as pd
@@ -121,7 +121,7 @@ def run(params: dict, out_html: str, root: str = ".", log_file: str | None = Non
                        comparisons=[], detail="its results are not all in yet")
     doc = render({
         "params": params, "verdicts": verdicts, "verdict_method": claims.method(),
-        "generated": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "generated": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "params_hash": provenance.params_hash(params), "commit": provenance.git_commit(),
         "trained_commit": trained_commit, "pending_units": list(pending_units),
         "discussion": {

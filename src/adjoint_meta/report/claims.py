@@ -12,8 +12,8 @@ discussion (``discussion.maml_variants``), not the verdicts.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -21,10 +21,10 @@ import pandas as pd
 from adjoint_meta import verdicts as v
 from adjoint_meta.kinds import PAPER_KINDS, SHORT_NAMES
 from adjoint_meta.profile import TRAINED
-from adjoint_meta.units import GB
 from adjoint_meta.reference import paper
 from adjoint_meta.report import loading
 from adjoint_meta.report.loading import Cell, floats
+from adjoint_meta.units import GB
 
 NAMES = SHORT_NAMES  # how a claim names an estimator kind
 CURVE_STEPS = 10       # a claim about fine-tuning is tested at this many evenly spaced recorded steps after step 0

@@ -9,7 +9,6 @@ import numpy as np
 import pandas as pd
 
 from adjoint_meta import verdicts
-from adjoint_meta.units import GB, MB
 from adjoint_meta.kinds import BASELINE, MAML_VARIANTS, PAPER_KINDS, SHORT_NAMES
 from adjoint_meta.profile import TRAINED
 from adjoint_meta.reference import paper, table_value
@@ -17,6 +16,7 @@ from adjoint_meta.report.candidates import WITHIN  # also what counts as resembl
 from adjoint_meta.report.claims import FIGURES_3_4, kept_bytes
 from adjoint_meta.report.loading import floats
 from adjoint_meta.report.markup import Markup, html, join
+from adjoint_meta.units import GB, MB
 
 
 def _share(k: int, n: int) -> str:
@@ -171,7 +171,7 @@ def baselines(tables: dict[str, pd.DataFrame]) -> list[Markup]:
         if "role" not in t or not (t["role"] == BASELINE).any():
             continue
         gains, beats, cells = [], 0, 0
-        for (d, s), c in t.groupby(["dataset", "setting"], sort=False):
+        for _, c in t.groupby(["dataset", "setting"], sort=False):
             est, base = c[c["role"] != BASELINE], c[c["role"] == BASELINE]
             if est.empty or base.empty:
                 continue
@@ -211,7 +211,8 @@ def ablation(tables: dict[str, pd.DataFrame], names: list[str]) -> list[Markup]:
     for name, t, ref in _referenced(tables, names):
         for (d, s), c in t.groupby(["dataset", "setting"], sort=False):
             base = c[c["estimator"] == ref]["nrmse_mean"].iloc[0]
-            effects = c[c["estimator"] != ref].assign(delta=lambda f: f["nrmse_mean"] - base)
+            effects = c[c["estimator"] != ref]
+            effects = effects.assign(delta=effects["nrmse_mean"] - base)
             if effects.empty:
                 continue
             decided = verdicts.holm(floats(effects["p_value"]))
@@ -222,7 +223,8 @@ def ablation(tables: dict[str, pd.DataFrame], names: list[str]) -> list[Markup]:
                             "at a time changes the test nRMSE by {} (95% intervals over seeds and tasks; decisive "
                             "after Holm's correction over the cell's {}). The largest change comes from <i>{}</i>{}.",
                             name, d, s, base, join(parts, "; "),
-                            "one factor" if len(effects) == 1 else f"{len(effects)} factors", effects["label"].iloc[big],
+                            "one factor" if len(effects) == 1 else f"{len(effects)} factors",
+                            effects["label"].iloc[big],
                             " and is decisive" if decided[big] else ", but it is not decisive"))
     return out
 
@@ -336,7 +338,8 @@ def figures34(rows: pd.DataFrame, prof: dict) -> list[Markup]:
     peak, _ = verdicts.value_at(floats(a["value"]), floats(a["peak_bytes"]), float(n["amaml_steps"]))
     parts.append(html("A-MAML ({}) keeps {:.1f} MB at K = {:g} ({}; device peak {} MB), {:.2g}% of {:g} GB (the "
                       "paper: under {:.0%}).", amaml, at / MB, float(n["amaml_steps"]),
-                      "measured" if measured else "extrapolated", "n/a" if not np.isfinite(peak) else f"{peak / MB:.1f}",
+                      "measured" if measured else "extrapolated",
+                      "n/a" if not np.isfinite(peak) else f"{peak / MB:.1f}",
                       100 * at / gpu, float(n["gpu_gb"]), float(n["amaml_share"])))
     trained = rows[rows["variable"] == TRAINED]
     ks = sorted({int(v) for v in trained["value"]}) or [int(k.max())]

@@ -6,9 +6,9 @@ from __future__ import annotations
 import math
 
 import matplotlib.pyplot as plt
-from matplotlib.ticker import MaxNLocator
 import pandas as pd
 import seaborn as sns
+from matplotlib.ticker import MaxNLocator
 
 from adjoint_meta import verdicts
 from adjoint_meta.fewshot import PROTONET
@@ -31,7 +31,8 @@ def figure(curves: pd.DataFrame, steps: int) -> plt.Figure:
         baseline = c["role"].iloc[0] == "baseline" if "role" in c else False
         ax.plot(c["step"], c["accuracy_mean"], color=palette[method], lw=1.4, ls="-." if baseline else "-", label=label)
         band = c["accuracy_seed_std"].fillna(0.0)
-        ax.fill_between(c["step"], c["accuracy_mean"] - band, c["accuracy_mean"] + band, color=palette[method], alpha=0.12)
+        ax.fill_between(c["step"], c["accuracy_mean"] - band, c["accuracy_mean"] + band, color=palette[method],
+                        alpha=0.12)
     ax.axvline(steps, color="grey", ls=":", lw=1)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("fine-tuning steps on the support set")

@@ -12,17 +12,17 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.ticker  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 from adjoint_meta import paths  # noqa: E402
-from adjoint_meta.units import GB, MB
 from adjoint_meta.io import atomic_path  # noqa: E402
 from adjoint_meta.report.discussion import memory_cap_steps  # noqa: E402
 from adjoint_meta.results import MissingResultError  # noqa: E402
+from adjoint_meta.units import GB, MB
 
 sns.set_theme(style="whitegrid", context="paper")
 

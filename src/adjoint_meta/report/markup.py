@@ -5,7 +5,7 @@ parameters or the results can never become a tag; the template then inserts the 
 fragments as they are and escapes everything else."""
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 from markupsafe import Markup
 

@@ -6,9 +6,8 @@ import math
 import pandas as pd
 
 from adjoint_meta.kinds import BASELINE
-from adjoint_meta.units import MB
 from adjoint_meta.report.markup import Markup, html, join
-
+from adjoint_meta.units import MB
 
 
 def _p(p: float) -> str:
