@@ -8,7 +8,7 @@ Evidence that GPU jobs get a GPU and the others none comes from two places:
   runs inside a SLURM job, the variables SLURM sets for a job step holding a GPU
   (CUDA_VISIBLE_DEVICES, SLURM_STEP_GPUS, SLURM_GPUS_ON_NODE);
 * SLURM's own record of each job (``squeue --states=all``: the plugin's comment
-  ``rule_<rule>_...`` and TRES_PER_JOB ``gres:gpu:1``); MinJobAge=600 keeps finished
+  ``rule_<rule>_...`` and TRES_PER_JOB ``gres:gpu:1``); MinJobAge=3600 keeps finished
   jobs visible to squeue.
 
 It changes the machine (apt-get installs munge and SLURM; /etc/slurm/slurm.conf becomes a link

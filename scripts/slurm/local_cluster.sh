@@ -27,7 +27,7 @@
 # gres.conf (File=/dev/null: there need not be a real GPU; SLURM only books it
 # and sets CUDA_VISIBLE_DEVICES/SLURM_JOB_GPUS in the jobs that ask for it),
 # partition `debug` (Default=YES), accounting off (so only `squeue` can tell job
-# states; MinJobAge=600 keeps finished jobs visible to it long enough).
+# states; MinJobAge=3600 keeps finished jobs visible to it for a whole run, however slow the machine).
 #
 # Environment: SLURM_LOCAL_DIR, SLURM_LOCAL_PARTITION (debug), SLURM_LOCAL_CTLD_PORT
 # (6817), SLURM_LOCAL_SLURMD_PORT (6818). Must run as root (the daemons and apt-get).
@@ -185,7 +185,7 @@ SelectTypeParameters=CR_Core_Memory
 GresTypes=gpu
 ReturnToService=2
 # finished jobs stay visible to squeue (the only status source without accounting)
-MinJobAge=600
+MinJobAge=3600
 SlurmctldTimeout=30
 SlurmdTimeout=60
 InactiveLimit=0

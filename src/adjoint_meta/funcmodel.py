@@ -186,8 +186,8 @@ class FuncModel:
         if hvp == "jvp":
             self._hvp, self.hvp_method = vmap(self._task_hvp), "jvp of grad"
             if not self._batches_jvp():
-                self._hvp, self.hvp_method = self._double_backward_hvp,
-                "double backward (this torch cannot vmap the jvp)"
+                self._hvp = self._double_backward_hvp
+                self.hvp_method = "double backward (this torch cannot vmap the jvp)"
         self._keeps_graph = self.hvp_method.startswith("double backward")  # linearizations hold the gradient's graph
         # forward mode's step: the gradient and its jvp along each of n tangents [n, B, P] in one call
         self._grad_jvps = vmap(vmap(self._task_grad_jvp), in_dims=(None, 0, None, None, None), out_dims=(None, 0))
