@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import base64
 import datetime as _dt
-import json
 import os
 import shutil
 import tempfile
@@ -22,8 +21,7 @@ import time
 from pathlib import Path
 
 from adjoint_meta import checkpoint, config, paths
-from adjoint_meta.io import write_text
-from adjoint_meta.publish import MANIFEST, PARAMS, PublishError, _commit, sha256, verify
+from adjoint_meta.publish import PARAMS, PublishError, _commit, install, sha256, verify
 
 SUFFIX = ".progress"  # published/<release>.progress/ beside published/<release>/
 
@@ -99,11 +97,7 @@ def save(run_root: str | Path, out_dir: str | Path) -> dict:
             "jobs": {"done": done, "under_way": under_way, "total": len(jobs(params))},
             "files": {f: sha256(work / f) for f in sorted(copied)},
         }
-        write_text(str(work / MANIFEST), json.dumps(manifest, indent=1, sort_keys=True) + "\n")
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        out_dir.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copytree(work, out_dir)
+        install(work, out_dir, manifest)
     return manifest
 
 

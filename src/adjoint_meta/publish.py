@@ -231,12 +231,18 @@ def publish(run_root: str | Path, out_dir: str | Path, release: str) -> dict:
             "jobs": _job_times(run_root, logs),
             "files": {f: sha256(work / f) for f in files},
         }
-        write_text(str(work / MANIFEST), json.dumps(manifest, indent=1, sort_keys=True) + "\n")
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        out_dir.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copytree(work, out_dir)
+        install(work, out_dir, manifest)
     return manifest
+
+
+def install(work: Path, out_dir: Path, manifest: dict) -> None:
+    """Write ``manifest`` into the folder built at ``work`` and put that folder at ``out_dir``, replacing
+    whatever was there."""
+    write_text(str(work / MANIFEST), json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(work, out_dir)
 
 
 def _run_versions(run_root: Path) -> dict:
