@@ -90,10 +90,22 @@ def _unmet() -> str | None:
     etc = Path("/etc/slurm/slurm.conf")
     if etc.exists() and not etc.is_symlink():
         return "this machine has its own SLURM configuration (/etc/slurm/slurm.conf); not touching it"
-    if etc.is_symlink() and etc.exists():
+    if etc.is_symlink() and etc.exists() and _daemons_live(Path(os.readlink(etc)).parent.parent):
         return (f"another local cluster is up ({etc} -> {os.readlink(etc)}); "
                 "stop it with scripts/slurm/local_cluster.sh down")
     return None
+
+
+def _daemons_live(cluster_dir: Path) -> bool:
+    """Whether a daemon recorded under a local cluster's directory still runs (a stale link is `up`'s to replace)."""
+    for name in ("slurmd", "slurmctld", "munged"):
+        try:
+            pid = int((cluster_dir / "run" / f"{name}.pid").read_text().strip())
+            if Path(f"/proc/{pid}/comm").read_text().strip() == name:
+                return True
+        except (OSError, ValueError):
+            continue
+    return False
 
 
 def _sh(args, **kw) -> subprocess.CompletedProcess:
@@ -252,3 +264,29 @@ def test_failed_job_leaves_no_partial_output(cluster, tmp_path):
     # jobs); the submitting snakemake would remove whatever were still there
     slurm_logs = "".join(p.read_text() for p in (root / ".snakemake" / "slurm_logs").rglob("*.log"))
     assert "Removing output files of failed job fetch" in out + slurm_logs
+
+
+def test_a_second_cluster_is_refused_while_one_is_up(cluster, tmp_path):
+    """/etc/slurm/slurm.conf belongs to the running cluster: `up` elsewhere refuses and leaves the link alone."""
+    other = tmp_path / "other"
+    run = _sh(["bash", str(SCRIPT), "up", str(other)], timeout=300)
+    assert run.returncode != 0 and "a local cluster that is up" in run.stderr, run.stdout + run.stderr
+    assert os.readlink("/etc/slurm/slurm.conf") == str(cluster / "etc" / "slurm.conf")
+    assert not list((other / "run").glob("*.pid")), "no daemon may be started for the refused cluster"
+
+
+def test_a_link_to_an_ended_cluster_is_stale(tmp_path):
+    """After a reboot the link's target survives but its daemons do not: that link is `up`'s to replace."""
+    (tmp_path / "run").mkdir()
+    fake = tmp_path / "slurmd"                      # a process whose program name is slurmd
+    shutil.copy(shutil.which("sleep"), fake)
+    proc = subprocess.Popen([str(fake), "60"])
+    try:
+        (tmp_path / "run" / "slurmd.pid").write_text(f"{proc.pid}\n")
+        assert _daemons_live(tmp_path)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert not _daemons_live(tmp_path), "an ended daemon's PID file must not count"
+    (tmp_path / "run" / "slurmd.pid").write_text(f"{os.getpid()}\n")   # a live PID of another program
+    assert not _daemons_live(tmp_path)

@@ -16,11 +16,12 @@
 # configuration (etc/slurm.conf, etc/gres.conf), the munge key and socket, the
 # controller's state, slurmd's spool, the logs (log/) and the PID of every daemon
 # started (run/<daemon>.pid). Outside DIR, `up` only makes /etc/slurm/slurm.conf a
-# symbolic link to DIR/etc/slurm.conf, and only where that path is free (no file,
-# or a dangling link): the SLURM executor plugin strips SLURM_* variables,
-# SLURM_CONF included, before the `srun` inside each job, so the job's srun can
-# only find the cluster at the default path. `down` removes the link if it is
-# still ours. Where /etc/slurm/slurm.conf is another cluster's, `up` refuses.
+# symbolic link to DIR/etc/slurm.conf, and only where that path is free: no file,
+# or a stale link (dangling, or to a cluster none of whose daemons still runs, as
+# after a reboot). The SLURM executor plugin strips SLURM_* variables, SLURM_CONF
+# included, before the `srun` inside each job, so the job's srun can only find
+# the cluster at the default path. `down` removes the link if it is still ours.
+# Where /etc/slurm/slurm.conf is a running cluster's, or a real file, `up` refuses.
 #
 # The cluster: controller and node on loopback (127.0.0.1), one node `localnode`
 # with this machine's CPUs and memory (from `slurmd -C`) and one GPU declared in
@@ -75,10 +76,12 @@ link_etc() {
         target="$(readlink "$ETC_CONF")"
         if [[ "$target" == "$CONF" ]]; then
             return 0
-        elif [[ -e "$ETC_CONF" ]]; then
-            die "$ETC_CONF links to $target (another local cluster?); run 'down' for that one, or remove the link"
+        elif [[ -e "$ETC_CONF" ]] && daemons_live "$(dirname "$(dirname "$target")")"; then
+            die "$ETC_CONF links to $target, a local cluster that is up; run 'down' for that one"
         fi
-        rm -f "$ETC_CONF"   # dangling: left by a cluster whose directory is gone
+        # stale: left by a cluster whose directory is gone or whose daemons have all ended
+        rm -f "$ETC_CONF"
+        say "removed the stale link $ETC_CONF -> $target"
     elif [[ -e "$ETC_CONF" ]]; then
         die "$ETC_CONF exists and is not this script's: this machine already has a SLURM configuration"
     fi
@@ -105,6 +108,18 @@ live_pid() {
     [[ -n "$pid" && -d "/proc/$pid" ]] || return 1
     [[ "$(cat "/proc/$pid/comm" 2>/dev/null)" == "$1" ]] || return 1
     echo "$pid"
+}
+
+# true when any daemon recorded under the cluster directory $1 still runs as that program
+daemons_live() {
+    local name f pid
+    for name in "${DAEMONS[@]}"; do
+        f="$1/run/$name.pid"
+        [[ -s "$f" ]] || continue
+        pid="$(tr -dc '0-9' < "$f")"
+        [[ -n "$pid" && "$(cat "/proc/$pid/comm" 2>/dev/null)" == "$name" ]] && return 0
+    done
+    return 1
 }
 
 slurm() { SLURM_CONF="$CONF" "$@"; }
