@@ -51,6 +51,7 @@ SOURCE_DIR = "src/" + PACKAGE  # where the package lives in the project, relativ
 ENTRY = ("__main__", "cli")  # what `python -m adjoint_meta` runs before any step's own code
 
 
+@cache
 def module_path(name: str) -> Path | None:
     """The source file of package module ``name`` (a package's ``__init__.py``), or None."""
     parts = name.split(".")
@@ -182,7 +183,8 @@ def _closure(roots: Iterable[str], step: str | None = None, *, cut: bool = True)
         if name in seen or (cut and validation_only(name)):
             continue
         seen.add(name)
-        modules, files = _direct(module_path(name), step)
+        # only the CLI's imports depend on the step (its other commands' bodies are left out)
+        modules, files = _direct(module_path(name), step if name == f"{PACKAGE}.cli" else None)
         if not cut:
             modules = modules | _plugins_of(name)
         data |= files
