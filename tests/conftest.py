@@ -146,14 +146,35 @@ def place_test_data(root: Path) -> Path:
 
 
 # The two full runs of the test configuration below are shared by every test that needs one
-# (pipeline, SLURM, DVC remote): each takes a minute or two on two cores. Tests only read them;
-# a test that changes a project works on its own copy (copy_run).
+# (pipeline, SLURM, DVC remote): each takes a few minutes on two cores. Tests only read them;
+# a test that changes a project works on its own copy (copy_run). With pytest-xdist (`make test`
+# runs two workers), the worker that first asks for a run makes it and the others wait for it and
+# read the same one, so each is made once per session.
+
+def _made_once(tmp_path_factory, name: str, make) -> Path:
+    """``make(base)`` (which returns the project root under the empty folder ``base``), once per session."""
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        return make(tmp_path_factory.mktemp(name))
+    from filelock import FileLock
+
+    base = tmp_path_factory.getbasetemp().parent / name  # the session's folder, shared by its workers
+    done = base.with_name(name + ".done")
+    with FileLock(str(base) + ".lock"):
+        if not done.is_file():
+            shutil.rmtree(base, ignore_errors=True)
+            base.mkdir()
+            done.write_text(str(make(base)))
+    return Path(done.read_text())
+
 
 @pytest.fixture(scope="session")
 def snakemake_run(tmp_path_factory) -> Path:
     """A scratch project after one full `snakemake --cores 2` of the test configuration. Every
     job records what it imported and opened in ``step_traces(root)`` (tests/trace/)."""
-    base = tmp_path_factory.mktemp("snakemake_run")
+    return _made_once(tmp_path_factory, "snakemake_run", _snakemake_run)
+
+
+def _snakemake_run(base: Path) -> Path:
     root = place_test_data(copy_project(base / "project", TEST_PARAMS))
     traces = step_traces(root)
     traces.mkdir()
@@ -172,7 +193,11 @@ def step_traces(root: Path) -> Path:
 def dvc_run(tmp_path_factory) -> Path:
     """A git repository (nothing committed) holding the project after `dvc repro` of the test
     configuration."""
-    root = place_test_data(copy_project(tmp_path_factory.mktemp("dvc_run") / "repo", TEST_PARAMS))
+    return _made_once(tmp_path_factory, "dvc_run", _dvc_run)
+
+
+def _dvc_run(base: Path) -> Path:
+    root = place_test_data(copy_project(base / "repo", TEST_PARAMS))
     subprocess.run(["git", "init", "-q"], cwd=root, check=True)
     run_tool(["dvc", "repro"], root)
     return root
