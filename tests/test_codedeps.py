@@ -10,13 +10,10 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from code_edits import EDITS, FINGERPRINTS, PKG, STEPS, edit, must_rerun
 from conftest import ROOT, TEST_PARAMS, copy_project, copy_run, run_tool, step_traces
 
-from adjoint_meta import codedeps, config, dvc_yaml, paths
-
-STEPS = list(config.RELEVANT_KEYS)  # the pipeline steps, each a subcommand of the CLI
-PKG = codedeps.SOURCE_DIR + "/"
-FINGERPRINTS = paths.CODE_DIR + "/"
+from adjoint_meta import codedeps, config
 
 
 def files(step: str) -> set[str]:
@@ -157,7 +154,7 @@ def test_editing_any_file_changes_exactly_the_code_inputs_that_list_it(tmp_path)
     every = codedeps.package_files()
     assert len(every) > 40
     for rel in every:
-        _edit(project, rel)
+        edit(project, rel)
         wanted = {code for code, files in inputs.items() if rel in files}
         assert set(codedeps.write_code_inputs(params, project)) == wanted, rel
     unused = {rel for rel in every if not any(rel in files for files in inputs.values())}
@@ -220,31 +217,7 @@ def test_what_each_step_really_used_is_declared(snakemake_run):
     assert seen == set(STEPS), f"no trace of the steps {set(STEPS) - seen}"
 
 
-# -- both front ends, after editing files in a finished run --------------------------------------
-def _edit(project: Path, rel: str) -> None:
-    """A change the program sees: a statement, a YAML key, a line of text."""
-    line = {".py": "_EDITED = 1", ".yaml": "_edited: 1"}.get(Path(rel).suffix, "edited")
-    with open(project / rel, "a") as fh:
-        fh.write(f"\n{line}\n")
-
-
-def _docstring(project: Path, rel: str) -> None:
-    path = project / rel
-    path.write_text(path.read_text().replace('"""', '"""Edited. ', 1) + "\n# a comment\n")
-
-
-def _jobs(params) -> Counter:
-    """{(rule, code input): jobs} of the test configuration, from the parameters."""
-    out: Counter = Counter()
-    for step in STEPS:
-        for key in codedeps.step_keys(params, step):
-            n = {"fetch": len(params["raw"]["sources"]), "protonet": len(config.protonet_jobs(params)),
-                 "evaluate": len(config.cells(params)), "fewshot": len(params["meta"]["seeds"]),
-                 "train": sum(c.estimator == key for c in config.cells(params))}.get(step, 1)
-            out[step.replace("-", "_"), codedeps.code_input(step, key)] = n
-    return out
-
-
+# -- Snakemake, after editing files in a finished run (DVC: test_codedeps_dvc.py) -------------------
 def _snakemake_outputs(project: Path) -> dict[str, list[str]]:
     """{rule: its outputs}, from `snakemake --summary`."""
     outputs: dict[str, list[str]] = {}
@@ -287,63 +260,22 @@ def _dry_run_jobs(text: str, reasons: bool = False) -> list:
     return jobs
 
 
-def _dvc_reruns(project: Path) -> tuple[Counter, Counter]:
-    """The same through DVC: only the code stage is out of date after an edit; once it has rerun,
-    {(step, code input): stages out of date for it}, {step: stages out of date}; then dvc.lock records
-    the new state (dvc commit), so the next edit starts clean."""
-    before = json.loads(run_tool(["dvc", "status", "--json"], project).stdout)
-    assert set(before) <= {dvc_yaml.CODE_STAGE}, f"out of date before the code stage ran: {sorted(before)}"
-    run_tool(["dvc", "repro", "--single-item", dvc_yaml.CODE_STAGE], project)
-    status = json.loads(run_tool(["dvc", "status", "--json"], project).stdout)
-    direct: Counter = Counter()
-    every: Counter = Counter()
-    for stage, changes in status.items():
-        step = _step_of_stage(stage)
-        every[step] += 1
-        for change in changes:
-            for f, what in (change.get("changed deps") or {}).items() if isinstance(change, dict) else ():
-                assert f.startswith(FINGERPRINTS), f"{stage}: {f} {what}, though only code changed"
-                direct[step, f] += 1
-    if status:
-        run_tool(["dvc", "commit", "-f", *sorted(status)], project)
-    return direct, every
-
-
-def _step_of_stage(name: str) -> str:
-    base = name.split("@")[0]
-    return next(s.replace("-", "_") for s in sorted(STEPS, key=len, reverse=True)
-                if base == s.replace("-", "_") or base.startswith(s.replace("-", "_") + "_"))
-
-
-# the edits the README states the reruns of: (files edited, how)
-EDITS = {"estimators/es.py": _edit, "data/synthetic.py": _edit, "report/figures.py": _edit,
-         "estimators/imaml.py": _docstring}
-
-
 @pytest.mark.pipeline
-def test_editing_a_file_reruns_exactly_the_jobs_it_can_change(snakemake_run, dvc_run, tmp_path):
-    """In finished runs of both front ends, each edit reruns exactly the jobs whose code input lists the
-    file: each of them, and no other job for its code (the rest reruns only because an input those
-    jobs make is new). A docstring and comment edit reruns nothing. Every package file is checked the
-    same way, through the code inputs, by test_editing_any_file_changes_exactly_the_code_inputs_that_list_it."""
+def test_editing_a_file_reruns_exactly_the_jobs_it_can_change(snakemake_run, tmp_path):
+    """In a finished Snakemake run, each edit reruns exactly the jobs whose code input lists the file:
+    each of them, and no other job for its code (the rest reruns only because an input those jobs
+    make is new). A docstring and comment edit reruns nothing. Every package file is checked the same
+    way, through the code inputs, by test_editing_any_file_changes_exactly_the_code_inputs_that_list_it."""
     snake = copy_run(snakemake_run, tmp_path / "snake")
-    dvc = copy_run(dvc_run, tmp_path / "dvc")
     params = config.load(snake / "params.yaml")
-    jobs = _jobs(params)
-    inputs = codedeps.code_inputs(params)
     outputs = _snakemake_outputs(snake)
     counts = {}
     for rel, how in EDITS.items():
-        wanted = Counter({(r, c): n for (r, c), n in jobs.items()
-                          if how is _edit and PKG + rel in inputs[c]})
-        for project in (snake, dvc):
-            how(project, PKG + rel)
+        how(snake, PKG + rel)
         direct, every = _snakemake_reruns(snake, outputs)
+        wanted = must_rerun(params, rel)
         assert direct == wanted, f"editing {rel}: Snakemake reruns {dict(direct)}, expected {dict(wanted)}"
         assert set(every) >= {r for r, _ in wanted}
-        d_direct, d_every = _dvc_reruns(dvc)
-        assert d_direct == wanted, f"editing {rel}: DVC reruns {dict(d_direct)}, expected {dict(wanted)}"
-        counts[rel] = (sum(every.values()), sum(d_every.values()))
-        if how is _docstring:
-            assert counts[rel] == (0, 0)
-    print("jobs rerun after each edit (Snakemake, DVC):", counts)
+        counts[rel] = sum(every.values())
+    assert counts["estimators/imaml.py"] == 0
+    print("jobs Snakemake reruns after each edit:", counts)
