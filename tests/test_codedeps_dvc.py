@@ -16,7 +16,7 @@ pytestmark = pytest.mark.pipeline
 
 
 def _dvc_reruns(project: Path) -> tuple[Counter, Counter]:
-    """The same through DVC: only the code stage is out of date after an edit; once it has rerun,
+    """After an edit only the code stage is out of date; once it has rerun,
     {(step, code input): stages out of date for it}, {step: stages out of date}; then dvc.lock records
     the new state (dvc commit), so the next edit starts clean."""
     before = json.loads(run_tool(["dvc", "status", "--json"], project).stdout)
@@ -43,7 +43,6 @@ def _step_of_stage(name: str) -> str:
                 if base == s.replace("-", "_") or base.startswith(s.replace("-", "_") + "_"))
 
 
-@pytest.mark.pipeline
 def test_editing_a_file_reruns_exactly_the_stages_it_can_change(dvc_run, tmp_path):
     """After each edit only the code stage is out of date; once it has rerun, the stages out of date for
     their code are exactly those whose code input lists the file, and a docstring edit leaves none."""
