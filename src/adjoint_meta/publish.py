@@ -34,7 +34,8 @@ VERDICTS = "verdicts.csv"  # the verdict table, one row per claim
 NOT_YET_RUN = "not yet run"
 VERDICT_COLUMNS = ["key", "claim", "verdict", "evidence", "detail"]
 FEWSHOT_UNIT = "fewshot"
-RESULTS = "results"  # the jobs' outputs; their CSVs are published compressed
+RESULTS = "results"  # the jobs' outputs; their CSV and JSON files are published compressed
+COMPRESSED = (".csv", ".json")
 THIN_TRAIN_LOG = 10  # a published training log keeps every 10th meta-step (and the last); no report reads it
 # the units each claim of reference/paper.yaml is judged on, by group: the experiments with a table in the
 # paper, the other (Figure 2) experiments, and the profile of Figures 3-4
@@ -215,7 +216,7 @@ def publish(run_root: str | Path, out_dir: str | Path, release: str) -> dict:
             (work / paths.TASKS.format(dataset=d)).unlink(missing_ok=True)
         write_text(str(work / VERDICTS), verdict_csv(rows))
         train_logs = {paths.TRAIN_LOG.format(**c.as_dict()) for c in config.cells(full)}
-        for p in sorted(work.glob(f"{RESULTS}/**/*.csv")):
+        for p in sorted(p for p in work.glob(f"{RESULTS}/**/*") if p.suffix in COMPRESSED):
             rel = str(p.relative_to(work))
             compress(p, thin=THIN_TRAIN_LOG if rel in train_logs else 1)
         files = sorted(str(p.relative_to(work)) for p in work.rglob("*") if p.is_file())
@@ -288,8 +289,8 @@ def verify(folder: str | Path) -> dict:
 
 
 def compress(path: Path, thin: int = 1) -> Path:
-    """``path`` (a CSV) as ``path.gz``, byte for byte reproducible (no time stamp in the header); with
-    ``thin`` > 1 only the header, every ``thin``-th row and the last row are kept."""
+    """``path`` (a CSV or JSON file) as ``path.gz``, byte for byte reproducible (no time stamp in the
+    header); with ``thin`` > 1 (a CSV) only the header, every ``thin``-th row and the last row are kept."""
     lines = path.read_bytes().splitlines(keepends=True)
     if thin > 1 and len(lines) > 2:
         body = lines[1:]
@@ -302,16 +303,16 @@ def compress(path: Path, thin: int = 1) -> Path:
 
 
 def expand(folder: Path) -> None:
-    """Every compressed result under ``folder`` back to its CSV (what the report reads)."""
-    for p in sorted(folder.glob(f"{RESULTS}/**/*.csv.gz")):
+    """Every compressed result under ``folder`` back to its CSV or JSON file (what the report reads)."""
+    for p in sorted(p for p in folder.glob(f"{RESULTS}/**/*.gz") if Path(p.stem).suffix in COMPRESSED):
         with gzip.open(p, "rb") as gz:
             p.with_name(p.name[:-3]).write_bytes(gz.read())
         p.unlink()
 
 
 def stored(rel: str) -> str:
-    """Where a pipeline file lies in a published folder (results' CSVs compressed)."""
-    return rel + ".gz" if rel.startswith(RESULTS + "/") and rel.endswith(".csv") else rel
+    """Where a pipeline file lies in a published folder (results' CSV and JSON files compressed)."""
+    return rel + ".gz" if rel.startswith(RESULTS + "/") and rel.endswith(COMPRESSED) else rel
 
 
 def rebuild(folder: str | Path, out_html: str | Path) -> Path:
@@ -378,15 +379,17 @@ def readme_block(folder: str | Path) -> str:
     lines += [f"| {_md(r.claim)} | **{_md(r.verdict)}** | {_md(r.evidence) or '–'} |" for r in verdicts.itertuples()]
     tables = {p.stem: pd.read_csv(p) for p in sorted((folder / Path(paths.TABLE).parent).glob("*.csv"))
               if p.name != Path(paths.NRMSE_DEFINITIONS).name}
-    ours = [t[(t["estimator"] == "amaml") & t["paper_mean"].notna()] for t in tables.values() if "paper_mean" in t]
-    ours = [t for t in ours if not t.empty]
+    # a table is one experiment's (its file's stem), one row per cell and estimator
+    ours = {name: t[(t["estimator"] == "amaml") & t["paper_mean"].notna()] for name, t in tables.items()
+            if "paper_mean" in t}
+    ours = {name: t for name, t in ours.items() if not t.empty}
     if ours:
         lines += ["", "A-MAML's test nRMSE after K fine-tuning steps, ours (mean over seeds and test tasks) beside the "
                   "paper's:", "", "| experiment | dataset | setting | ours | paper | ours / paper |",
                   "|---|---|---|---|---|---|"]
-        for t in ours:
+        for name, t in ours.items():
             for r in t.itertuples():
-                lines.append(f"| {r.experiment} | {r.dataset} | {r.setting} | {r.nrmse_mean:.3f} | "
+                lines.append(f"| {name} | {r.dataset} | {r.setting} | {r.nrmse_mean:.3f} | "
                              f"{r.paper_mean:.3f} | {r.nrmse_mean / r.paper_mean:.2f} |")
     from adjoint_meta.report import loading
 
