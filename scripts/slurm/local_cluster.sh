@@ -111,16 +111,11 @@ live_pid() {
 }
 
 # true when any daemon recorded under the cluster directory $1 still runs as that program
-daemons_live() {
-    local name f pid
-    for name in "${DAEMONS[@]}"; do
-        f="$1/run/$name.pid"
-        [[ -s "$f" ]] || continue
-        pid="$(tr -dc '0-9' < "$f")"
-        [[ -n "$pid" && "$(cat "/proc/$pid/comm" 2>/dev/null)" == "$name" ]] && return 0
-    done
-    return 1
-}
+daemons_live() (
+    DIR="$1"
+    for name in "${DAEMONS[@]}"; do live_pid "$name" > /dev/null && exit 0; done
+    exit 1
+)
 
 slurm() { SLURM_CONF="$CONF" "$@"; }
 
