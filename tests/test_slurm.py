@@ -24,6 +24,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -282,6 +283,11 @@ def test_a_link_to_an_ended_cluster_is_stale(tmp_path):
     shutil.copy(shutil.which("sleep"), fake)
     proc = subprocess.Popen([str(fake), "60"])
     try:
+        # Popen returns once the close-on-exec pipe closes, which the kernel does just before it renames
+        # the process; a real daemon writes its PID file long after, so wait for the name as it would.
+        comm, deadline = Path(f"/proc/{proc.pid}/comm"), time.monotonic() + 10
+        while comm.read_text().strip() != "slurmd" and time.monotonic() < deadline:
+            time.sleep(0.01)
         (tmp_path / "run" / "slurmd.pid").write_text(f"{proc.pid}\n")
         assert _daemons_live(tmp_path)
     finally:
