@@ -52,6 +52,10 @@ def test_save_keeps_finished_jobs_and_checkpoints_only(saved):
     total = len(progress.jobs(params))
     assert manifest["jobs"] == {"done": total - 3, "under_way": 1, "total": total}
     assert paths.LOG.format(step="train", name=paths.cell_name(writing)) in files
+    # results' CSV and JSON files are kept gzipped, as a published release keeps them
+    done = [c for c in (c.as_dict() for c in config.cells(params)) if c not in (cut, writing)][0]
+    assert paths.EVAL.format(**done) + ".gz" in files and paths.EVAL.format(**done) not in files
+    assert paths.TRAIN_LOG.format(**done) + ".gz" in files and paths.MODEL.format(**done) in files
 
 
 def test_restore_resumes_after_the_saved_jobs(saved, tmp_path):
@@ -70,6 +74,12 @@ def test_restore_resumes_after_the_saved_jobs(saved, tmp_path):
     assert not {"profile", "accuracy", "fewshot", "protonet", "fetch", "make_tasks"} & set(jobs), plan.stdout
     cut = info["cut"]
     assert (fresh / checkpoint.path_for(paths.MODEL.format(**cut))).read_bytes() == b"a checkpoint"
+    restored = [f.format(**info["writing"]) for f in (paths.MODEL, paths.TRAIN_LOG)]
+    restored += [f.format(**c) for c in (c.as_dict() for c in config.cells(info["params"]))
+                 if c not in (cut, info["writing"]) for f in (paths.EVAL, paths.EVAL_CURVE)]
+    for rel in restored:  # decompressed byte for byte
+        assert (fresh / rel).read_bytes() == (info["run"] / rel).read_bytes(), rel
+    assert not list(fresh.rglob("*.tmp")), "no temporary file may be left"
 
 
 def test_restore_refuses_other_parameters_and_altered_files(saved, tmp_path):

@@ -4,7 +4,8 @@ another: every job it has finished and every training checkpoint it has written.
 ``save`` copies, from the run's clone, the outputs of each finished job (all of them present and none
 marked incomplete by Snakemake, i.e. not being written), the job's log and benchmark record, and the
 checkpoint of each training job still under way, into ``published/<release>.progress/`` with a manifest
-(the commit that trained, and each file's sha256).  ``restore`` checks the folder against its manifest and
+(the commit that trained, and each file's sha256); results' CSV and JSON files are stored gzipped, as a
+published release stores them.  ``restore`` checks the folder against its manifest and
 the clone's commit, copies what the clone lacks, and dates the copies after every input the clone already
 has (the task tables it rebuilt, its code), evaluations after the initializations they read, so that
 Snakemake sees those jobs as done and runs only the rest.  Unlike a published release, this folder is a
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import datetime as _dt
+import gzip
 import os
 import shutil
 import tempfile
@@ -21,7 +23,8 @@ import time
 from pathlib import Path
 
 from adjoint_meta import checkpoint, config, paths
-from adjoint_meta.publish import PARAMS, PublishError, _commit, install, sha256, verify
+from adjoint_meta.io import atomic_path
+from adjoint_meta.publish import PARAMS, PublishError, _commit, compress, install, sha256, stored, verify
 
 SUFFIX = ".progress"  # published/<release>.progress/ beside published/<release>/
 
@@ -91,11 +94,13 @@ def save(run_root: str | Path, out_dir: str | Path) -> dict:
         for rel in copied:
             (work / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(run_root / rel, work / rel)
+            if stored(rel) != rel:
+                compress(work / rel)
         manifest = {
             "trained_commit": _commit(run_root),
             "saved": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
             "jobs": {"done": done, "under_way": under_way, "total": len(jobs(params))},
-            "files": {f: sha256(work / f) for f in sorted(copied)},
+            "files": {stored(f): sha256(work / stored(f)) for f in sorted(copied)},
         }
         install(work, out_dir, manifest)
     return manifest
@@ -127,16 +132,21 @@ def restore(folder: str | Path, run_root: str | Path) -> dict:
                  for p in (run_root / d).rglob("*") if p.is_file())
     base = max(newest, time.time()) + 1
     restored = kept = 0
-    for rel in sorted(manifest["files"]):
+    for name in sorted(manifest["files"]):
+        rel = name[:-3] if name.endswith(".gz") and stored(name[:-3]) == name else name
         if rel == PARAMS:
             continue
         target = run_root / rel
         if target.exists():
             kept += 1
             continue
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(folder / rel, target)
         stamp = base + stage_of.get(rel, 0)
-        os.utime(target, (stamp, stamp))
+        with atomic_path(target) as tmp:  # a restore cut off leaves no partial file to count as done
+            if rel == name:
+                shutil.copyfile(folder / name, tmp)
+            else:
+                with gzip.open(folder / name, "rb") as gz:
+                    tmp.write_bytes(gz.read())
+            os.utime(tmp, (stamp, stamp))
         restored += 1
     return {"restored": restored, "kept": kept}
