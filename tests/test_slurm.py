@@ -98,15 +98,9 @@ def _unmet() -> str | None:
 
 
 def _daemons_live(cluster_dir: Path) -> bool:
-    """Whether a daemon recorded under a local cluster's directory still runs (a stale link is `up`'s to replace)."""
-    for name in ("slurmd", "slurmctld", "munged"):
-        try:
-            pid = int((cluster_dir / "run" / f"{name}.pid").read_text().strip())
-            if Path(f"/proc/{pid}/comm").read_text().strip() == name:
-                return True
-        except (OSError, ValueError):
-            continue
-    return False
+    """Whether a daemon recorded under a local cluster's directory still runs (the script's rule, asked of
+    it; a link to a cluster with none is `up`'s to replace)."""
+    return _sh(["bash", str(SCRIPT), "live", str(cluster_dir)], timeout=60).returncode == 0
 
 
 def _sh(args, **kw) -> subprocess.CompletedProcess:

@@ -6,6 +6,7 @@
 #   scripts/slurm/local_cluster.sh status [DIR]   what runs, the node and its partition
 #   scripts/slurm/local_cluster.sh env [DIR]      prints `export SLURM_CONF=...` (eval it before sbatch/snakemake)
 #   scripts/slurm/local_cluster.sh down [DIR]     stop exactly the daemons `up` started (by their recorded PIDs)
+#   scripts/slurm/local_cluster.sh live [DIR]     exit 0 while a daemon recorded under DIR still runs as that program
 #   scripts/slurm/local_cluster.sh prove          the whole proof, in a few minutes: bring a cluster up in a
 #                                                 temporary DIR, run the test configuration through the SLURM
 #                                                 profile, check the GPU requests (SLURM's records and the jobs'
@@ -48,7 +49,7 @@ say() { printf 'local_cluster: %s\n' "$*"; }
 die() { printf 'local_cluster: ERROR: %s\n' "$*" >&2; exit 1; }
 
 usage() {
-    sed -n '2,13p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+    sed -n '2,14p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
     exit "${1:-2}"
 }
 
@@ -387,6 +388,7 @@ case "$CMD" in
     prove) cmd_prove ;;
     up) cmd_up ;;
     down) cmd_down ;;
+    live) resolve_dir; daemons_live "$DIR" ;;
     status) cmd_status ;;
     env) cmd_env ;;
     -h | --help | help) usage 0 ;;
