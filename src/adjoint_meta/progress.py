@@ -24,7 +24,7 @@ from pathlib import Path
 
 from adjoint_meta import checkpoint, config, paths
 from adjoint_meta.io import atomic_path
-from adjoint_meta.publish import PARAMS, PublishError, _commit, compress, install, sha256, stored, verify
+from adjoint_meta.publish import PARAMS, PublishError, _commit, compress, install, original, sha256, stored, verify
 
 SUFFIX = ".progress"  # published/<release>.progress/ beside published/<release>/
 
@@ -133,7 +133,7 @@ def restore(folder: str | Path, run_root: str | Path) -> dict:
     base = max(newest, time.time()) + 1
     restored = kept = 0
     for name in sorted(manifest["files"]):
-        rel = name[:-3] if name.endswith(".gz") and stored(name[:-3]) == name else name
+        rel = original(name)
         if rel == PARAMS:
             continue
         target = run_root / rel

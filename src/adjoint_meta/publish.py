@@ -304,7 +304,8 @@ def compress(path: Path, thin: int = 1) -> Path:
 
 def expand(folder: Path) -> None:
     """Every compressed result under ``folder`` back to its CSV or JSON file (what the report reads)."""
-    for p in sorted(p for p in folder.glob(f"{RESULTS}/**/*.gz") if Path(p.stem).suffix in COMPRESSED):
+    for p in sorted(p for p in folder.glob(f"{RESULTS}/**/*.gz")
+                    if original(str(p.relative_to(folder))) != str(p.relative_to(folder))):
         with gzip.open(p, "rb") as gz:
             p.with_name(p.name[:-3]).write_bytes(gz.read())
         p.unlink()
@@ -313,6 +314,11 @@ def expand(folder: Path) -> None:
 def stored(rel: str) -> str:
     """Where a pipeline file lies in a published folder (results' CSV and JSON files compressed)."""
     return rel + ".gz" if rel.startswith(RESULTS + "/") and rel.endswith(COMPRESSED) else rel
+
+
+def original(name: str) -> str:
+    """The pipeline file that a published folder's ``name`` holds (the inverse of ``stored``)."""
+    return name[:-3] if name.endswith(".gz") and stored(name[:-3]) == name else name
 
 
 def rebuild(folder: str | Path, out_html: str | Path) -> Path:
