@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Run (or resume) a release's whole protocol in its own clone, the paper's claims first:
 #   scripts/release_run.sh /work/release          # a clone of the release's tag, set up with `make setup`
-# Phases, in order: Tables 1-2, Figure 2, the Figures 3-4 profile, the ablations, then everything else
+# Phases, in order (the loop below): Tables 1-2; the Figures 3-4 profile, one job of minutes that decides
+# two claims, ahead of Figure 2's day of training; Figure 2; the ablations; then everything else
 # (`snakemake` with no target). Each phase is one `snakemake --keep-going --rerun-incomplete` on that
 # part's evaluations, so rerunning the script after any stop resumes where the run left off (training
 # jobs from their checkpoints). Niced, so that work beside it keeps the machine responsive.
@@ -41,7 +42,7 @@ for c in config.cells(P):
         print(paths.EVAL_CURVE.format(**c.as_dict()))
 PY
 }
-for phase in table1 table2 fig2_50shot fig2_100shot profile:fig34 ablation_real ablation_synthetic all; do
+for phase in table1 table2 profile:fig34 fig2_50shot fig2_100shot ablation_real ablation_synthetic all; do
   echo "=== phase $phase $(date -u +%FT%TZ)"
   if [ "$phase" = all ]; then list=(); else mapfile -t list < <(targets "$phase"); fi
   if [ "$phase" != all ] && [ "${#list[@]}" -eq 0 ]; then echo "(no such part in params.yaml)"; continue; fi
