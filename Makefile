@@ -25,11 +25,12 @@ run: setup
 	@if [ -d "$(RAW_COPIES)" ]; then $(PY) -m adjoint_meta place-raw --from "$(RAW_COPIES)"; fi
 	PATH="$(abspath $(dir $(PY))):$$PATH" $(PY) -m snakemake --cores $(CORES)
 
-# the suite on TEST_WORKERS processes (pytest-xdist), each test module whole on one of them; the two
+# the suite on TEST_WORKERS processes (pytest-xdist), each test module whole on one of them, handed out
+# in collection order: the modules with the most pipeline tests first (tests/conftest.py); the two
 # full runs of the test configuration are made once and shared (tests/conftest.py)
 TEST_WORKERS ?= 2
 test: setup
-	PATH="$(abspath $(dir $(PY))):$$PATH" $(PY) -m pytest -n $(TEST_WORKERS) --dist loadscope
+	PATH="$(abspath $(dir $(PY))):$$PATH" $(PY) -m pytest -n $(TEST_WORKERS) --dist loadscope --no-loadscope-reorder
 
 # ruff and snakefmt at the versions of requirements/lint.lock (configured in pyproject.toml); CI runs it
 lint: setup

@@ -6,6 +6,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -40,6 +41,18 @@ def pytest_configure(config):
         os.environ[var] = str(sandbox / sub)
     os.environ["DVC_NO_ANALYTICS"] = "1"
     os.environ.pop("MPLCONFIGDIR", None)  # matplotlib then uses the XDG directories above
+
+
+def pytest_collection_modifyitems(config, items):
+    """Modules with the most `pipeline` tests first, the rest in collection order after them. `make test`
+    hands out whole modules in this order (`--no-loadscope-reorder`), so the long runs (the SLURM proof,
+    the shared `dvc repro`) start at once, one on each worker, and the many short modules fill in
+    behind them, instead of the long runs starting last and running alone."""
+    def module(item):
+        return item.nodeid.split("::", 1)[0]
+
+    weight = Counter(module(i) for i in items if i.get_closest_marker("pipeline"))
+    items.sort(key=lambda i: -weight[module(i)])  # stable: each module keeps its own order
 
 
 ROOT = Path(__file__).resolve().parents[1]
