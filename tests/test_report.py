@@ -225,11 +225,23 @@ def _profile_rows() -> pd.DataFrame:
     for est, kind, K, ms, plain in (("tbptt", "tbptt", 4, 6.0, 2.0), ("tbptt", "tbptt", 8, 2.0, 4.0),
                                     ("maml1", "maml1", 4, 1.2, 2.0), ("maml1", "maml1", 8, 1.0, 4.0)):
         rows.append(dict(profile="fig34", estimator=est, kind=kind, variable="steps", value=K, steps=K, layers=2,
-                         units=8, ms_median=ms, plain_ms=plain, ratio=ms / plain, repeats=3, warmup_rounds=2,
-                         plain_repeats=6, peak_bytes=2e6 * K, memory_method="rss-highwater", device="cpu",
-                         nfe=K if kind == "tbptt" else 1, hvp=2 if kind == "tbptt" else 0))
+                         units=8, theta_meta_steps=0, ms_median=ms, plain_ms=plain, ratio=ms / plain, repeats=3,
+                         warmup_rounds=2, plain_repeats=6, peak_bytes=2e6 * K, memory_method="rss-highwater",
+                         device="cpu", nfe=K if kind == "tbptt" else 1, hvp=2 if kind == "tbptt" else 0))
     frame = pd.DataFrame(rows)
     return frame.assign(below_floor=profile.below_floor(frame))
+
+
+def test_each_flagged_measurement_is_counted_once():
+    """The fixed point repeats in every sweep at the initial theta (one measurement); the sweep at the
+    trained theta measures again at the same K (another one)."""
+    frame = _profile_rows()
+    flagged = frame[frame["below_floor"]]
+    again = pd.concat([frame, flagged.assign(variable="layers", value=2),
+                       flagged.assign(variable="steps_trained", theta_meta_steps=300)], ignore_index=True)
+    text = discussion.below_floor(again)
+    assert "<b>2 time(s) came out below plain inner training" in text
+    assert "tbptt at steps = 8; tbptt at layers = 2; tbptt at steps_trained = 8." in text
 
 
 def test_times_below_the_floor_are_flagged_not_quoted():

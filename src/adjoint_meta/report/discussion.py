@@ -392,7 +392,8 @@ def below_floor(rows: pd.DataFrame) -> Markup:
     bad = rows[rows["below_floor"]]
     if bad.empty:
         return Markup("No estimator that runs at least K inner steps timed below plain inner training.")
-    points = bad.drop_duplicates(["estimator", "steps", "layers", "units"])  # the fixed point is in every sweep
+    # the fixed point is in every sweep at the initial theta; the trained theta's sweep is other measurements
+    points = bad.drop_duplicates(["estimator", "steps", "layers", "units", "theta_meta_steps"])
     parts = [html("{} at {} = {}", est, var, ", ".join(str(v) for v in g["value"]))
              for (est, var), g in bad.groupby(["estimator", "variable"], sort=False)]
     return html("<b>{} time(s) came out below plain inner training although the estimator runs at least K inner "
