@@ -12,6 +12,7 @@ from conftest import ROOT, run_tool, tool_env
 
 from adjoint_meta import config, paths, publish
 from adjoint_meta.reference import paper
+from adjoint_meta.report.provenance import params_hash
 
 RELEASE = "study-v1"
 
@@ -138,6 +139,7 @@ def test_claims_whose_results_are_not_in_read_not_yet_run(snakemake_run, tmp_pat
     assert rows["tables"] != publish.NOT_YET_RUN
     html = (out / paths.REPORT).read_text()
     assert "not yet run" in html and f"experiment:{others[0]}" in html
+    assert f"parameters hash <code>{params_hash(params)}</code>" in html  # the release's, not its finished part's
     block = publish.readme_block(out)
     assert "still running: " in block and f"experiment:{others[0]}" in block
 

@@ -232,6 +232,28 @@ def _profile_rows() -> pd.DataFrame:
     return frame.assign(below_floor=profile.below_floor(frame))
 
 
+def test_the_commit_is_marked_only_when_the_package_code_differs(tmp_path, monkeypatch):
+    """A report built while its results, a published folder or the README are being rewritten is built by
+    the commit's code; an edit under src/ is not."""
+    import subprocess
+
+    from adjoint_meta.report import provenance
+
+    for rel in ("src/pkg.py", "published/r/verdicts.csv", "README.md"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text("a\n")
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
+    subprocess.run([*git, "add", "-A"], cwd=tmp_path, check=True)
+    subprocess.run([*git, "commit", "-qm", "x"], cwd=tmp_path, check=True)
+    monkeypatch.chdir(tmp_path / "published")
+    (tmp_path / "published/r/verdicts.csv").unlink()
+    (tmp_path / "README.md").write_text("b\n")
+    assert not provenance.git_commit().endswith("(with uncommitted changes)")
+    (tmp_path / "src/pkg.py").write_text("b\n")
+    assert provenance.git_commit().endswith("(with uncommitted changes)")
+
+
 def test_each_flagged_measurement_is_counted_once():
     """The fixed point repeats in every sweep at the initial theta (one measurement); the sweep at the
     trained theta measures again at the same K (another one)."""

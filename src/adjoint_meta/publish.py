@@ -182,7 +182,7 @@ def _build_report(params: dict, full: dict, pending: list[str], base: Path, summ
         summarize.run(restricted, root=str(base))
     return report.run(restricted, str(base / paths.REPORT), root=str(base),
                       pending_claims=pending_claims(full, pending), pending_units=pending,
-                      trained_commit=trained_commit)
+                      trained_commit=trained_commit, release_params=full)
 
 
 def publish(run_root: str | Path, out_dir: str | Path, release: str) -> dict:

@@ -46,12 +46,13 @@ NOT_YET_RUN = "not yet run"
 
 def run(params: dict, out_html: str, root: str = ".", log_file: str | None = None,
         pending_claims: Collection[str] = (), pending_units: Collection[str] = (),
-        trained_commit: str | None = None) -> list[dict]:
+        trained_commit: str | None = None, release_params: dict | None = None) -> list[dict]:
     """Write the report of ``params``' results under ``root``; returns the verdict table's rows.
 
     A published release in progress (``adjoint_meta.publish``) passes the claims whose results are not
     all in (shown as "not yet run", never as a verdict), the units still to run, and the commit that
-    trained the results (the report then names both that commit and the one whose code built it)."""
+    trained the results (the report then names both that commit and the one whose code built it), and the
+    parameters of the whole release, whose hash the report states (``params`` are those of its finished units)."""
     log = runtime.logger("report", log_file)
     base = Path(root)
     res = loading.load(params, base)
@@ -122,7 +123,7 @@ def run(params: dict, out_html: str, root: str = ".", log_file: str | None = Non
     doc = render({
         "params": params, "verdicts": verdicts, "verdict_method": claims.method(),
         "generated": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "params_hash": provenance.params_hash(params), "commit": provenance.git_commit(),
+        "params_hash": provenance.params_hash(release_params or params), "commit": provenance.git_commit(),
         "trained_commit": trained_commit, "pending_units": list(pending_units),
         "discussion": {
             "tables": discussion.tables({e: res.tables[e] for e in with_paper}, judged["tables"][1]),

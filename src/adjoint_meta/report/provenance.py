@@ -24,9 +24,11 @@ def params_hash(params: dict) -> str:
 
 
 def git_commit() -> str:
+    """HEAD, marked when the package's code differs from it (results, published folders and the README
+    being rewritten beside it do not count)."""
     try:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ":(top)src"],
                                capture_output=True, text=True, check=True).stdout.strip()
         return sha + (" (with uncommitted changes)" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
