@@ -94,3 +94,20 @@ def test_restore_refuses_other_parameters_and_altered_files(saved, tmp_path):
     (tampered / model).write_bytes(b"not the model")
     with pytest.raises(publish.PublishError, match=re.escape(model) + ": altered"):
         progress.restore(tampered, other)
+
+
+def test_restore_leaves_out_the_checkpoint_of_a_job_finished_since_the_save(saved, snakemake_run, tmp_path):
+    """The machine kept: the job cut off at the save has finished since, and deleted its checkpoint."""
+    folder, info = saved
+    run = copy_run(snakemake_run, tmp_path / "run")
+    ckpt = checkpoint.path_for(paths.MODEL.format(**info["cut"]))
+    assert not (run / ckpt).exists() and (run / paths.MODEL.format(**info["cut"])).is_file()
+    counts = progress.restore(folder, run)
+    assert not (run / ckpt).exists(), "a stale checkpoint was put back beside the finished model"
+    assert counts["stale"] == 1 and counts["restored"] == 0, counts
+    # the same job still under way (its model being written): its checkpoint is restored
+    marks = run / ".snakemake" / "incomplete"
+    marks.mkdir(parents=True, exist_ok=True)
+    (marks / base64.urlsafe_b64encode(paths.MODEL.format(**info["cut"]).encode()).decode()).write_text("")
+    counts = progress.restore(folder, run)
+    assert (run / ckpt).read_bytes() == b"a checkpoint" and counts["stale"] == 0, counts

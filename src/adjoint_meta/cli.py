@@ -211,7 +211,8 @@ def cmd_progress(args: argparse.Namespace) -> None:
               f"checkpoints of jobs under way, {len(m['files'])} files")
     else:
         r = progress.restore(folder, args.run)
-        print(f"restored {r['restored']} files from {folder} into {args.run} ({r['kept']} already there)")
+        print(f"restored {r['restored']} files from {folder} into {args.run} ({r['kept']} already there, "
+              f"{r['stale']} checkpoints of jobs finished since left out)")
 
 
 def cmd_readme(args: argparse.Namespace) -> None:

@@ -108,7 +108,8 @@ def save(run_root: str | Path, out_dir: str | Path) -> dict:
 
 def restore(folder: str | Path, run_root: str | Path) -> dict:
     """Copy the saved jobs and checkpoints into the run at ``run_root`` where it lacks them, dated so that
-    Snakemake counts those jobs as done; returns {"restored": n files, "kept": n the run already had}.
+    Snakemake counts those jobs as done; returns {"restored": n files, "kept": n the run already had,
+    "stale": n checkpoints of jobs the run has finished since the save, left out}.
 
     The run must be a clone of the commit that trained them, with the same parameters, and must already
     have its task tables (its data step done): copies dated before a table rebuilt later would be stale."""
@@ -127,14 +128,21 @@ def restore(folder: str | Path, run_root: str | Path) -> dict:
         raise PublishError(f"{run_root / missing[0]}: missing; run the data step first (snakemake "
                            f"{' '.join(missing)}), so that the restored results are dated after it")
     stage_of = {f: j["stage"] for j in jobs(params) for f in j["outputs"]}
+    # a job that finished after the save deleted its checkpoint: the saved one is stale, leave it out
+    writing = incomplete(run_root)
+    finished = {j["checkpoint"] for j in jobs(params) if j["checkpoint"]
+                and all((run_root / f).is_file() and f not in writing for f in j["outputs"])}
     # one second after the newest file the restored jobs could depend on, evaluations a second later
     newest = max(p.stat().st_mtime for d in ("data", "src", "workflow") if (run_root / d).is_dir()
                  for p in (run_root / d).rglob("*") if p.is_file())
     base = max(newest, time.time()) + 1
-    restored = kept = 0
+    restored = kept = stale = 0
     for name in sorted(manifest["files"]):
         rel = original(name)
         if rel == PARAMS:
+            continue
+        if rel in finished:
+            stale += 1
             continue
         target = run_root / rel
         if target.exists():
@@ -149,4 +157,4 @@ def restore(folder: str | Path, run_root: str | Path) -> dict:
                     tmp.write_bytes(gz.read())
             os.utime(tmp, (stamp, stamp))
         restored += 1
-    return {"restored": restored, "kept": kept}
+    return {"restored": restored, "kept": kept, "stale": stale}
