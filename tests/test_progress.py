@@ -52,10 +52,10 @@ def test_save_keeps_finished_jobs_and_checkpoints_only(saved):
     total = len(progress.jobs(params))
     assert manifest["jobs"] == {"done": total - 3, "under_way": 1, "total": total}
     assert paths.LOG.format(step="train", name=paths.cell_name(writing)) in files
-    # results' CSV and JSON files are kept gzipped, as a published release keeps them
+    # results' CSV and JSON files are kept compressed, as a published release keeps them
     done = [c for c in (c.as_dict() for c in config.cells(params)) if c not in (cut, writing)][0]
-    assert paths.EVAL.format(**done) + ".gz" in files and paths.EVAL.format(**done) not in files
-    assert paths.TRAIN_LOG.format(**done) + ".gz" in files and paths.MODEL.format(**done) in files
+    assert paths.EVAL.format(**done) + publish.PACKED in files and paths.EVAL.format(**done) not in files
+    assert paths.TRAIN_LOG.format(**done) + publish.PACKED in files and paths.MODEL.format(**done) in files
 
 
 def test_restore_resumes_after_the_saved_jobs(saved, tmp_path):

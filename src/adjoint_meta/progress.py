@@ -4,7 +4,7 @@ another: every job it has finished and every training checkpoint it has written.
 ``save`` copies, from the run's clone, the outputs of each finished job (all of them present and none
 marked incomplete by Snakemake, i.e. not being written), the job's log and benchmark record, and the
 checkpoint of each training job still under way, into ``published/<release>.progress/`` with a manifest
-(the commit that trained, and each file's sha256); results' CSV and JSON files are stored gzipped, as a
+(the commit that trained, and each file's sha256); results' CSV and JSON files are stored compressed, as a
 published release stores them.  ``restore`` checks the folder against its manifest and
 the clone's commit, copies what the clone lacks, and dates the copies after every input the clone already
 has (the task tables it rebuilt, its code), evaluations after the initializations they read, so that
@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import base64
 import datetime as _dt
-import gzip
 import os
 import shutil
 import tempfile
@@ -24,7 +23,8 @@ from pathlib import Path
 
 from adjoint_meta import checkpoint, config, paths
 from adjoint_meta.io import atomic_path
-from adjoint_meta.publish import PARAMS, PublishError, _commit, compress, install, original, sha256, stored, verify
+from adjoint_meta.publish import (PARAMS, PublishError, _commit, compress, install, original, sha256, stored,
+                                  unpacked, verify)
 
 SUFFIX = ".progress"  # published/<release>.progress/ beside published/<release>/
 
@@ -153,8 +153,7 @@ def restore(folder: str | Path, run_root: str | Path) -> dict:
             if rel == name:
                 shutil.copyfile(folder / name, tmp)
             else:
-                with gzip.open(folder / name, "rb") as gz:
-                    tmp.write_bytes(gz.read())
+                tmp.write_bytes(unpacked(folder / name))
             os.utime(tmp, (stamp, stamp))
         restored += 1
     return {"restored": restored, "kept": kept, "stale": stale}

@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import csv
 import datetime as _dt
-import gzip
 import io
 import json
+import lzma
 import os
 import platform
 import shutil
@@ -36,6 +36,7 @@ VERDICT_COLUMNS = ["key", "claim", "verdict", "evidence", "detail"]
 FEWSHOT_UNIT = "fewshot"
 RESULTS = "results"  # the jobs' outputs; their CSV and JSON files are published compressed
 COMPRESSED = (".csv", ".json")
+PACKED = ".xz"  # xz at its default preset: a quarter smaller than gzip on these files, and still fast
 THIN_TRAIN_LOG = 10  # a published training log keeps every 10th meta-step (and the last); no report reads it
 # the units each claim of reference/paper.yaml is judged on, by group: the experiments with a table in the
 # paper, the other (Figure 2) experiments, and the profile of Figures 3-4
@@ -289,36 +290,42 @@ def verify(folder: str | Path) -> dict:
 
 
 def compress(path: Path, thin: int = 1) -> Path:
-    """``path`` (a CSV or JSON file) as ``path.gz``, byte for byte reproducible (no time stamp in the
-    header); with ``thin`` > 1 (a CSV) only the header, every ``thin``-th row and the last row are kept."""
+    """``path`` (a CSV or JSON file) as ``path.xz``, byte for byte reproducible (xz stores no time stamp);
+    with ``thin`` > 1 (a CSV) only the header, every ``thin``-th row and the last row are kept."""
     lines = path.read_bytes().splitlines(keepends=True)
     if thin > 1 and len(lines) > 2:
         body = lines[1:]
         lines = [lines[0]] + [r for i, r in enumerate(body, 1) if i % thin == 0 or i == len(body)]
-    out = path.with_name(path.name + ".gz")
-    with open(out, "wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as gz:
-        gz.write(b"".join(lines))
+    out = path.with_name(path.name + PACKED)
+    out.write_bytes(lzma.compress(b"".join(lines), format=lzma.FORMAT_XZ))
     path.unlink()
     return out
 
 
+def unpacked(path: Path) -> bytes:
+    """The bytes of the pipeline file that a stored (compressed) file holds."""
+    return lzma.decompress(path.read_bytes(), format=lzma.FORMAT_XZ)
+
+
 def expand(folder: Path) -> None:
     """Every compressed result under ``folder`` back to its CSV or JSON file (what the report reads)."""
-    for p in sorted(p for p in folder.glob(f"{RESULTS}/**/*.gz")
-                    if original(str(p.relative_to(folder))) != str(p.relative_to(folder))):
-        with gzip.open(p, "rb") as gz:
-            p.with_name(p.name[:-3]).write_bytes(gz.read())
+    for p in sorted(folder.glob(f"{RESULTS}/**/*{PACKED}")):
+        rel = str(p.relative_to(folder))
+        if original(rel) == rel:
+            continue  # a file published compressed in its own right, not one compressed here
+        p.with_name(p.name[:-len(PACKED)]).write_bytes(unpacked(p))
         p.unlink()
 
 
 def stored(rel: str) -> str:
     """Where a pipeline file lies in a published folder (results' CSV and JSON files compressed)."""
-    return rel + ".gz" if rel.startswith(RESULTS + "/") and rel.endswith(COMPRESSED) else rel
+    return rel + PACKED if rel.startswith(RESULTS + "/") and rel.endswith(COMPRESSED) else rel
 
 
 def original(name: str) -> str:
     """The pipeline file that a published folder's ``name`` holds (the inverse of ``stored``)."""
-    return name[:-3] if name.endswith(".gz") and stored(name[:-3]) == name else name
+    base = name[:-len(PACKED)]
+    return base if name.endswith(PACKED) and stored(base) == name else name
 
 
 def rebuild(folder: str | Path, out_html: str | Path) -> Path:
