@@ -127,6 +127,8 @@ def test_claims_whose_results_are_not_in_read_not_yet_run(snakemake_run, tmp_pat
     _, others, _ = loading.experiment_groups(params)
     victim = next(c for c in config.cells(params) if c.experiment == others[0])
     (run / paths.EVAL.format(**victim.as_dict())).unlink()
+    for j in config.accuracy_jobs(params):  # every accuracy study still to come: its section says so
+        (run / paths.ACCURACY.format(**j)).unlink()
     out = tmp_path / RELEASE
     run_tool(["adjoint_meta", "publish", "--run", str(run), "--release", RELEASE, "--out", str(out)], run)
     manifest = json.loads((out / publish.MANIFEST).read_text())
@@ -139,6 +141,8 @@ def test_claims_whose_results_are_not_in_read_not_yet_run(snakemake_run, tmp_pat
     assert rows["tables"] != publish.NOT_YET_RUN
     html = (out / paths.REPORT).read_text()
     assert "not yet run" in html and f"experiment:{others[0]}" in html
+    section = html.split("<h2>Gradient accuracy (beyond the paper)</h2>")[1].split("<h2")[0]
+    assert "Not yet run: its part of this release is still running" in section, section
     assert f"parameters hash <code>{params_hash(params)}</code>" in html  # the release's, not its finished part's
     block = publish.readme_block(out)
     assert "still running: " in block and f"experiment:{others[0]}" in block

@@ -175,6 +175,22 @@ def test_memory_figure_marks_where_unrolled_maml_reaches_the_cap():
     assert math.isinf(discussion.memory_cap_steps(frame[frame["estimator"] == "maml"].assign(peak_bytes=1e6), 1e9))
 
 
+def test_profile_figure_gives_each_of_a_dozen_estimators_its_own_colour_and_keeps_the_legend_off_the_curves():
+    names = [f"est{i:02d}" for i in range(13)]  # tab10 alone would give the 11th the 1st's colour
+    frame = pd.DataFrame([dict(profile="fig34", variable="steps", estimator=e, kind="other", value=K, ms_median=1.0 + i,
+                               plain_ms=0.5, peak_bytes=1e6 * (1 + i), below_floor=False)
+                          for i, e in enumerate(names) for K in (1, 10, 100)])
+    for metric in ("time", "memory"):
+        fig = figures.profile(frame, "fig34", "steps", metric, {}, 24)
+        ax = fig.axes[0]
+        lines = [line for line in ax.get_lines() if line.get_label() in names]
+        assert len({line.get_color() if isinstance(line.get_color(), str) else tuple(line.get_color())
+                    for line in lines}) == len(names)
+        fig.canvas.draw()
+        legend, axes_box = ax.get_legend().get_window_extent(), ax.get_window_extent()
+        assert legend.x0 >= axes_box.x1, "the legend lies over the axes"
+
+
 def test_fragments_escape_labels_from_the_parameters():
     """Labels reach the tables and the discussion as text: escaped, never a tag."""
     t = _table().assign(label=HOSTILE)

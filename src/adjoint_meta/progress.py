@@ -23,8 +23,18 @@ from pathlib import Path
 
 from adjoint_meta import checkpoint, config, paths
 from adjoint_meta.io import atomic_path
-from adjoint_meta.publish import (PARAMS, PublishError, _commit, compress, install, original, sha256, stored,
-                                  unpacked, verify)
+from adjoint_meta.publish import (
+    PARAMS,
+    PublishError,
+    _commit,
+    compress,
+    install,
+    original,
+    sha256,
+    stored,
+    unpacked,
+    verify,
+)
 
 SUFFIX = ".progress"  # published/<release>.progress/ beside published/<release>/
 

@@ -45,8 +45,16 @@ def save(fig: plt.Figure, root: Path, name: str) -> str:
 
 
 def _palette(names: list[str]) -> dict[str, tuple]:
-    colors = sns.color_palette("tab10", max(10, len(names)))
-    return {n: colors[i] for i, n in enumerate(sorted(set(names)))}
+    """A colour of its own for each name: tab10's ten, then the lighter tones of tab20 (tab10 alone repeats
+    its colours after ten lines), then evenly spaced hues."""
+    names = sorted(set(names))
+    colors = sns.color_palette("tab10", 10) + sns.color_palette("tab20", 20)[1::2]
+    if len(names) > len(colors):
+        colors = sns.color_palette("husl", len(names))
+    return {n: colors[i] for i, n in enumerate(names)}
+
+
+MARKERS = "os^Dv<>PXph*"  # with the colours, so that lines in a dark and a light tone of one hue still differ
 
 
 def curves(frame: pd.DataFrame, experiment: str, labels: dict[str, str], mark_step: int) -> plt.Figure:
@@ -86,10 +94,12 @@ def profile(frame: pd.DataFrame, name: str, variable: str, metric: str, labels: 
     fig, ax = plt.subplots(figsize=(6.2, 4.2))
     palette = _palette(list(sub["estimator"]))
     column = "ms_median" if metric == "time" else "peak_bytes"
+    order = sorted(palette)
     for est, g in sub.groupby("estimator", sort=False):
         g = g.sort_values("value")
         y = g[column] / (1 if metric == "time" else MB)
-        ax.plot(g["value"], y, marker="o", ms=3, label=labels.get(est, est), color=palette[est])
+        ax.plot(g["value"], y, marker=MARKERS[order.index(est) % len(MARKERS)], ms=3.5, label=labels.get(est, est),
+                color=palette[est])
     if metric == "time":
         plain = sub.groupby("value")["plain_ms"].first()  # one floor per point, shared by every estimator
         ax.plot(plain.index, plain.values, color="black", ls="--", lw=1, label="plain inner training")
@@ -112,10 +122,10 @@ def profile(frame: pd.DataFrame, name: str, variable: str, metric: str, labels: 
     if variable in ("steps", "units"):
         ax.set_xscale("log")
         ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
-    ax.legend(fontsize=7, ncol=2)
+    # beside the axes: a dozen estimators and the reference lines would cover the curves inside them
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1), frameon=False)
     ax.set_title(f"profile {name}: {metric} vs {variable}", fontsize=9)
-    fig.tight_layout()
-    return fig
+    return fig  # no tight_layout: it would shrink the axes to make room for the legend; the saved PNG grows
 
 
 def accuracy(frame: pd.DataFrame, name: str, labels: dict[str, str]) -> plt.Figure:
