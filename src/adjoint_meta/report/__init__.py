@@ -75,11 +75,13 @@ def run(params: dict, out_html: str, root: str = ".", log_file: str | None = Non
     for name, p in params["profiles"].items():
         sweeps = []
         for var in p["sweep"]:
+            held = ", ".join(f"{k} {v}" for k, v in p["fixed"].items() if k != var)
+            held = f" ({held} fixed)" if held else ""
             figs = [_figure(f"profile_{name}_{var}_{metric}",
                             figures.save(figures.profile(res.profiles, name, var, metric, labels, p["memory_cap_gb"]),
                                          base, f"profile_{name}_{var}_{metric}"),
                             f"{name} {metric} vs {var}",
-                            f"{metric.capitalize()} of one meta-update vs {var} (others fixed at {p['fixed']}).")
+                            f"{metric.capitalize()} of one meta-update vs {var}{held}.")
                     for metric in ("memory", "time")]
             sweeps.append({"figures": figs, "table": tables.profile(res.profiles, name, var, labels)})
         profiles.append({"name": name, "dataset": p["dataset"], "setting": p["setting"], "sweeps": sweeps})
