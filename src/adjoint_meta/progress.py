@@ -137,10 +137,11 @@ def restore(folder: str | Path, run_root: str | Path) -> dict:
     if missing:
         raise PublishError(f"{run_root / missing[0]}: missing; run the data step first (snakemake "
                            f"{' '.join(missing)}), so that the restored results are dated after it")
-    stage_of = {f: j["stage"] for j in jobs(params) for f in j["outputs"]}
+    grid = jobs(params)
+    stage_of = {f: j["stage"] for j in grid for f in j["outputs"]}
     # a job that finished after the save deleted its checkpoint: the saved one is stale, leave it out
     writing = incomplete(run_root)
-    finished = {j["checkpoint"] for j in jobs(params) if j["checkpoint"]
+    finished = {j["checkpoint"] for j in grid if j["checkpoint"]
                 and all((run_root / f).is_file() and f not in writing for f in j["outputs"])}
     # one second after the newest file the restored jobs could depend on, evaluations a second later
     newest = max(p.stat().st_mtime for d in ("data", "src", "workflow") if (run_root / d).is_dir()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import io
+import itertools
 from pathlib import Path
 
 import matplotlib
@@ -94,12 +95,11 @@ def profile(frame: pd.DataFrame, name: str, variable: str, metric: str, labels: 
     fig, ax = plt.subplots(figsize=(6.2, 4.2))
     palette = _palette(list(sub["estimator"]))
     column = "ms_median" if metric == "time" else "peak_bytes"
-    order = sorted(palette)
+    marker = dict(zip(palette, itertools.cycle(MARKERS)))
     for est, g in sub.groupby("estimator", sort=False):
         g = g.sort_values("value")
         y = g[column] / (1 if metric == "time" else MB)
-        ax.plot(g["value"], y, marker=MARKERS[order.index(est) % len(MARKERS)], ms=3.5, label=labels.get(est, est),
-                color=palette[est])
+        ax.plot(g["value"], y, marker=marker[est], ms=3.5, label=labels.get(est, est), color=palette[est])
     if metric == "time":
         plain = sub.groupby("value")["plain_ms"].first()  # one floor per point, shared by every estimator
         ax.plot(plain.index, plain.values, color="black", ls="--", lw=1, label="plain inner training")
